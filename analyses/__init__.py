@@ -1,0 +1,79 @@
+"""Analyses: which probes a question needs, and how stored rows answer it.
+
+An analysis never touches an engine. It names probes (``probes()``), and
+reads back the tables of the SQL contract: from memory right after a run
+(``summary()``), or from the database later (``report()``). Third-party
+packages add analyses through the entry-point group ``probe.analyses``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from probe.probes import Probe
+
+if TYPE_CHECKING:
+    from probe.storage import Database
+
+# Tables as columns, the way a run hands them over: {table: {column: values}}.
+Tables = dict[str, dict[str, list[Any]]]
+
+
+class Analysis:
+    """Base class of every analysis, built in or installed."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    formats: ClassVar[tuple[str, ...]] = ("text",)
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def probes(self) -> Iterable[Probe]:
+        """The probes this analysis needs in a run."""
+        raise NotImplementedError
+
+    def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
+        """A short text printed when a run ends, from the run's own tables."""
+        return None
+
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+        """The full report of a stored run, in one of ``formats``."""
+        raise NotImplementedError
+
+
+class UnknownAnalysis(LookupError):
+    pass
+
+
+def _builtins() -> dict[str, type[Analysis]]:
+    from .coverage import Coverage
+
+    return {Coverage.name: Coverage}
+
+
+def available() -> dict[str, type[Analysis]]:
+    """Every analysis: the built-in ones and those installed by other packages."""
+    from importlib.metadata import entry_points
+
+    found = dict(_builtins())
+    for ep in entry_points(group="probe.analyses"):
+        if ep.name not in found:
+            try:
+                found[ep.name] = ep.load()
+            except Exception:  # noqa: BLE001 - a broken plugin must not break probe
+                continue
+    return found
+
+
+def load(name: str) -> type[Analysis]:
+    builtin = _builtins()
+    if name in builtin:
+        return builtin[name]
+    known = available()
+    if name not in known:
+        raise UnknownAnalysis(
+            f"unknown analysis {name!r} (available: {', '.join(sorted(known))})"
+        )
+    return known[name]

@@ -1,0 +1,352 @@
+"""Line and branch coverage, reported the way coverage.py reports it.
+
+Probes: a flag on every line site, and with ``branch`` on every branch arc.
+Results come from the ``sites`` and ``counts`` tables; the report formats
+(text, JSON, LCOV, Cobertura XML) follow coverage.py's so that tools that
+read its output read ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import quoteattr
+
+from probe.probes import Kind, Probe
+
+from . import Analysis, Tables
+
+if TYPE_CHECKING:
+    from probe.storage import Database
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class FileCoverage:
+    """One file's results, the fields of coverage.py's JSON report."""
+
+    path: str
+    executed: set[int] = field(default_factory=set)
+    missing: set[int] = field(default_factory=set)
+    excluded: set[int] = field(default_factory=set)
+    arcs_hit: set[tuple[int, int]] = field(default_factory=set)
+    arcs_missed: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def statements(self) -> int:
+        return len(self.executed) + len(self.missing)
+
+    @property
+    def branches(self) -> int:
+        return len(self.arcs_hit) + len(self.arcs_missed)
+
+    def partial_lines(self) -> set[int]:
+        """Branch lines that ran but did not take every arc."""
+        return {src for src, _ in self.arcs_missed if src in self.executed}
+
+
+# Rows in the shape both sources give: (unit, kind, line, target, count).
+Row = tuple[str, str, int, int | None, int | None]
+
+
+def collect(rows: Iterable[Row]) -> dict[str, FileCoverage]:
+    files: dict[str, FileCoverage] = {}
+    for unit, kind, line, target, count in rows:
+        fc = files.get(unit)
+        if fc is None:
+            fc = files[unit] = FileCoverage(unit)
+        if kind == "line":
+            (fc.executed if count else fc.missing).add(line)
+        elif kind == "excluded":
+            fc.excluded.add(line)
+        elif kind == "branch":
+            (fc.arcs_hit if count else fc.arcs_missed).add((line, target))
+    return files
+
+
+def rows_from_tables(tables: Tables) -> list[Row]:
+    sites, counts = tables.get("sites", {}), tables.get("counts", {})
+    hit = dict(zip(counts.get("site_id", []), counts.get("count", []), strict=True))
+    return [
+        (unit, kind, line, target, hit.get(sid))
+        for sid, kind, unit, line, target in zip(
+            sites.get("site_id", []), sites.get("kind", []), sites.get("unit", []),
+            sites.get("line", []), sites.get("target", []), strict=True,
+        )
+    ]
+
+
+def rows_from_db(db: Database, run_id: str) -> list[Row]:
+    rel = db.sql(
+        "SELECT s.unit, s.kind, s.line, s.target, c.count FROM sites s "
+        "LEFT JOIN counts c USING (run_id, site_id) "
+        "WHERE s.run_id = ? AND s.kind IN ('line', 'branch', 'excluded')",
+        [run_id],
+    )
+    return rel.fetchall()
+
+
+class Coverage(Analysis):
+    name = "coverage"
+    description = "line coverage, and branch coverage with --branch (coverage.py's numbers)"
+    formats = ("text", "json", "lcov", "xml")
+
+    def probes(self) -> Iterable[Probe]:
+        yield Probe("line", Kind.FLAG)
+        if self.options.get("branch"):
+            yield Probe("branch", Kind.FLAG)
+
+    def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
+        files = collect(rows_from_tables(tables))
+        return _text(files, run.get("cwd") or os.getcwd(), bool(self.options.get("branch")),
+                     missing=False)
+
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+        if fmt not in self.formats:
+            raise ValueError(f"coverage reports come as {', '.join(self.formats)}, not {fmt!r}")
+        run = db.sql("SELECT cwd, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        cwd = (run and run[0]) or os.getcwd()
+        branch = bool(json.loads((run and run[1]) or "{}").get("branch"))
+        files = collect(rows_from_db(db, run_id))
+        if fmt == "json":
+            return _json(files, cwd, branch)
+        if fmt == "lcov":
+            return _lcov(files, cwd, branch)
+        if fmt == "xml":
+            return _cobertura(files, cwd, branch)
+        return _text(files, cwd, branch, missing=True)
+
+
+# -- numbers as coverage.py computes and shows them --------------------------
+
+
+def _percent(fc: Iterable[FileCoverage], branch: bool) -> float:
+    hit = total = 0
+    for f in fc:
+        hit += len(f.executed) + (len(f.arcs_hit) if branch else 0)
+        total += f.statements + (f.branches if branch else 0)
+    return 100.0 * hit / total if total else 100.0
+
+
+def _display(pc: float) -> str:
+    """Whole percent, never showing 0 for some coverage or 100 for incomplete coverage."""
+    if 0 < pc < 1:
+        return "1"
+    if 99 < pc < 100:
+        return "99"
+    return str(round(pc))
+
+
+def _relative(path: str, cwd: str) -> str:
+    rel = os.path.relpath(path, cwd)
+    return path if rel.startswith("..") else rel
+
+
+def _ranges(lines: Iterable[int]) -> list[str]:
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(lines):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [n]
+    if run:
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return out
+
+
+def _arc_text(src: int, dst: int) -> str:
+    return f"{src}->{dst}" if dst > 0 else f"{src}->exit"
+
+
+def _text(files: dict[str, FileCoverage], cwd: str, branch: bool, missing: bool) -> str:
+    names = {p: _relative(p, cwd) for p in files}
+    header = ["Name", "Stmts", "Miss"] + (["Branch", "BrPart"] if branch else []) + ["Cover"]
+    if missing:
+        header.append("Missing")
+    rows = []
+    for path in sorted(files, key=names.get):
+        f = files[path]
+        row = [names[path], str(f.statements), str(len(f.missing))]
+        if branch:
+            row += [str(f.branches), str(len(f.partial_lines()))]
+        row.append(_display(_percent([f], branch)) + "%")
+        if missing:
+            partial = sorted(a for a in f.arcs_missed if a[0] in f.executed)
+            row.append(", ".join(_ranges(f.missing) + [_arc_text(*a) for a in partial]))
+        rows.append(row)
+    total = ["TOTAL", str(sum(f.statements for f in files.values())),
+             str(sum(len(f.missing) for f in files.values()))]
+    if branch:
+        total += [str(sum(f.branches for f in files.values())),
+                  str(sum(len(f.partial_lines()) for f in files.values()))]
+    total.append(_display(_percent(files.values(), branch)) + "%")
+    if missing:
+        total.append("")
+    widths = [max(len(r[i]) for r in [header, total, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        if missing:
+            cells[-1] = r[-1]
+        return "   ".join(cells).rstrip()
+
+    rule = "-" * len(line(header))
+    body = [line(r) for r in rows]
+    if not files:
+        return "No data to report."
+    return "\n".join([line(header), rule, *body, rule, line(total)])
+
+
+def _summary_json(fs: list[FileCoverage], branch: bool) -> dict[str, Any]:
+    covered = sum(len(f.executed) for f in fs)
+    stmts = sum(f.statements for f in fs)
+    pc_stmts = 100.0 * covered / stmts if stmts else 100.0
+    pc = _percent(fs, branch)
+    out: dict[str, Any] = {
+        "covered_lines": covered,
+        "num_statements": stmts,
+        "percent_covered": pc,
+        "percent_covered_display": _display(pc),
+        "missing_lines": stmts - covered,
+        "excluded_lines": sum(len(f.excluded) for f in fs),
+        "percent_statements_covered": pc_stmts,
+        "percent_statements_covered_display": _display(pc_stmts),
+    }
+    if branch:
+        nb = sum(f.branches for f in fs)
+        hit = sum(len(f.arcs_hit) for f in fs)
+        pc_br = 100.0 * hit / nb if nb else 100.0
+        out.update(
+            num_branches=nb,
+            num_partial_branches=sum(len(f.partial_lines()) for f in fs),
+            covered_branches=hit,
+            missing_branches=nb - hit,
+            percent_branches_covered=pc_br,
+            percent_branches_covered_display=_display(pc_br),
+        )
+    return out
+
+
+def _json(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
+    out_files = {}
+    for path in sorted(files, key=lambda p: _relative(p, cwd)):
+        f = files[path]
+        entry: dict[str, Any] = {
+            "executed_lines": sorted(f.executed),
+            "summary": _summary_json([f], branch),
+            "missing_lines": sorted(f.missing),
+            "excluded_lines": sorted(f.excluded),
+        }
+        if branch:
+            entry["executed_branches"] = [list(a) for a in sorted(f.arcs_hit)]
+            entry["missing_branches"] = [list(a) for a in sorted(f.arcs_missed)]
+        out_files[_relative(path, cwd)] = entry
+    doc = {
+        "meta": {
+            "format": 3,
+            "version": VERSION,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "branch_coverage": branch,
+            "show_contexts": False,
+            "tool": "probe",
+        },
+        "files": out_files,
+        "totals": _summary_json(list(files.values()), branch),
+    }
+    return json.dumps(doc, indent=4)
+
+
+def _lcov(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
+    out = []
+    for path in sorted(files, key=lambda p: _relative(p, cwd)):
+        f = files[path]
+        out.append(f"SF:{_relative(path, cwd)}")
+        for n in sorted(f.executed | f.missing):
+            out.append(f"DA:{n},{1 if n in f.executed else 0}")
+        out.append(f"LF:{f.statements}")
+        out.append(f"LH:{len(f.executed)}")
+        if branch:
+            arcs = sorted(f.arcs_hit | f.arcs_missed)
+            by_line: dict[int, int] = {}
+            for src, dst in arcs:
+                i = by_line.setdefault(src, 0)
+                by_line[src] += 1
+                taken = "-" if src not in f.executed else ("1" if (src, dst) in f.arcs_hit else "0")
+                out.append(f"BRDA:{src},0,{i},{taken}")
+            out.append(f"BRF:{f.branches}")
+            out.append(f"BRH:{len(f.arcs_hit)}")
+        out.append("end_of_record")
+    return "\n".join(out) + "\n"
+
+
+def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
+    def rate(hit: int, total: int) -> str:
+        return f"{hit / total:.4g}" if total else "1"
+
+    packages: dict[str, list[FileCoverage]] = {}
+    for path, f in files.items():
+        rel = _relative(path, cwd)
+        packages.setdefault(os.path.dirname(rel).replace(os.sep, ".") or ".", []).append(f)
+    lines_valid = sum(f.statements for f in files.values())
+    lines_hit = sum(len(f.executed) for f in files.values())
+    br_valid = sum(f.branches for f in files.values())
+    br_hit = sum(len(f.arcs_hit) for f in files.values())
+    out = [
+        '<?xml version="1.0" ?>',
+        f'<coverage version="{VERSION}" timestamp="{int(time.time() * 1000)}" '
+        f'lines-valid="{lines_valid}" lines-covered="{lines_hit}" '
+        f'line-rate="{rate(lines_hit, lines_valid)}" branches-covered="{br_hit}" '
+        f'branches-valid="{br_valid}" branch-rate="{rate(br_hit, br_valid) if branch else 0}" '
+        'complexity="0">',
+        f"\t<sources>\n\t\t<source>{cwd}</source>\n\t</sources>",
+        "\t<packages>",
+    ]
+    for pkg in sorted(packages):
+        fs = sorted(packages[pkg], key=lambda f: f.path)
+        p_lines = sum(f.statements for f in fs)
+        p_hit = sum(len(f.executed) for f in fs)
+        p_br = sum(f.branches for f in fs)
+        p_brhit = sum(len(f.arcs_hit) for f in fs)
+        out.append(
+            f"\t\t<package name={quoteattr(pkg)} line-rate=\"{rate(p_hit, p_lines)}\" "
+            f"branch-rate=\"{rate(p_brhit, p_br) if branch else 0}\" complexity=\"0\">"
+        )
+        out.append("\t\t\t<classes>")
+        for f in fs:
+            rel = _relative(f.path, cwd)
+            out.append(
+                f"\t\t\t\t<class name={quoteattr(os.path.basename(rel))} "
+                f"filename={quoteattr(rel)} "
+                f"line-rate=\"{rate(len(f.executed), f.statements)}\" "
+                f"branch-rate=\"{rate(len(f.arcs_hit), f.branches) if branch else 0}\" "
+                'complexity="0">'
+            )
+            out.append("\t\t\t\t\t<methods/>\n\t\t\t\t\t<lines>")
+            arcs: dict[int, list[tuple[int, bool]]] = {}
+            for src, dst in f.arcs_hit:
+                arcs.setdefault(src, []).append((dst, True))
+            for src, dst in f.arcs_missed:
+                arcs.setdefault(src, []).append((dst, False))
+            for n in sorted(f.executed | f.missing):
+                attrs = f'number="{n}" hits="{1 if n in f.executed else 0}"'
+                if branch and n in arcs:
+                    taken = sum(1 for _, hit in arcs[n] if hit)
+                    total = len(arcs[n])
+                    attrs += (f' branch="true" condition-coverage='
+                              f'"{100 * taken // total}% ({taken}/{total})"')
+                    missed = sorted(d for d, hit in arcs[n] if not hit)
+                    if missed:
+                        attrs += f' missing-branches="{",".join(map(str, missed))}"'
+                out.append(f"\t\t\t\t\t\t<line {attrs}/>")
+            out.append("\t\t\t\t\t</lines>\n\t\t\t\t</class>")
+        out.append("\t\t\t</classes>\n\t\t</package>")
+    out.append("\t</packages>\n</coverage>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,5 @@
+"""The ``probe`` command line: parses arguments, calls the library, prints."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,211 @@
+"""The ``probe`` command: typer commands that call the library and print what it returns."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="probe",
+    help="Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="PROBE_DB", help="Database file [default: .probe/probe.duckdb]."),
+]
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input becomes one line on stderr and exit status 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from probe.analyses import UnknownAnalysis
+        from probe.engines import UsageError
+        from probe.storage import StorageError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UsageError, StorageError, UnknownAnalysis, ValueError) as e:
+            print(f"probe: error: {e.args[0] if e.args else e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(p for v in values or [] for p in v.split(",") if p)
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+@_one_line_errors
+def run(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(help="The program and its arguments: app.py ARGS (or ARGS with -m)."),
+    ] = None,
+    analysis: Annotated[
+        list[str] | None,
+        typer.Option("--analysis", "-a", help="Analysis to run; repeat for several."),
+    ] = None,
+    module: Annotated[
+        str | None, typer.Option("-m", help="Run a library module as a script, like python -m.")
+    ] = None,
+    branch: Annotated[bool, typer.Option("--branch", help="Measure branch coverage too.")] = False,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Measure only code below these directories.")
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Measure only files matching these globs.")
+    ] = None,
+    omit: Annotated[list[str] | None, typer.Option(help="Don't measure files matching these globs.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Run a program with probes and record what they see."""
+    from probe import session
+    from probe.engines import Target, UsageError
+    from probe.probes import Scope
+
+    args = list(target or [])
+    if module:
+        tgt = Target(module=module, args=args)
+    elif args:
+        tgt = Target(path=args[0], args=[a for a in args[1:]])
+    else:
+        raise UsageError("nothing to run: give a program (app.py) or -m MODULE")
+    scope = Scope(source=_split(source), include=_split(include), omit=_split(omit))
+    _, outcome = session.run(
+        tgt,
+        analysis or ["coverage"],
+        db=db,
+        scope=scope,
+        options={"branch": branch},
+        summary=None if quiet else sys.stderr,
+    )
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@_one_line_errors
+def report(
+    analysis: Annotated[str, typer.Argument(help="Which analysis to report.")] = "coverage",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, lcov or xml.")] = "text",
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id [default: the latest run with the analysis].")
+    ] = None,
+    output: Annotated[str | None, typer.Option("-o", help="Write to this file, not stdout.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Report a recorded run."""
+    from probe.analyses import load
+    from probe.storage import Database
+
+    with Database(db) as database:
+        chosen = run_id or database.latest_run(analysis)
+        text = load(analysis)().report(database, chosen, fmt)
+    _emit(text, output)
+
+
+@app.command()
+@_one_line_errors
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over runs, sites, counts, events.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    db: DbOption = None,
+) -> None:
+    """Run SQL against the recorded data."""
+    from probe.storage import Database
+    from probe.storage.render import render
+
+    with Database(db) as database:
+        rel = database.sql(sql)
+        if rel is None:
+            return
+        text = render(rel.columns, rel.fetchall(), fmt)
+    _emit(text, None)
+
+
+@app.command()
+@_one_line_errors
+def runs(db: DbOption = None) -> None:
+    """List the recorded runs."""
+    from probe.storage import Database
+    from probe.storage.render import render
+
+    with Database(db) as database:
+        rel = database.sql(
+            "SELECT run_id, started_at::TIMESTAMP(0) AS started, engine, status, exit_code, "
+            "round(wall_s, 3) AS wall_s, analyses, target FROM runs ORDER BY started_at, run_id"
+        )
+        text = render(rel.columns, rel.fetchall())
+    _emit(text, None)
+
+
+@app.command()
+@_one_line_errors
+def export(
+    directory: Annotated[str, typer.Argument(help="Directory to write the files into.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet.")] = "parquet",
+    db: DbOption = None,
+) -> None:
+    """Export every table, one file per table."""
+    from probe.storage import Database
+
+    if fmt != "parquet":
+        raise ValueError(f"unknown export format {fmt!r} (use parquet)")
+    with Database(db) as database:
+        for path in database.export_parquet(directory):
+            print(path)
+
+
+@app.command("analyses")
+@_one_line_errors
+def list_analyses() -> None:
+    """List the analyses: built in and installed."""
+    from probe.analyses import available
+
+    for name, cls in sorted(available().items()):
+        print(f"{name:12} {cls.description}")
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text if text.endswith("\n") else text + "\n")
+        except OSError as e:
+            raise ValueError(f"can't write {output}: {e.strerror}") from None
+        return
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def main() -> None:
+    if os.environ.get("PROBE_DEBUG"):
+        app()
+        return
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - a bug in probe: one line, PROBE_DEBUG=1 for the rest
+        print(f"probe: internal error: {type(e).__name__}: {e} (PROBE_DEBUG=1 shows where)",
+              file=sys.stderr)
+        sys.exit(3)

@@ -1,0 +1,75 @@
+"""Engines place probes in a target, run it, and hand what the probes saw to a recorder.
+
+Every engine has the same shape: ``run(target, probes, scope, recorder)``
+returns an :class:`Outcome` after writing its tables (``sites``, ``counts``,
+``events``) through ``recorder.write`` and closing the recorder, whatever
+way the target ended.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from probe.probes import ProbeSet, Scope
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+@dataclass
+class Target:
+    """What to run: a file (``path``) or a module (``module``, as ``python -m``)."""
+
+    path: str | None = None
+    module: str | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.module if self.module else str(self.path)
+
+    @property
+    def argv(self) -> list[str]:
+        head = ["-m", self.module] if self.module else [str(self.path)]
+        return head + list(self.args)
+
+
+@dataclass
+class Outcome:
+    """How a run ended: status is 'ok', 'error', 'trap', 'timeout' or 'killed'."""
+
+    status: str
+    exit_code: int
+    message: str | None = None
+
+
+class Recorder(Protocol):
+    def write(self, table: str, columns: dict[str, list]) -> None: ...
+
+    def close(self, outcome: Outcome) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+    events: frozenset[str]
+
+    def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
+        ...
+
+
+def engine_for(target: Target) -> Engine:
+    """The engine that runs ``target``, judged by its file type."""
+    if target.path is not None:
+        ext = os.path.splitext(target.path)[1].lower()
+        if ext in (".wasm", ".wat"):
+            raise UsageError(f"{target.path}: WebAssembly targets are not supported yet")
+        if not os.path.exists(target.path):
+            raise UsageError(f"can't open file {target.path!r}: no such file")
+        if os.path.isdir(target.path):
+            raise UsageError(f"{target.path!r} is a directory, not a Python file")
+    from probe.engines.cpython import CPythonEngine
+
+    return CPythonEngine()

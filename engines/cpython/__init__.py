@@ -1,0 +1,324 @@
+"""The CPython engine: runs a script or module in this interpreter with line and branch probes.
+
+On 3.12+ probes are sys.monitoring LINE events (monitor.py); on 3.11 they
+are stores inserted into the bytecode (rewrite.py). Branch arcs are marker
+lines on both (source.py). The program runs in this process exactly as
+``python`` would run it: same sys.argv, ``__main__``, sys.path[0], streams
+and exit status.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import signal
+import site
+import sys
+import sysconfig
+import threading
+import time
+import types
+from collections.abc import Callable
+
+from probe.engines import Outcome, Recorder, Target, UsageError
+from probe.probes import Kind, ProbeSet, Scope
+
+from .loader import Compiler, ImportHook
+from .source import SourceInfo, analyze
+
+MONITORING = sys.version_info >= (3, 12)
+
+
+class _Terminated(BaseException):
+    """Raised in the program when SIGTERM arrives, so its events are kept."""
+
+
+class CPythonEngine:
+    name = "cpython"
+    events = frozenset({"line", "branch"})
+
+    def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
+        unsupported = probes.events() - self.events
+        if unsupported:
+            raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
+        kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
+        if any(k > Kind.COUNT for k in kinds):
+            raise UsageError("the cpython engine supports flag and count probes only")
+        count = Kind.COUNT in kinds
+        branch = probes.kind_for("branch") is not None
+        return _Run(target, scope, recorder, count=count, branch=branch).execute()
+
+
+class _Run:
+    """One execution of a target, from placing probes to writing what they saw."""
+
+    def __init__(
+        self, target: Target, scope: Scope, recorder: Recorder, count: bool, branch: bool
+    ) -> None:
+        self.target = target
+        self.scope = scope
+        self.recorder = recorder
+        self.branch = branch
+        self.wanted = _Wanted(scope)
+        if MONITORING:
+            from .monitor import Monitor
+
+            self.collector = Monitor(self.wanted, count=count)
+            self.compiler = Compiler(markers=branch, rewriter=None)
+        else:
+            from .rewrite import Rewriter
+
+            self.collector = Rewriter(count=count)
+            self.compiler = Compiler(markers=branch, rewriter=self.collector)
+        self.hook = ImportHook(self.compiler, self.wanted)
+        self.finished = False
+
+    def execute(self) -> Outcome:
+        code, main = self._prepare()
+        saved = (sys.argv[:], sys.path[:], sys.modules.get("__main__"))
+        real_exit = os._exit
+        old_term = signal.getsignal(signal.SIGTERM)
+
+        def hard_exit(status: int) -> None:  # os._exit skips every finally: save first
+            self._finish(Outcome("ok", status, "os._exit"))
+            real_exit(status)
+
+        def on_term(signum: int, frame: object) -> None:
+            raise _Terminated
+
+        os._exit = hard_exit
+        if old_term == signal.SIG_DFL and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)
+        outcome = Outcome("error", 1, "probe stopped before the program ended")
+        try:
+            sys.modules["__main__"] = main
+            if self.compiler.needed:
+                self.hook.install()
+            if MONITORING:
+                self.collector.start()
+            outcome = _execute(code, main)
+            _join_threads()
+        finally:
+            os._exit = real_exit
+            if signal.getsignal(signal.SIGTERM) is on_term:
+                signal.signal(signal.SIGTERM, old_term)
+            self._finish(outcome)
+            sys.argv[:], sys.path[:] = saved[0], saved[1]
+            if saved[2] is not None:
+                sys.modules["__main__"] = saved[2]
+        return outcome
+
+    def _prepare(self) -> tuple[types.CodeType, types.ModuleType]:
+        """Compile the main code and build ``__main__`` as python would."""
+        target = self.target
+        main = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        if target.module:
+            sys.path.insert(0, os.getcwd())
+            if self.compiler.needed:
+                self.hook.install()  # so the module itself is compiled with probes
+            try:
+                spec = _find_main_spec(target.module)
+            finally:
+                self.hook.remove()
+            code = spec.loader.get_code(spec.name)
+            if code is None:
+                raise UsageError(f"no code object available for {target.module}")
+            path = spec.origin
+            main.__spec__, main.__loader__ = spec, spec.loader
+            main.__package__ = spec.parent
+        else:
+            path = os.path.abspath(target.path)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise UsageError(f"can't open file {target.path!r}: {e.strerror}") from None
+            code = self._compile(data, path)
+            sys.path[0:1] = [os.path.dirname(path)]
+            main.__spec__ = None
+            main.__loader__ = None
+        main.__file__ = path
+        main.__cached__ = None
+        sys.argv = [path if target.module else str(target.path), *target.args]
+        return code, main
+
+    def _compile(self, data: bytes, path: str) -> types.CodeType:
+        try:
+            if self.compiler.needed and self.wanted(path):
+                return self.compiler.compile(data, path)
+            return compile(importlib.util.decode_source(data), path, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            raise UsageError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+        except ValueError as e:  # null bytes, bad encoding declaration
+            raise UsageError(f"{path}: cannot compile: {e}") from None
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.hook.remove()
+        if MONITORING:
+            self.collector.stop()
+        real = os.path.realpath
+        hits = {real(f): lines for f, lines in self.collector.hits().items()}
+        infos = {real(f): info for f, info in self.compiler.infos.items()}
+        for path in list(hits) + [real(p) for p in _sources(self.scope, self.wanted)]:
+            if path not in infos:
+                info = _analyze_file(path)
+                if info is not None:
+                    infos[path] = info
+        _write_tables(self.recorder, infos, hits, self.branch)
+        self.recorder.close(outcome)
+
+
+def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:
+    """Run the program's code; turn however it ends into an Outcome, as python would."""
+    try:
+        exec(code, main.__dict__)
+    except SystemExit as e:
+        return Outcome("ok", *_exit_status(e.code))
+    except KeyboardInterrupt as e:
+        _print_uncaught(e, code)
+        return Outcome("killed", 130, "KeyboardInterrupt")
+    except _Terminated:
+        return Outcome("killed", 128 + signal.SIGTERM, "terminated by SIGTERM")
+    except BaseException as e:  # noqa: BLE001 - the program's exception, reported as python would
+        _print_uncaught(e, code)
+        return Outcome("error", 1, f"{type(e).__name__}: {e}")
+    return Outcome("ok", 0)
+
+
+def _exit_status(code: object) -> tuple[int, str | None]:
+    if code is None:
+        return 0, None
+    if isinstance(code, int):
+        return code, None
+    print(code, file=sys.stderr)
+    return 1, str(code)
+
+
+def _print_uncaught(exc: BaseException, code: types.CodeType) -> None:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not code:
+        tb = tb.tb_next  # drop probe's own frames, as if python had run the file
+    sys.excepthook(type(exc), exc, tb)
+
+
+def _join_threads() -> None:
+    """Wait for non-daemon threads, as the interpreter does before it exits."""
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon and t.is_alive():
+            t.join()
+
+
+def _find_main_spec(module: str):  # noqa: ANN202 - importlib.machinery.ModuleSpec
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(module + ".__main__")
+    except (ImportError, ValueError) as e:
+        raise UsageError(f"error while finding module specification for {module!r}: {e}") from None
+    if spec is None:
+        raise UsageError(f"no module named {module}")
+    if spec.loader is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise UsageError(f"{module} is not a Python source module")
+    return spec
+
+
+class _Wanted:
+    """Decides, once per file, whether it is the user's code in scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.cache: dict[str, bool] = {}
+        paths = sysconfig.get_paths()
+        skip = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+        skip.update(getattr(site, "getsitepackages", list)())
+        skip.add(site.getusersitepackages())
+        self.third_party = tuple(os.path.join(os.path.realpath(p), "") for p in skip if p)
+        self.ours = _probe_paths()
+
+    def __call__(self, filename: str) -> bool:
+        known = self.cache.get(filename)
+        if known is None:
+            known = self.cache[filename] = self._decide(filename)
+        return known
+
+    def _decide(self, filename: str) -> bool:
+        if not filename or filename.startswith("<") or not filename.endswith(".py"):
+            return False
+        path = os.path.realpath(filename)
+        if path in self.ours[0] or path.startswith(self.ours[1]):
+            return False
+        if not self.scope.narrowed() and path.startswith(self.third_party):
+            return False
+        return self.scope.matches(filename)
+
+
+def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
+    """probe's own files: loaded modules and the directories of its subpackages."""
+    files, dirs = set(), set()
+    for name, mod in list(sys.modules.items()):
+        if name == "probe" or name.startswith("probe."):
+            if getattr(mod, "__file__", None):
+                files.add(os.path.realpath(mod.__file__))
+            if name != "probe":
+                dirs.update(os.path.join(os.path.realpath(p), "") for p in getattr(mod, "__path__", ()))
+    return frozenset(files), tuple(dirs)
+
+
+def _sources(scope: Scope, wanted: Callable[[str], bool]) -> list[str]:
+    """Python files below --source directories, so files that never ran are reported."""
+    found = []
+    for top in scope.source:
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+            found.extend(
+                p for f in filenames if f.endswith(".py") and wanted(p := os.path.join(dirpath, f))
+            )
+    return found
+
+
+def _analyze_file(path: str) -> SourceInfo | None:
+    try:
+        with open(path, "rb") as f:
+            source = importlib.util.decode_source(f.read())
+        return analyze(source, path)[0]
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as e:
+        print(f"probe: warning: couldn't parse {path}: {e}", file=sys.stderr)
+        return None
+
+
+def _write_tables(
+    recorder: Recorder, infos: dict[str, SourceInfo], hits: dict[str, dict[int, int]], branch: bool
+) -> None:
+    sites: dict[str, list] = {c: [] for c in ("site_id", "kind", "unit", "func", "line", "target")}
+    counts: dict[str, list] = {"site_id": [], "count": []}
+
+    def site(kind: str, unit: str, func: str, line: int, target: int | None, n: int) -> None:
+        site_id = len(sites["site_id"])
+        for col, value in zip(sites, (site_id, kind, unit, func, line, target), strict=True):
+            sites[col].append(value)
+        if n:
+            counts["site_id"].append(site_id)
+            counts["count"].append(n)
+
+    for path in sorted(infos):
+        info, ran = infos[path], hits.get(path, {})
+        per_stmt: dict[int, int] = {}
+        for line, n in ran.items():
+            stmt = info.statement_of(line)
+            if stmt is not None:
+                per_stmt[stmt] = max(per_stmt.get(stmt, 0), n)
+        for line in sorted(info.statements):
+            site("line", path, info.funcs.get(line, "<module>"), line, None, per_stmt.get(line, 0))
+        for line in sorted(info.excluded):
+            site("excluded", path, info.funcs.get(line, "<module>"), line, None, 0)
+        if branch:
+            for (src, dst), witness in sorted(info.arcs.items()):
+                func = info.funcs.get(src, "<module>")
+                site("branch", path, func, src, dst, ran.get(witness, 0))
+    recorder.write("sites", sites)
+    recorder.write("counts", counts)

@@ -1,0 +1,74 @@
+"""Line probes on Python 3.12+ through sys.monitoring (PEP 669).
+
+Flags return DISABLE from the LINE callback, so a line costs one callback
+on its first execution and nothing after. Branch arcs need no event of
+their own: each arc has a marker line (see source.py), recorded like any
+line. Counts keep the LINE event enabled and pay a callback per execution.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from types import CodeType
+
+
+class Monitor:
+    """Records which lines ran (flags) or how often (counts) in wanted files."""
+
+    def __init__(self, wanted: Callable[[str], bool], count: bool = False) -> None:
+        self._wanted = wanted
+        self._count = count
+        self.lines: dict[str, set[int]] = {}
+        self.counts: dict[str, Counter[int]] = {}
+        self._tool: int | None = None
+
+    def start(self) -> None:
+        mon = sys.monitoring
+        for tool in (mon.COVERAGE_ID, mon.PROFILER_ID, 3, 4):
+            if mon.get_tool(tool) is None:
+                mon.use_tool_id(tool, "probe")
+                self._tool = tool
+                break
+        else:
+            raise RuntimeError("every sys.monitoring tool id is taken by another tool")
+        mon.register_callback(self._tool, mon.events.PY_START, self._on_start)
+        mon.register_callback(
+            self._tool, mon.events.LINE, self._on_count if self._count else self._on_line
+        )
+        mon.set_events(self._tool, mon.events.PY_START)
+
+    def stop(self) -> None:
+        if self._tool is None:
+            return
+        mon = sys.monitoring
+        mon.set_events(self._tool, 0)
+        mon.register_callback(self._tool, mon.events.PY_START, None)
+        mon.register_callback(self._tool, mon.events.LINE, None)
+        mon.free_tool_id(self._tool)
+        self._tool = None
+
+    def hits(self) -> dict[str, dict[int, int]]:
+        """Lines that ran, per file, with their counts (1 for flags)."""
+        if self._count:
+            return {f: dict(c) for f, c in self.counts.items()}
+        return {f: dict.fromkeys(lines, 1) for f, lines in self.lines.items()}
+
+    def _on_start(self, code: CodeType, offset: int) -> object:
+        # Decide once per code object; DISABLE makes later calls free.
+        filename = code.co_filename
+        if self._wanted(filename):
+            sys.monitoring.set_local_events(self._tool, code, sys.monitoring.events.LINE)
+            if self._count:
+                self.counts.setdefault(filename, Counter())
+            else:
+                self.lines.setdefault(filename, set())
+        return sys.monitoring.DISABLE
+
+    def _on_line(self, code: CodeType, line: int) -> object:
+        self.lines[code.co_filename].add(line)
+        return sys.monitoring.DISABLE
+
+    def _on_count(self, code: CodeType, line: int) -> None:
+        self.counts[code.co_filename][line] += 1

@@ -1,0 +1,262 @@
+"""What a Python source file offers to measure: statements and branch arcs.
+
+The numbers follow coverage.py so that reports agree with it line for line:
+a statement is a line that owns bytecode (after folding multi-line
+statements onto their first line, and leaving out docstrings); a branch is
+a line with two or more possible next lines, and its arcs are (from, to)
+pairs where a negative ``to`` means "leaves the code object that starts on
+line -to" (the module's exit is -1).
+
+Branch arcs are measured with *markers*: a ``pass`` statement placed where
+only that arc leads (the first statement of an if-body, a new ``else:`` of
+an if or loop, a trailing ``case _:``) and given a line number of its own
+at or above MARKER_BASE. Each marker is an ordinary line to the engine, so
+the same line probe that records coverage records arcs, and the marker
+costs nothing once it has fired. Arcs that need no marker (one ``case``
+failing to the next) are witnessed by the real line they lead to.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import types
+from dataclasses import dataclass, field
+
+MARKER_BASE = 1 << 28  # no real source file has this many lines
+
+_PRAGMA = re.compile(r"#\s*(pragma|PRAGMA)[:\s]?\s*(no|NO)\s*(cover|COVER)")
+
+
+@dataclass
+class SourceInfo:
+    """Static facts about one source file, computed once per run."""
+
+    path: str
+    statements: set[int] = field(default_factory=set)
+    excluded: set[int] = field(default_factory=set)
+    first_line: dict[int, int] = field(default_factory=dict)  # physical line -> statement line
+    funcs: dict[int, str] = field(default_factory=dict)  # statement line -> qualified name
+    arcs: dict[tuple[int, int], int] = field(default_factory=dict)  # arc -> witness line
+
+    def statement_of(self, line: int) -> int | None:
+        stmt = self.first_line.get(line, line)
+        return stmt if stmt in self.statements else None
+
+
+@dataclass
+class _Slot:
+    """Where the marker for one arc goes."""
+
+    node: ast.AST
+    where: str  # 'body', 'orelse' or 'wildcard'
+
+
+class _ArcFinder:
+    """Walks a module and finds every branch arc with the slot that witnesses it."""
+
+    def __init__(self) -> None:
+        self.arcs: dict[tuple[int, int], _Slot | int] = {}
+
+    def block(self, stmts: list[ast.stmt], cont: int) -> None:
+        for i, stmt in enumerate(stmts):
+            self.stmt(stmt, _first(stmts[i + 1]) if i + 1 < len(stmts) else cont)
+
+    def arc(self, src: int, dst: int, witness: _Slot | int) -> None:
+        if src != dst:  # a one-line `if x: y` has no arc of its own
+            self.arcs.setdefault((src, dst), witness)
+
+    def stmt(self, s: ast.stmt, cont: int) -> None:
+        if isinstance(s, ast.If):
+            truth = _constant_truth(s.test)
+            if truth is not False:
+                self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body"))
+            if truth is not True:
+                self.arc(s.lineno, _first(s.orelse[0]) if s.orelse else cont, _Slot(s, "orelse"))
+            self.block(s.body, cont)
+            self.block(s.orelse, cont)
+        elif isinstance(s, ast.While | ast.For | ast.AsyncFor):
+            self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body"))
+            if not (isinstance(s, ast.While) and _constant_truth(s.test) is True):
+                self.arc(s.lineno, _first(s.orelse[0]) if s.orelse else cont, _Slot(s, "orelse"))
+            self.block(s.body, s.lineno)
+            self.block(s.orelse, cont)
+        elif isinstance(s, ast.Try | ast.TryStar):
+            after_final = _first(s.finalbody[0]) if s.finalbody else cont
+            self.block(s.body, _first(s.orelse[0]) if s.orelse else after_final)
+            for handler in s.handlers:
+                self.block(handler.body, after_final)
+            self.block(s.orelse, after_final)
+            self.block(s.finalbody, cont)
+        elif isinstance(s, ast.With | ast.AsyncWith):
+            self.block(s.body, cont)
+        elif isinstance(s, ast.Match):
+            for i, case in enumerate(s.cases):
+                line = case.pattern.lineno
+                self.arc(line, _first(case.body[0]), _Slot(case, "body"))
+                if i + 1 < len(s.cases):
+                    # The next pattern runs only when this one failed.
+                    nxt = s.cases[i + 1].pattern.lineno
+                    self.arc(line, nxt, nxt)
+                elif not _irrefutable(case):
+                    self.arc(line, cont, _Slot(s, "wildcard"))
+                self.block(case.body, cont)
+        elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            self.block(s.body, -_first(s))
+
+
+def analyze(source: str, path: str, markers: bool = False) -> tuple[SourceInfo, ast.Module]:
+    """Parse ``source`` and return its static facts and its syntax tree.
+
+    With ``markers`` the tree comes back with a marker for each branch arc
+    in place, ready to compile. Raises SyntaxError (or ValueError for null
+    bytes) as ``compile`` does.
+    """
+    tree = ast.parse(source, path)
+    code = compile(tree, path, "exec", dont_inherit=True)
+    info = SourceInfo(path)
+    _map_lines(tree, info)
+    for line in _code_lines(code):
+        info.statements.add(info.first_line.get(line, line))
+    info.statements -= _docstring_lines(tree)
+    info.excluded = _excluded(source, tree, info)
+    info.statements -= info.excluded
+
+    finder = _ArcFinder()
+    finder.block(tree.body, -1)
+    exits: dict[int, set[int]] = {}
+    kept = {
+        arc: w
+        for arc, w in finder.arcs.items()
+        if arc[0] in info.statements and (arc[1] < 0 or arc[1] not in info.excluded)
+    }
+    for src, dst in kept:
+        exits.setdefault(src, set()).add(dst)
+    marker = MARKER_BASE
+    for (src, dst), witness in kept.items():
+        if len(exits[src]) < 2:
+            continue
+        if isinstance(witness, _Slot):
+            info.arcs[(src, dst)] = marker
+            if markers:
+                _place(witness, marker)
+            marker += 1
+        else:
+            info.arcs[(src, dst)] = witness
+    return info, tree
+
+
+def _place(slot: _Slot, line: int) -> None:
+    mark = ast.Pass(lineno=line, col_offset=0, end_lineno=line, end_col_offset=4)
+    if slot.where == "wildcard":
+        anything = ast.MatchAs(lineno=line, col_offset=0, end_lineno=line, end_col_offset=1)
+        slot.node.cases.append(ast.match_case(pattern=anything, body=[mark]))
+    else:
+        getattr(slot.node, slot.where).insert(0, mark)
+
+
+def _first(s: ast.stmt) -> int:
+    """The first line of a statement, decorators included, as coverage.py counts it."""
+    decorators = getattr(s, "decorator_list", None)
+    return min([s.lineno] + [d.lineno for d in decorators]) if decorators else s.lineno
+
+
+def _constant_truth(test: ast.expr) -> bool | None:
+    if isinstance(test, ast.Constant):
+        return bool(test.value)
+    if isinstance(test, ast.Name) and test.id == "__debug__":
+        return True
+    return None
+
+
+def _irrefutable(case: ast.match_case) -> bool:
+    if case.guard is not None:
+        return False
+    pattern = case.pattern
+    if isinstance(pattern, ast.MatchOr):
+        return any(isinstance(p, ast.MatchAs) and p.pattern is None for p in pattern.patterns)
+    return isinstance(pattern, ast.MatchAs) and pattern.pattern is None
+
+
+def _code_lines(code: types.CodeType) -> set[int]:
+    lines = {line for _, _, line in code.co_lines() if line}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            lines |= _code_lines(const)
+    return lines
+
+
+def _header_end(s: ast.stmt) -> int:
+    body = getattr(s, "body", None)
+    if isinstance(body, list) and body and isinstance(body[0], ast.AST):
+        return max(s.lineno, body[0].lineno - 1)
+    return s.end_lineno or s.lineno
+
+
+_COMPOUND = (
+    ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try, ast.TryStar,
+    ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Match,
+)
+
+
+def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
+    """Fold the lines of multi-line statements onto their first line; name functions."""
+
+    def span(first: int, last: int) -> None:
+        for line in range(first, last + 1):
+            info.first_line[line] = first
+
+    def visit(body: list[ast.stmt], scope: str) -> None:
+        for s in body:
+            for d in getattr(s, "decorator_list", ()):
+                span(d.lineno, d.end_lineno or d.lineno)
+            if isinstance(s, _COMPOUND):
+                span(s.lineno, _header_end(s))
+            else:
+                span(s.lineno, s.end_lineno or s.lineno)
+            info.funcs[s.lineno] = scope
+            for d in getattr(s, "decorator_list", ()):
+                info.funcs[d.lineno] = scope
+            inner = scope
+            if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                inner = s.name if scope == "<module>" else f"{scope}.{s.name}"
+            for name in ("body", "orelse", "finalbody"):
+                visit(getattr(s, name, []), inner)
+            for handler in getattr(s, "handlers", ()):
+                span(handler.lineno, _header_end(handler))
+                info.funcs[handler.lineno] = inner
+                visit(handler.body, inner)
+            for case in getattr(s, "cases", ()):
+                p = case.pattern
+                span(p.lineno, max(p.end_lineno or p.lineno, case.body[0].lineno - 1))
+                info.funcs[p.lineno] = inner
+                visit(case.body, inner)
+
+    visit(tree.body, "<module>")
+
+
+def _docstring_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                lines.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    return lines
+
+
+def _excluded(source: str, tree: ast.Module, info: SourceInfo) -> set[int]:
+    """Lines excluded with ``# pragma: no cover``; on a block's first line, the whole block."""
+    marked = {
+        info.first_line.get(n, n)
+        for n, text in enumerate(source.splitlines(), start=1)
+        if _PRAGMA.search(text)
+    }
+    if not marked:
+        return set()
+    excluded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and _first(node) in marked:
+            excluded.update(range(_first(node), (node.end_lineno or node.lineno) + 1))
+    return (excluded | marked) & (info.statements | excluded)

@@ -1,0 +1,81 @@
+"""One recorded run: choose the analyses, merge their probes, run the engine, keep the results.
+
+Data flows one way: analyses say which probes they need; the engine places
+them and runs the target; what the probes saw goes to the run's journal
+(and stays in memory for the summary); the journal is ingested into DuckDB
+by a detached process, or by whichever probe command opens the database
+first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from probe import analyses as registry
+from probe.analyses import Tables
+from probe.engines import Outcome, Target, engine_for
+from probe.probes import ProbeSet, Scope
+from probe.storage import Spool, ingest_in_background, resolve_path
+
+
+class _Recorder:
+    """Writes tables to the journal and keeps them for the end-of-run summary."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.tables: Tables = {}
+
+    def write(self, table: str, columns: dict[str, list]) -> None:
+        self.spool.write(table, columns)
+        kept = self.tables.setdefault(table, {})
+        for name, values in columns.items():
+            kept.setdefault(name, []).extend(values)
+
+    def close(self, outcome: Outcome) -> None:
+        self.spool.close(outcome.status, outcome.exit_code, outcome.message)
+
+
+def run(
+    target: Target,
+    analyses: Sequence[str] = ("coverage",),
+    *,
+    db: str | None = None,
+    scope: Scope | None = None,
+    options: dict[str, Any] | None = None,
+    summary: TextIO | None = sys.stderr,
+) -> tuple[str, Outcome]:
+    """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
+
+    Raises UsageError, StorageError or UnknownAnalysis before the target
+    starts when the request can't be carried out.
+    """
+    options = dict(options or {})
+    names = list(dict.fromkeys(analyses)) or ["coverage"]
+    chosen = [registry.load(name)(**options) for name in names]
+    probes = ProbeSet.of(p for a in chosen for p in a.probes())
+    engine = engine_for(target)
+    db_path = resolve_path(db)
+    header = {
+        "target": os.path.abspath(target.path) if target.path else target.module,
+        "engine": engine.name,
+        "analyses": names,
+        "argv": target.argv,
+        "started_at": time.time(),
+        "cwd": os.getcwd(),
+        "options": options,
+    }
+    recorder = _Recorder(Spool(db_path, header))
+    try:
+        outcome = engine.run(target, probes, scope or Scope(), recorder)
+    finally:
+        ingest_in_background(db_path)
+    if summary is not None:
+        for analysis in chosen:
+            text = analysis.summary(recorder.spool.run, recorder.tables)
+            if text:
+                print(text, file=summary)
+    return recorder.spool.run_id, outcome

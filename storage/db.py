@@ -1,0 +1,223 @@
+"""The DuckDB database: opening it safely, ingesting journals, the Arrow sink, queries.
+
+Only one probe process works on a database at a time: each takes an
+exclusive lock on ``<db>.lock`` while it has the database open, and the
+others wait for it. A database held by some other program (the duckdb
+shell, say) is reported as locked, in one line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import spool
+from .schema import TABLES, arrow_schema, ddl
+from .spool import StorageError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
+LOCK_WAIT_S = 60.0
+
+
+def resolve_path(path: str | None = None) -> str:
+    """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory."""
+    return path or os.environ.get("PROBE_DB") or DEFAULT_PATH
+
+
+class Database:
+    """An open probe database. Use as a context manager."""
+
+    def __init__(self, path: str | None = None, must_exist: bool = True) -> None:
+        self.path = resolve_path(path)
+        if must_exist and not os.path.exists(self.path) and not spool.pending(self.path):
+            raise StorageError(f"no database at {self.path} (record a run with `probe run` first)")
+        self._lock = _lock(self.path)
+        try:
+            self.con = _connect(self.path)
+            for table in TABLES:
+                self.con.execute(ddl(table))
+            self.ingest()
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        self._lock.close()
+
+    # -- the sink ---------------------------------------------------------------
+
+    def append(self, table: str, data: pa.Table | pa.RecordBatch) -> None:
+        """Append a whole Arrow table or batch to ``table`` (columns matched by name)."""
+        self.con.register("_probe_batch", data)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _probe_batch")
+        finally:
+            self.con.unregister("_probe_batch")
+
+    def ingest(self) -> int:
+        """Move every finished journal into the database, one transaction per run."""
+        done = 0
+        for folder in spool.pending(self.path):
+            try:
+                header = spool.read_header(folder)
+            except FileNotFoundError:
+                continue  # a run that is still creating its journal
+            except (OSError, ValueError) as e:
+                raise StorageError(f"unreadable run journal {folder}: {e}") from None
+            if spool.writer_alive(header):
+                continue
+            if not self._ingest_one(folder, header):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            done += 1
+        return done
+
+    def _ingest_one(self, folder: Path, header: dict[str, Any]) -> bool:
+        import pyarrow as pa
+
+        run_id = header["run_id"]
+        seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if seen and seen[0]:
+            return True  # ingested before, the journal outlived its commit
+        if not header.get("closed"):
+            header["status"] = "killed"
+            header["message"] = "probe stopped before the run ended; events up to then are kept"
+        row = {name: header.get(name) for name, _ in TABLES["runs"]}
+        row["started_at"] = datetime.fromtimestamp(header["started_at"])
+        row["options"] = json.dumps(header.get("options") or {})
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
+            for table, columns in spool.chunks(folder):
+                n = len(next(iter(columns.values()), []))
+                if not n:
+                    continue
+                full = {"run_id": [run_id] * n, **columns}
+                schema = arrow_schema(table)
+                fields = [schema.field(name) for name in full]
+                self.append(table, pa.table(full, schema=pa.schema(fields)))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return True
+
+    # -- reading ----------------------------------------------------------------
+
+    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation | None:
+        """Run SQL; a relation for queries that return rows."""
+        import duckdb
+
+        try:
+            if params:
+                return self.con.execute(query, params)  # type: ignore[return-value]
+            return self.con.sql(query)
+        except duckdb.Error as e:
+            raise StorageError(_first_line(e)) from None
+
+    def latest_run(self, analysis: str | None = None) -> str:
+        q = "SELECT run_id FROM runs"
+        params: list[Any] = []
+        if analysis:
+            q += " WHERE list_contains(analyses, ?)"
+            params.append(analysis)
+        row = self.con.execute(q + " ORDER BY started_at DESC, run_id DESC LIMIT 1", params).fetchone()
+        if row is None:
+            what = f" with the {analysis} analysis" if analysis else ""
+            raise StorageError(f"no run{what} in {self.path}")
+        return row[0]
+
+    def export_parquet(self, directory: str) -> list[str]:
+        os.makedirs(directory, exist_ok=True)
+        written = []
+        for table in TABLES:
+            out = os.path.join(directory, f"{table}.parquet")
+            escaped = out.replace("'", "''")
+            self.con.execute(f"COPY (SELECT * FROM {table}) TO '{escaped}' (FORMAT parquet)")
+            written.append(out)
+        return written
+
+
+def ingest_in_background(db_path: str) -> None:
+    """Start a detached process that ingests pending journals, so the run can return now."""
+    log = Path(f"{db_path}.spool") / "ingest.log"
+    try:
+        with open(log, "ab") as err:
+            subprocess.Popen(
+                [sys.executable, "-m", "probe.storage", "ingest", "--db", db_path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError:
+        pass  # the journal stays; the next reader ingests it
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class _Lock:
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _lock(db_path: str) -> _Lock:
+    parent = os.path.dirname(os.path.abspath(db_path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        f = open(f"{db_path}.lock", "a+b")  # noqa: SIM115 - held until close()
+    except OSError as e:
+        raise StorageError(f"can't open the database at {db_path}: {e.strerror}") from None
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return _Lock(f)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise StorageError(
+                    f"the database at {db_path} is busy: another probe process has held it "
+                    f"for {LOCK_WAIT_S:.0f} s"
+                ) from None
+            time.sleep(0.02)
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    try:
+        return duckdb.connect(path)
+    except duckdb.IOException as e:
+        msg = _first_line(e)
+        if "lock" in msg.lower():
+            raise StorageError(f"the database at {path} is locked by another process: {msg}") from None
+        raise StorageError(f"can't open the database at {path}: {msg}") from None
+    except duckdb.Error as e:
+        raise StorageError(f"can't open the database at {path}: {_first_line(e)}") from None
