@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from probe import analyses as registry
 from probe.analyses import Tables
-from probe.engines import Outcome, Target, engine_for
+from probe.engines import Outcome, Target, UsageError, engine_for
 from probe.probes import ProbeSet, Scope
 from probe.storage import Spool, ingest_in_background, resolve_path
 
@@ -71,6 +71,9 @@ def run(
     recorder = _Recorder(Spool(db_path, header))
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
+    except UsageError:
+        recorder.spool.discard()  # the target never started: there is no run to keep
+        raise
     finally:
         ingest_in_background(db_path)
     if summary is not None:

@@ -73,7 +73,5 @@ def load(name: str) -> type[Analysis]:
         return builtin[name]
     known = available()
     if name not in known:
-        raise UnknownAnalysis(
-            f"unknown analysis {name!r} (available: {', '.join(sorted(known))})"
-        )
+        raise UnknownAnalysis(f"unknown analysis {name!r} (available: {', '.join(sorted(known))})")
     return known[name]

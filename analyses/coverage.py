@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import quoteattr
 
 from probe.probes import Kind, Probe
 
@@ -75,8 +74,12 @@ def rows_from_tables(tables: Tables) -> list[Row]:
     return [
         (unit, kind, line, target, hit.get(sid))
         for sid, kind, unit, line, target in zip(
-            sites.get("site_id", []), sites.get("kind", []), sites.get("unit", []),
-            sites.get("line", []), sites.get("target", []), strict=True,
+            sites.get("site_id", []),
+            sites.get("kind", []),
+            sites.get("unit", []),
+            sites.get("line", []),
+            sites.get("target", []),
+            strict=True,
         )
     ]
 
@@ -103,8 +106,9 @@ class Coverage(Analysis):
 
     def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
         files = collect(rows_from_tables(tables))
-        return _text(files, run.get("cwd") or os.getcwd(), bool(self.options.get("branch")),
-                     missing=False)
+        return _text(
+            files, run.get("cwd") or os.getcwd(), bool(self.options.get("branch")), missing=False
+        )
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
         if fmt not in self.formats:
@@ -182,18 +186,25 @@ def _text(files: dict[str, FileCoverage], cwd: str, branch: bool, missing: bool)
             partial = sorted(a for a in f.arcs_missed if a[0] in f.executed)
             row.append(", ".join(_ranges(f.missing) + [_arc_text(*a) for a in partial]))
         rows.append(row)
-    total = ["TOTAL", str(sum(f.statements for f in files.values())),
-             str(sum(len(f.missing) for f in files.values()))]
+    total = [
+        "TOTAL",
+        str(sum(f.statements for f in files.values())),
+        str(sum(len(f.missing) for f in files.values())),
+    ]
     if branch:
-        total += [str(sum(f.branches for f in files.values())),
-                  str(sum(len(f.partial_lines()) for f in files.values()))]
+        total += [
+            str(sum(f.branches for f in files.values())),
+            str(sum(len(f.partial_lines()) for f in files.values())),
+        ]
     total.append(_display(_percent(files.values(), branch)) + "%")
     if missing:
         total.append("")
     widths = [max(len(r[i]) for r in [header, total, *rows]) for i in range(len(header))]
 
     def line(r: list[str]) -> str:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
         if missing:
             cells[-1] = r[-1]
         return "   ".join(cells).rstrip()
@@ -288,6 +299,8 @@ def _lcov(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
 
 
 def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
+    from xml.sax.saxutils import quoteattr  # pulls in urllib: keep it off the run's path
+
     def rate(hit: int, total: int) -> str:
         return f"{hit / total:.4g}" if total else "1"
 
@@ -316,8 +329,8 @@ def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
         p_br = sum(f.branches for f in fs)
         p_brhit = sum(len(f.arcs_hit) for f in fs)
         out.append(
-            f"\t\t<package name={quoteattr(pkg)} line-rate=\"{rate(p_hit, p_lines)}\" "
-            f"branch-rate=\"{rate(p_brhit, p_br) if branch else 0}\" complexity=\"0\">"
+            f'\t\t<package name={quoteattr(pkg)} line-rate="{rate(p_hit, p_lines)}" '
+            f'branch-rate="{rate(p_brhit, p_br) if branch else 0}" complexity="0">'
         )
         out.append("\t\t\t<classes>")
         for f in fs:
@@ -325,8 +338,8 @@ def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
             out.append(
                 f"\t\t\t\t<class name={quoteattr(os.path.basename(rel))} "
                 f"filename={quoteattr(rel)} "
-                f"line-rate=\"{rate(len(f.executed), f.statements)}\" "
-                f"branch-rate=\"{rate(len(f.arcs_hit), f.branches) if branch else 0}\" "
+                f'line-rate="{rate(len(f.executed), f.statements)}" '
+                f'branch-rate="{rate(len(f.arcs_hit), f.branches) if branch else 0}" '
                 'complexity="0">'
             )
             out.append("\t\t\t\t\t<methods/>\n\t\t\t\t\t<lines>")
@@ -340,8 +353,10 @@ def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
                 if branch and n in arcs:
                     taken = sum(1 for _, hit in arcs[n] if hit)
                     total = len(arcs[n])
-                    attrs += (f' branch="true" condition-coverage='
-                              f'"{100 * taken // total}% ({taken}/{total})"')
+                    attrs += (
+                        f' branch="true" condition-coverage='
+                        f'"{100 * taken // total}% ({taken}/{total})"'
+                    )
                     missed = sorted(d for d, hit in arcs[n] if not hit)
                     if missed:
                         attrs += f' missing-branches="{",".join(map(str, missed))}"'

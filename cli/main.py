@@ -73,7 +73,9 @@ def run(
     include: Annotated[
         list[str] | None, typer.Option(help="Measure only files matching these globs.")
     ] = None,
-    omit: Annotated[list[str] | None, typer.Option(help="Don't measure files matching these globs.")] = None,
+    omit: Annotated[
+        list[str] | None, typer.Option(help="Don't measure files matching these globs.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -107,9 +109,12 @@ def report(
     analysis: Annotated[str, typer.Argument(help="Which analysis to report.")] = "coverage",
     fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, lcov or xml.")] = "text",
     run_id: Annotated[
-        str | None, typer.Option("--run", help="Run id [default: the latest run with the analysis].")
+        str | None,
+        typer.Option("--run", help="Run id [default: the latest run with the analysis]."),
     ] = None,
-    output: Annotated[str | None, typer.Option("-o", help="Write to this file, not stdout.")] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", help="Write to this file, not stdout.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Report a recorded run."""
@@ -206,6 +211,8 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - a bug in probe: one line, PROBE_DEBUG=1 for the rest
-        print(f"probe: internal error: {type(e).__name__}: {e} (PROBE_DEBUG=1 shows where)",
-              file=sys.stderr)
+        print(
+            f"probe: internal error: {type(e).__name__}: {e} (PROBE_DEBUG=1 shows where)",
+            file=sys.stderr,
+        )
         sys.exit(3)

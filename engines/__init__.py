@@ -56,8 +56,9 @@ class Engine(Protocol):
     name: str
     events: frozenset[str]
 
-    def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
-        ...
+    def run(
+        self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder
+    ) -> Outcome: ...
 
 
 def engine_for(target: Target) -> Engine:

@@ -12,8 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,19 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import spool
 from .schema import TABLES, arrow_schema, ddl
-from .spool import StorageError
+from .spool import StorageError, resolve_path
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
 LOCK_WAIT_S = 60.0
-
-
-def resolve_path(path: str | None = None) -> str:
-    """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory."""
-    return path or os.environ.get("PROBE_DB") or DEFAULT_PATH
 
 
 class Database:
@@ -140,7 +132,9 @@ class Database:
         if analysis:
             q += " WHERE list_contains(analyses, ?)"
             params.append(analysis)
-        row = self.con.execute(q + " ORDER BY started_at DESC, run_id DESC LIMIT 1", params).fetchone()
+        row = self.con.execute(
+            q + " ORDER BY started_at DESC, run_id DESC LIMIT 1", params
+        ).fetchone()
         if row is None:
             what = f" with the {analysis} analysis" if analysis else ""
             raise StorageError(f"no run{what} in {self.path}")
@@ -155,23 +149,6 @@ class Database:
             self.con.execute(f"COPY (SELECT * FROM {table}) TO '{escaped}' (FORMAT parquet)")
             written.append(out)
         return written
-
-
-def ingest_in_background(db_path: str) -> None:
-    """Start a detached process that ingests pending journals, so the run can return now."""
-    log = Path(f"{db_path}.spool") / "ingest.log"
-    try:
-        with open(log, "ab") as err:
-            subprocess.Popen(
-                [sys.executable, "-m", "probe.storage", "ingest", "--db", db_path],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
-    except OSError:
-        pass  # the journal stays; the next reader ingests it
 
 
 def _first_line(e: BaseException) -> str:
@@ -217,7 +194,9 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as e:
         msg = _first_line(e)
         if "lock" in msg.lower():
-            raise StorageError(f"the database at {path} is locked by another process: {msg}") from None
+            raise StorageError(
+                f"the database at {path} is locked by another process: {msg}"
+            ) from None
         raise StorageError(f"can't open the database at {path}: {msg}") from None
     except duckdb.Error as e:
         raise StorageError(f"can't open the database at {path}: {_first_line(e)}") from None

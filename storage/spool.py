@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from .schema import TABLES
+
+DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
+
+
+def resolve_path(path: str | None = None) -> str:
+    """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory."""
+    return path or os.environ.get("PROBE_DB") or DEFAULT_PATH
 
 
 class StorageError(Exception):
@@ -30,7 +37,7 @@ def spool_root(db_path: str | os.PathLike[str]) -> Path:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
 
 
 def _write_whole(path: Path, data: str) -> None:
@@ -55,7 +62,9 @@ class Spool:
             self._write_header(status="running", pid=os.getpid())
         except OSError as e:
             where = e.filename or self.dir
-            raise StorageError(f"can't write the database at {db_path}: {where}: {e.strerror}") from None
+            raise StorageError(
+                f"can't write the database at {db_path}: {where}: {e.strerror}"
+            ) from None
 
     def write(self, table: str, columns: dict[str, list]) -> None:
         known = {name for name, _ in TABLES[table]}
@@ -74,9 +83,32 @@ class Spool:
             closed=True,
         )
 
+    def discard(self) -> None:
+        """Forget a run that never started."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def _write_header(self, **fields: Any) -> None:
         self.run.update(fields)
         _write_whole(self.dir / "run.json", json.dumps(self.run))
+
+
+def ingest_in_background(db_path: str) -> None:
+    """Start a detached process that ingests pending journals, so the run can return now."""
+    import subprocess
+    import sys
+
+    try:
+        with open(spool_root(db_path) / "ingest.log", "ab") as err:
+            subprocess.Popen(
+                [sys.executable, "-m", "probe.storage", "ingest", "--db", db_path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError:
+        pass  # the journal stays; the next reader ingests it
 
 
 def pending(db_path: str | os.PathLike[str]) -> list[Path]:

@@ -17,7 +17,6 @@ import site
 import sys
 import sysconfig
 import threading
-import time
 import types
 from collections.abc import Callable
 
@@ -75,8 +74,17 @@ class _Run:
         self.finished = False
 
     def execute(self) -> Outcome:
-        code, main = self._prepare()
         saved = (sys.argv[:], sys.path[:], sys.modules.get("__main__"))
+        # Probes go in before the main module is found: `-m pkg.mod` imports pkg first.
+        if self.compiler.needed:
+            self.hook.install()
+        self.collector.start()
+        try:
+            code, main = self._prepare()
+        except BaseException:
+            self._stop()
+            sys.argv[:], sys.path[:] = saved[0], saved[1]
+            raise
         real_exit = os._exit
         old_term = signal.getsignal(signal.SIGTERM)
 
@@ -93,10 +101,6 @@ class _Run:
         outcome = Outcome("error", 1, "probe stopped before the program ended")
         try:
             sys.modules["__main__"] = main
-            if self.compiler.needed:
-                self.hook.install()
-            if MONITORING:
-                self.collector.start()
             outcome = _execute(code, main)
             _join_threads()
         finally:
@@ -116,12 +120,7 @@ class _Run:
         main.__builtins__ = builtins
         if target.module:
             sys.path.insert(0, os.getcwd())
-            if self.compiler.needed:
-                self.hook.install()  # so the module itself is compiled with probes
-            try:
-                spec = _find_main_spec(target.module)
-            finally:
-                self.hook.remove()
+            spec = _find_main_spec(target.module)
             code = spec.loader.get_code(spec.name)
             if code is None:
                 raise UsageError(f"no code object available for {target.module}")
@@ -154,13 +153,15 @@ class _Run:
         except ValueError as e:  # null bytes, bad encoding declaration
             raise UsageError(f"{path}: cannot compile: {e}") from None
 
+    def _stop(self) -> None:
+        self.hook.remove()
+        self.collector.stop()
+
     def _finish(self, outcome: Outcome) -> None:
         if self.finished:
             return
         self.finished = True
-        self.hook.remove()
-        if MONITORING:
-            self.collector.stop()
+        self._stop()
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()}
         infos = {real(f): info for f, info in self.compiler.infos.items()}
@@ -265,7 +266,9 @@ def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
             if getattr(mod, "__file__", None):
                 files.add(os.path.realpath(mod.__file__))
             if name != "probe":
-                dirs.update(os.path.join(os.path.realpath(p), "") for p in getattr(mod, "__path__", ()))
+                dirs.update(
+                    os.path.join(os.path.realpath(p), "") for p in getattr(mod, "__path__", ())
+                )
     return frozenset(files), tuple(dirs)
 
 

@@ -14,9 +14,12 @@ import importlib.util
 import sys
 import types
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .rewrite import Rewriter
 from .source import SourceInfo, analyze
+
+if TYPE_CHECKING:
+    from .rewrite import Rewriter
 
 
 class Compiler:

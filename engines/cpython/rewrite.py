@@ -4,21 +4,34 @@
 for ever. Instead, where a new line starts (or a jump lands), the rewriter
 inserts a store into a per-file Python list::
 
-    LOAD_CONST 1; LOAD_CONST <list>; LOAD_CONST <index>; STORE_SUBSCR
+    NOP; LOAD_CONST 1; LOAD_CONST <list>; LOAD_CONST <index>; STORE_SUBSCR
 
 which the interpreter specialises to STORE_SUBSCR_LIST_INT: a few
 nanoseconds, no call. Count probes insert ``list[index] += 1`` instead.
 The inserted instructions carry the line number of the instruction they
 precede, so tracebacks and line numbers are unchanged.
+
+A flag that has fired is then switched off where the interpreter runs it:
+a background thread turns the probe's NOP into a JUMP_FORWARD over the
+rest, in the code object's executable bytecode (``co_code_adaptive``, which
+starts ``CodeType.__basicsize__`` bytes into the object on 3.11). Only that
+first code unit changes, under the GIL, so a frame stopped anywhere inside
+the probe still finds the rest intact. A covered line then costs one jump.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dis
+import threading
 from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
 _NB_INPLACE_ADD = 13
+_NOP = dis.opmap["NOP"]
+_JUMP_FORWARD = dis.opmap["JUMP_FORWARD"]
+_PATCH_EVERY_S = 0.05
 
 
 class Rewriter:
@@ -27,12 +40,64 @@ class Rewriter:
     def __init__(self, count: bool = False) -> None:
         self._count = count
         self._files: dict[str, tuple[list[int], dict[int, int]]] = {}
+        # Flags not yet switched off: (slots, index, code object, byte offset of the NOP, skip).
+        self._armed: list[tuple[list[int], int, CodeType, int, int]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def instrument(self, code: CodeType) -> CodeType:
         slots, index = self._files.setdefault(code.co_filename, ([], {}))
         new = self._rewrite(code, slots, index)
         slots.extend([0] * (len(index) - len(slots)))
+        if not self._count:
+            self._arm(new, slots)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._disarm_loop, name="probe-disarm", daemon=True
+                )
+                self._thread.start()
         return new
+
+    def start(self) -> None:
+        """Probes are placed as code is compiled; nothing to switch on."""
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _arm(self, code: CodeType, slots: list[int]) -> None:
+        """Find every probe in ``code`` (and nested code) by its NOP and record where it is."""
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                self._arm(const, slots)
+        ins = [i for i in dis.get_instructions(code) if i.opname != "EXTENDED_ARG"]
+        for k in range(len(ins) - 4):
+            a, b, c, d, e = ins[k : k + 5]
+            if (
+                a.opcode == _NOP
+                and b.opname == c.opname == d.opname == "LOAD_CONST"
+                and c.argval is slots
+                and e.opname == "STORE_SUBSCR"
+            ):
+                after = e.offset + 2 + 2 * dis._inline_cache_entries[e.opcode]
+                self._armed.append((slots, d.argval, code, a.offset, (after - a.offset - 2) // 2))
+
+    def _disarm_loop(self) -> None:
+        while not self._stop.wait(_PATCH_EVERY_S):
+            self._disarm()
+
+    def _disarm(self) -> None:
+        waiting = []
+        base = CodeType.__basicsize__  # offsetof(PyCodeObject, co_code_adaptive) on 3.11
+        for probe in self._armed:
+            slots, i, code, offset, skip = probe
+            if slots[i] and skip < 256:
+                ctypes.memmove(id(code) + base + offset, bytes((_JUMP_FORWARD, skip)), 2)
+            else:
+                waiting.append(probe)
+        self._armed = waiting
 
     def hits(self) -> dict[str, dict[int, int]]:
         """Lines that ran, per file, with their counts (1 for flags)."""
@@ -43,8 +108,7 @@ class Rewriter:
 
     def _rewrite(self, code: CodeType, slots: list[int], index: dict[int, int]) -> CodeType:
         consts = tuple(
-            self._rewrite(c, slots, index) if isinstance(c, CodeType) else c
-            for c in code.co_consts
+            self._rewrite(c, slots, index) if isinstance(c, CodeType) else c for c in code.co_consts
         )
         if consts != code.co_consts:
             code = code.replace(co_consts=consts)
@@ -72,6 +136,7 @@ class Rewriter:
     def _probe(self, slots: list[int], i: int, line: int) -> list[Instr]:
         if not self._count:
             return [
+                Instr("NOP", lineno=line),
                 Instr("LOAD_CONST", 1, lineno=line),
                 Instr("LOAD_CONST", slots, lineno=line),
                 Instr("LOAD_CONST", i, lineno=line),

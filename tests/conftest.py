@@ -1,0 +1,97 @@
+"""Shared helpers: run probe and coverage.py as real subprocesses on real programs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PROGRAMS = HERE / "programs"
+REPO = HERE.parent
+SAMPLES = REPO / "samples"
+
+_PYENV = Path("/root/.pyenv/versions")
+
+
+def _interpreters() -> list[str]:
+    """This Python plus 3.12 and 3.13 where they are installed with probe importable."""
+    found = {f"{sys.version_info.major}.{sys.version_info.minor}": sys.executable}
+    for version in ("3.11", "3.12", "3.13"):
+        if version in found:
+            continue
+        candidates = sorted(_PYENV.glob(f"{version}.*/bin/python3")) if _PYENV.is_dir() else []
+        exe = shutil.which(f"python{version}")
+        for path in [*map(str, candidates), exe]:
+            if path and _has_probe(path):
+                found[version] = path
+                break
+    return [found[v] for v in sorted(found)]
+
+
+def _has_probe(python: str) -> bool:
+    probe = subprocess.run(
+        [python, "-c", "import probe, duckdb, pyarrow, coverage"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+INTERPRETERS = _interpreters()
+
+
+def version_of(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def run_probe(
+    python: str,
+    *args: str,
+    cwd: Path,
+    env: dict | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("PROBE_DB", None)
+    return subprocess.run(
+        [python, "-m", "probe", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=timeout,
+    )
+
+
+def coveragepy_json(python: str, args: list[str], cwd: Path, branch: bool) -> dict:
+    data = cwd / ".coverage-ref"
+    run = [python, "-m", "coverage", "run", f"--data-file={data}"]
+    if branch:
+        run.append("--branch")
+    subprocess.run([*run, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    out = cwd / "ref.json"
+    subprocess.run(
+        [python, "-m", "coverage", "json", f"--data-file={data}", "-o", str(out)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.read_text())
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the test programs to run in, so runs never touch the repository."""
+    dest = tmp_path / "work"
+    shutil.copytree(PROGRAMS, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest

@@ -1,0 +1,47 @@
+"""probe's line and branch coverage equals coverage.py's on real programs, on every Python here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import INTERPRETERS, coveragepy_json, run_probe, version_of
+
+PROGRAMS = [
+    ["control.py"],
+    ["control.py", "x"],
+    ["errors.py"],
+    ["functional.py"],
+    ["threads.py"],
+    ["app.py", "you"],
+    ["-m", "shapes", "circle"],
+    ["crash.py"],
+    ["edge.py"],
+]
+
+
+def _files(doc: dict) -> dict:
+    keep = (
+        "executed_lines",
+        "missing_lines",
+        "excluded_lines",
+        "executed_branches",
+        "missing_branches",
+    )
+    return {name: {k: f.get(k) for k in keep} for name, f in doc["files"].items()}
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+@pytest.mark.parametrize("branch", [False, True], ids=["line", "branch"])
+@pytest.mark.parametrize("args", PROGRAMS, ids=" ".join)
+def test_same_as_coveragepy(python: str, branch: bool, args: list[str], workdir) -> None:
+    expected = coveragepy_json(python, args, workdir, branch)
+    flags = ["--branch"] if branch else []
+    ran = run_probe(python, "run", "-q", *flags, *args, cwd=workdir)
+    assert "Traceback (most recent call last)" not in ran.stderr or args == ["crash.py"]
+    rep = run_probe(python, "report", "--format", "json", cwd=workdir)
+    assert rep.returncode == 0, rep.stderr
+    got = json.loads(rep.stdout)
+    assert _files(got) == _files(expected)
+    assert got["totals"]["percent_covered"] == pytest.approx(expected["totals"]["percent_covered"])
+    assert got["meta"]["branch_coverage"] is branch
