@@ -74,8 +74,10 @@ def run(
     except UsageError:
         recorder.spool.discard()  # the target never started: there is no run to keep
         raise
-    finally:
-        ingest_in_background(db_path)
+    except BaseException:
+        ingest_in_background(db_path)  # keep what the journal holds, whatever happened
+        raise
+    ingest_in_background(db_path)
     if summary is not None:
         for analysis in chosen:
             text = analysis.summary(recorder.spool.run, recorder.tables)

@@ -85,7 +85,7 @@ def rows_from_tables(tables: Tables) -> list[Row]:
 
 
 def rows_from_db(db: Database, run_id: str) -> list[Row]:
-    rel = db.sql(
+    rel = db.execute(
         "SELECT s.unit, s.kind, s.line, s.target, c.count FROM sites s "
         "LEFT JOIN counts c USING (run_id, site_id) "
         "WHERE s.run_id = ? AND s.kind IN ('line', 'branch', 'excluded')",
@@ -113,7 +113,7 @@ class Coverage(Analysis):
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
         if fmt not in self.formats:
             raise ValueError(f"coverage reports come as {', '.join(self.formats)}, not {fmt!r}")
-        run = db.sql("SELECT cwd, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        run = db.execute("SELECT cwd, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
         cwd = (run and run[0]) or os.getcwd()
         branch = bool(json.loads((run and run[1]) or "{}").get("branch"))
         files = collect(rows_from_db(db, run_id))

@@ -139,10 +139,10 @@ def query(
     from probe.storage.render import render
 
     with Database(db) as database:
-        rel = database.sql(sql)
-        if rel is None:
+        result = database.execute(sql)
+        if not result.columns:
             return
-        text = render(rel.columns, rel.fetchall(), fmt)
+        text = render(result.columns, result.fetchall(), fmt)
     _emit(text, None)
 
 
@@ -154,7 +154,7 @@ def runs(db: DbOption = None) -> None:
     from probe.storage.render import render
 
     with Database(db) as database:
-        rel = database.sql(
+        rel = database.execute(
             "SELECT run_id, started_at::TIMESTAMP(0) AS started, engine, status, exit_code, "
             "round(wall_s, 3) AS wall_s, analyses, target FROM runs ORDER BY started_at, run_id"
         )

@@ -115,16 +115,24 @@ class Database:
 
     # -- reading ----------------------------------------------------------------
 
-    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation | None:
-        """Run SQL; a relation for queries that return rows."""
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation | None:
+        """A DuckDB relation for ``query`` (lazy: it runs when read); None for statements."""
         import duckdb
 
         try:
-            if params:
-                return self.con.execute(query, params)  # type: ignore[return-value]
             return self.con.sql(query)
         except duckdb.Error as e:
             raise StorageError(_first_line(e)) from None
+
+    def execute(self, query: str, params: list[Any] | None = None) -> Result:
+        """Run ``query`` now; the result has ``columns``, ``fetchall()`` and ``fetchone()``."""
+        import duckdb
+
+        try:
+            cur = self.con.execute(query, params or [])
+        except duckdb.Error as e:
+            raise StorageError(_first_line(e)) from None
+        return Result(cur)
 
     def latest_run(self, analysis: str | None = None) -> str:
         q = "SELECT run_id FROM runs"
@@ -149,6 +157,23 @@ class Database:
             self.con.execute(f"COPY (SELECT * FROM {table}) TO '{escaped}' (FORMAT parquet)")
             written.append(out)
         return written
+
+
+class Result:
+    """The rows of one executed statement."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cur = cursor
+        self.columns: list[str] = [d[0] for d in cursor.description or []]
+
+    def fetchall(self) -> list[tuple]:
+        return self._cur.fetchall() if self.columns else []
+
+    def fetchone(self) -> tuple | None:
+        return self._cur.fetchone() if self.columns else None
+
+    def arrow(self) -> pa.Table:
+        return self._cur.fetch_arrow_table()
 
 
 def _first_line(e: BaseException) -> str:

@@ -59,8 +59,8 @@ def run_probe(
     input: str | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PROBE_DB", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "PROBE_DB"}
+    full_env.update(env or {})
     return subprocess.run(
         [python, "-m", "probe", *args],
         cwd=cwd,
@@ -93,5 +93,5 @@ def coveragepy_json(python: str, args: list[str], cwd: Path, branch: bool) -> di
 def workdir(tmp_path: Path) -> Path:
     """A copy of the test programs to run in, so runs never touch the repository."""
     dest = tmp_path / "work"
-    shutil.copytree(PROGRAMS, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROGRAMS, dest, ignore=shutil.ignore_patterns("__pycache__", ".probe*"))
     return dest

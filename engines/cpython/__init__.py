@@ -204,7 +204,7 @@ def _print_uncaught(exc: BaseException, code: types.CodeType) -> None:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code is not code:
         tb = tb.tb_next  # drop probe's own frames, as if python had run the file
-    sys.excepthook(type(exc), exc, tb)
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
 
 
 def _join_threads() -> None:

@@ -1,0 +1,152 @@
+"""`probe run` behaves like `python` for the program, and keeps what it saw however it ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import INTERPRETERS, run_probe, version_of
+
+
+def _python(python: str, *args: str, cwd, input: str | None = None):
+    return subprocess.run([python, *args], cwd=cwd, capture_output=True, text=True, input=input)
+
+
+def _runs(python: str, cwd) -> list[dict]:
+    out = run_probe(
+        python,
+        "query",
+        "--format",
+        "json",
+        "SELECT * FROM runs ORDER BY started_at, run_id",
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _executed(python: str, cwd, unit_suffix: str) -> set[int]:
+    out = run_probe(
+        python,
+        "query",
+        "--format",
+        "json",
+        "SELECT s.line FROM sites s JOIN counts c USING (run_id, site_id) "
+        "WHERE s.kind = 'line' AND s.unit LIKE '%' || "
+        f"'{unit_suffix}' AND s.run_id = (SELECT max(run_id) FROM runs)",
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stderr
+    return {r["line"] for r in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_streams_argv_and_main_match_python(python: str, workdir) -> None:
+    want = _python(python, "io_echo.py", "a", "--flag", cwd=workdir, input="hello\n")
+    got = run_probe(python, "run", "-q", "io_echo.py", "a", "--flag", cwd=workdir, input="hello\n")
+    assert got.returncode == want.returncode == 0
+    assert got.stdout == want.stdout
+    assert got.stderr == want.stderr
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_module_mode_matches_python_m(python: str, workdir) -> None:
+    want = _python(python, "-m", "shapes", "circle", cwd=workdir)
+    got = run_probe(python, "run", "-q", "-m", "shapes", "circle", cwd=workdir)
+    assert (got.returncode, got.stdout) == (want.returncode, want.stdout) == (3, want.stdout)
+    [run] = _runs(python, workdir)
+    assert run["status"] == "ok" and run["exit_code"] == 3
+    assert run["argv"] == ["-m", "shapes", "circle"]
+
+
+def test_exit_code_passes_through(workdir) -> None:
+    got = run_probe(sys.executable, "run", "-q", "crash.py", "exit", "7", cwd=workdir)
+    assert got.returncode == 7
+    assert got.stdout == "before\n"
+    [run] = _runs(sys.executable, workdir)
+    assert (run["status"], run["exit_code"]) == ("ok", 7)
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_uncaught_exception_is_printed_as_python_prints_it(python: str, workdir) -> None:
+    want = _python(python, "crash.py", cwd=workdir)
+    got = run_probe(python, "run", "-q", "--branch", "crash.py", cwd=workdir)
+    assert got.returncode == want.returncode == 1
+    assert got.stderr == want.stderr  # same traceback: no probe frames, no marker lines
+    [run] = _runs(python, workdir)
+    assert run["status"] == "error"
+    assert run["message"] == "ZeroDivisionError: division by zero"
+    assert {4, 5, 8, 14} <= _executed(python, workdir, "crash.py")
+    assert 15 not in _executed(python, workdir, "crash.py")
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_os_exit_keeps_events(python: str, workdir) -> None:
+    got = run_probe(python, "run", "-q", "crash.py", "hard", "5", cwd=workdir)
+    assert got.returncode == 5
+    [run] = _runs(python, workdir)
+    assert (run["status"], run["exit_code"]) == ("ok", 5)
+    assert {1, 8, 11, 12, 13} <= _executed(python, workdir, "crash.py")
+
+
+def _start_forever(workdir) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "run", "-q", "forever.py"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "started\n"
+    time.sleep(0.3)
+    return proc
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_and_terminate_keep_events(sig: int, code: int, workdir) -> None:
+    proc = _start_forever(workdir)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code
+    if sig == signal.SIGINT:
+        assert "KeyboardInterrupt" in err
+    [run] = _runs(sys.executable, workdir)
+    assert run["status"] == "killed"
+    assert {1, 2, 4, 5, 6, 7, 8} <= _executed(sys.executable, workdir, "forever.py")
+
+
+def test_killed_probe_leaves_a_killed_run(workdir) -> None:
+    proc = _start_forever(workdir)
+    proc.kill()
+    proc.wait(timeout=30)
+    [run] = _runs(sys.executable, workdir)
+    assert run["status"] == "killed"
+    assert "stopped before the run ended" in run["message"]
+
+
+def test_probe_own_code_and_stdlib_are_not_measured(workdir) -> None:
+    run_probe(sys.executable, "run", "-q", "app.py", cwd=workdir)
+    out = run_probe(
+        sys.executable, "query", "--format", "json", "SELECT DISTINCT unit FROM sites", cwd=workdir
+    )
+    units = {u["unit"].rsplit("/work/", 1)[-1] for u in json.loads(out.stdout)}
+    assert units == {"app.py", "helper.py", "shapes/__init__.py", "shapes/geometry.py"}
+
+
+def test_include_omit_and_source(workdir) -> None:
+    def units(*flags: str) -> set[str]:
+        run_probe(sys.executable, "run", "-q", *flags, "app.py", cwd=workdir)
+        out = run_probe(sys.executable, "report", "--format", "json", cwd=workdir)
+        return set(json.loads(out.stdout)["files"])
+
+    assert units("--omit", "*/shapes/*") == {"app.py", "helper.py"}
+    assert units("--include", "*help*") == {"helper.py"}
+    assert units("--source", "shapes") == {
+        "shapes/__init__.py",
+        "shapes/__main__.py",
+        "shapes/geometry.py",
+    }
