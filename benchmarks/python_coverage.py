@@ -1,0 +1,163 @@
+"""Coverage overhead on CPU-bound Python programs: probe vs coverage.py vs SlipCover.
+
+    python benchmarks/python_coverage.py [--reps 3] [--python PATH ...] [--quick]
+
+Every configuration of one program runs in the same round, round after
+round, so that a noisy neighbour slows all of them alike; each figure is
+the median of its rounds, and every overhead is a ratio to the plain run of
+the same program in the same rounds. The fixed cost (an empty script) is
+measured the same way and printed in seconds.
+
+probe's journal is ingested into DuckDB by a detached process after `probe
+run` returns; the script waits for that ingest outside the timed region
+(so it does not steal the other core from the next measurement) and also
+reports, for the empty script, the time until the run is in the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PROGRAMS = {  # program -> scale that runs it for 2-3 s uninstrumented here
+    "sieve.py": "24",
+    "nbody.py": "5",
+    "interp.py": "12",
+    "sorts.py": "7",
+    "textproc.py": "300",
+}
+QUICK = {"sieve.py": "4", "nbody.py": "1", "interp.py": "2", "sorts.py": "1", "textproc.py": "40"}
+
+
+def _version(python: str) -> tuple[int, int]:
+    out = subprocess.run(
+        [python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True
+    )
+    major, minor = out.stdout.split()
+    return int(major), int(minor)
+
+
+def _has(python: str, module: str) -> bool:
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def configurations(python: str, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (command prefix before the program, extra environment)."""
+    db = str(work / "bench.duckdb")
+    data = f"--data-file={work / '.coverage'}"
+    configs: dict[str, tuple[list[str], dict[str, str]]] = {
+        "plain": ([python], {}),
+        "probe line": ([python, "-m", "probe", "run", "-q", "--db", db], {}),
+        "probe branch": ([python, "-m", "probe", "run", "-q", "--branch", "--db", db], {}),
+    }
+    if _has(python, "coverage"):
+        cores = ["sysmon", "ctrace"] if _version(python) >= (3, 12) else ["ctrace"]
+        for core in cores:
+            env = {"COVERAGE_CORE": core}
+            configs[f"coverage.py {core} line"] = ([python, "-m", "coverage", "run", data], env)
+            configs[f"coverage.py {core} branch"] = (
+                [python, "-m", "coverage", "run", "--branch", data],
+                env,
+            )
+    if _has(python, "slipcover"):
+        configs["slipcover line"] = ([python, "-m", "slipcover", "--silent"], {})
+        configs["slipcover branch"] = ([python, "-m", "slipcover", "--silent", "--branch"], {})
+    return configs
+
+
+def _wait_for_ingest(work: Path) -> None:
+    spool = work / "bench.duckdb.spool"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not spool.exists() or not [p for p in spool.iterdir() if p.is_dir()]:
+            return
+        time.sleep(0.02)
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    full_env = {**os.environ, **env}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr}")
+    return elapsed
+
+
+def bench_python(python: str, reps: int, scales: dict[str, str]) -> None:
+    major, minor = _version(python)
+    print(f"\n## Python {major}.{minor} ({python})\n")
+    with tempfile.TemporaryDirectory(prefix="probe-bench-") as tmp:
+        work = Path(tmp)
+        for name in PROGRAMS:
+            shutil.copy(HERE / "programs" / name, work / name)
+        (work / "empty.py").write_text("")
+        configs = configurations(python, work)
+        times: dict[str, dict[str, list[float]]] = {p: {c: [] for c in configs} for p in scales}
+        for _ in range(reps):
+            for prog, scale in scales.items():
+                for cname, (prefix, env) in configs.items():
+                    times[prog][cname].append(timed([*prefix, prog, scale], env, work))
+                    _wait_for_ingest(work)
+
+        names = list(configs)
+        print("| program | plain (s) | " + " | ".join(n for n in names if n != "plain") + " |")
+        print("|---|---:|" + "---:|" * (len(names) - 1))
+        ratios: dict[str, list[float]] = {n: [] for n in names}
+        for prog in scales:
+            plain = statistics.median(times[prog]["plain"])
+            cells = []
+            for n in names:
+                if n == "plain":
+                    continue
+                r = statistics.median(times[prog][n]) / plain
+                ratios[n].append(r)
+                cells.append(f"{r:.2f}x")
+            print(f"| {prog} | {plain:.2f} | " + " | ".join(cells) + " |")
+        med = [f"**{statistics.median(ratios[n]):.2f}x**" for n in names if n != "plain"]
+        print("| **median** | | " + " | ".join(med) + " |")
+
+        # Fixed cost: an empty script, many times, interleaved.
+        plain_t, probe_t, stored_t = [], [], []
+        for _ in range(max(10, reps * 4)):
+            plain_t.append(timed([python, "empty.py"], {}, work))
+            t0 = time.perf_counter()
+            probe_t.append(timed([*configs["probe line"][0], "empty.py"], {}, work))
+            _wait_for_ingest(work)
+            stored_t.append(time.perf_counter() - t0)
+        p, q, s = (statistics.median(x) for x in (plain_t, probe_t, stored_t))
+        print(
+            f"\nFixed cost, empty script: python {p:.3f} s, `probe run` {q:.3f} s "
+            f"(**+{q - p:.3f} s**); until the run is in DuckDB {s:.3f} s (+{s - p:.3f} s)."
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="rounds per configuration")
+    parser.add_argument("--python", action="append", help="interpreter(s) to measure")
+    parser.add_argument("--quick", action="store_true", help="small inputs: a smoke run")
+    args = parser.parse_args()
+    pythons = args.python or [sys.executable] + [
+        str(p)
+        for v in ("3.12", "3.13")
+        for p in sorted(Path("/root/.pyenv/versions").glob(f"{v}.*/bin/python3"))[:1]
+    ]
+    pythons = [p for p in pythons if _has(p, "probe")]
+    print(f"# Coverage overhead (ratio to the plain run; median of {args.reps} rounds)")
+    print(f"machine: {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    for python in pythons:
+        bench_python(python, args.reps, QUICK if args.quick else PROGRAMS)
+
+
+if __name__ == "__main__":
+    main()
