@@ -83,4 +83,8 @@ def run(
             text = analysis.summary(recorder.spool.run, recorder.tables)
             if text:
                 print(text, file=summary)
+        print(
+            f"probe: run {recorder.spool.run_id} ({outcome.status}) saved to {db_path}",
+            file=summary,
+        )
     return recorder.spool.run_id, outcome

@@ -72,9 +72,11 @@ def run_probe(
     )
 
 
-def coveragepy_json(python: str, args: list[str], cwd: Path, branch: bool) -> dict:
+def coveragepy_json(
+    python: str, args: list[str], cwd: Path, branch: bool, flags: tuple[str, ...] = ()
+) -> dict:
     data = cwd / ".coverage-ref"
-    run = [python, "-m", "coverage", "run", f"--data-file={data}"]
+    run = [python, "-m", "coverage", "run", f"--data-file={data}", *flags]
     if branch:
         run.append("--branch")
     subprocess.run([*run, *args], cwd=cwd, capture_output=True, text=True, timeout=120)

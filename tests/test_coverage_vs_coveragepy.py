@@ -45,3 +45,13 @@ def test_same_as_coveragepy(python: str, branch: bool, args: list[str], workdir)
     assert _files(got) == _files(expected)
     assert got["totals"]["percent_covered"] == pytest.approx(expected["totals"]["percent_covered"])
     assert got["meta"]["branch_coverage"] is branch
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_source_reports_files_that_never_ran(python: str, workdir) -> None:
+    """With --source, every file below it is reported, run or not, with coverage.py's numbers."""
+    expected = coveragepy_json(python, ["app.py"], workdir, True, flags=("--source=.",))
+    run_probe(python, "run", "-q", "--branch", "--source", ".", "app.py", cwd=workdir)
+    got = json.loads(run_probe(python, "report", "--format", "json", cwd=workdir).stdout)
+    assert set(got["files"]) == set(expected["files"])
+    assert _files(got) == _files(expected)

@@ -24,7 +24,7 @@ from probe.engines import Outcome, Recorder, Target, UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
 from .loader import Compiler, ImportHook
-from .source import SourceInfo, analyze
+from .source import MARKER_BASE, SourceInfo, analyze
 
 MONITORING = sys.version_info >= (3, 12)
 
@@ -64,12 +64,12 @@ class _Run:
             from .monitor import Monitor
 
             self.collector = Monitor(self.wanted, count=count)
-            self.compiler = Compiler(markers=branch, rewriter=None)
+            self.compiler = Compiler(markers=branch, counting=count, rewriter=None)
         else:
             from .rewrite import Rewriter
 
             self.collector = Rewriter(count=count)
-            self.compiler = Compiler(markers=branch, rewriter=self.collector)
+            self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
 
@@ -322,6 +322,7 @@ def _write_tables(
         if branch:
             for (src, dst), witness in sorted(info.arcs.items()):
                 func = info.funcs.get(src, "<module>")
-                site("branch", path, func, src, dst, ran.get(witness, 0))
+                seen = ran if witness >= MARKER_BASE else per_stmt
+                site("branch", path, func, src, dst, seen.get(witness, 0))
     recorder.write("sites", sites)
     recorder.write("counts", counts)

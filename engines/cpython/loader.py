@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 class Compiler:
     """Turns source files into code objects that carry the run's probes."""
 
-    def __init__(self, markers: bool, rewriter: Rewriter | None) -> None:
+    def __init__(self, markers: bool, rewriter: Rewriter | None, counting: bool = False) -> None:
         self.markers = markers
+        self.counting = counting
         self.rewriter = rewriter
         self.infos: dict[str, SourceInfo] = {}
 
@@ -37,7 +38,7 @@ class Compiler:
 
     def compile(self, data: bytes | str, path: str) -> types.CodeType:
         source = data if isinstance(data, str) else importlib.util.decode_source(data)
-        info, tree = analyze(source, path, markers=self.markers)
+        info, tree = analyze(source, path, markers=self.markers, counting=self.counting)
         self.infos[path] = info
         code = compile(tree, path, "exec", dont_inherit=True)
         return self.rewriter.instrument(code) if self.rewriter else code

@@ -46,39 +46,61 @@ class SourceInfo:
 
 @dataclass
 class _Slot:
-    """Where the marker for one arc goes."""
+    """Where a marker for one arc would go, and the statement that may witness it instead.
+
+    ``stmt`` is a statement that only this arc leads to (an if-body's first
+    statement, the statement after an if whose body never falls through,
+    the statement after a loop with no break): when it has code, its line
+    having run proves the arc was taken at least once, and no marker is
+    needed.
+    """
 
     node: ast.AST
     where: str  # 'body', 'orelse' or 'wildcard'
+    stmt: ast.stmt | None = None
 
 
 class _ArcFinder:
-    """Walks a module and finds every branch arc with the slot that witnesses it."""
+    """Walks a module and finds every branch arc with what witnesses it."""
 
     def __init__(self) -> None:
-        self.arcs: dict[tuple[int, int], _Slot | int] = {}
+        self.arcs: dict[tuple[int, int], _Slot] = {}
 
     def block(self, stmts: list[ast.stmt], cont: int) -> None:
         for i, stmt in enumerate(stmts):
-            self.stmt(stmt, _first(stmts[i + 1]) if i + 1 < len(stmts) else cont)
+            nxt = stmts[i + 1] if i + 1 < len(stmts) else None
+            self.stmt(stmt, _first(nxt) if nxt else cont, nxt)
 
-    def arc(self, src: int, dst: int, witness: _Slot | int) -> None:
+    def arc(self, src: int, dst: int, slot: _Slot) -> None:
         if src != dst:  # a one-line `if x: y` has no arc of its own
-            self.arcs.setdefault((src, dst), witness)
+            self.arcs.setdefault((src, dst), slot)
 
-    def stmt(self, s: ast.stmt, cont: int) -> None:
+    def fall(self, s: ast.stmt, cont: int, nxt: ast.stmt | None, only_way: bool) -> None:
+        """The arc from s's test to what follows s when s has no else clause."""
+        witness = nxt if only_way else None
+        slot = _Slot(s, "wildcard" if isinstance(s, ast.Match) else "orelse", witness)
+        line = s.cases[-1].pattern.lineno if isinstance(s, ast.Match) else s.lineno
+        self.arc(line, cont, slot)
+
+    def stmt(self, s: ast.stmt, cont: int, nxt: ast.stmt | None) -> None:
         if isinstance(s, ast.If):
             truth = _constant_truth(s.test)
             if truth is not False:
-                self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body"))
+                self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body", s.body[0]))
             if truth is not True:
-                self.arc(s.lineno, _first(s.orelse[0]) if s.orelse else cont, _Slot(s, "orelse"))
+                if s.orelse:
+                    self.arc(s.lineno, _first(s.orelse[0]), _Slot(s, "orelse", s.orelse[0]))
+                else:
+                    self.fall(s, cont, nxt, only_way=_ends(s.body))
             self.block(s.body, cont)
             self.block(s.orelse, cont)
         elif isinstance(s, ast.While | ast.For | ast.AsyncFor):
-            self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body"))
+            self.arc(s.lineno, _first(s.body[0]), _Slot(s, "body", s.body[0]))
             if not (isinstance(s, ast.While) and _constant_truth(s.test) is True):
-                self.arc(s.lineno, _first(s.orelse[0]) if s.orelse else cont, _Slot(s, "orelse"))
+                if s.orelse:
+                    self.arc(s.lineno, _first(s.orelse[0]), _Slot(s, "orelse", s.orelse[0]))
+                else:
+                    self.fall(s, cont, nxt, only_way=not _breaks(s.body))
             self.block(s.body, s.lineno)
             self.block(s.orelse, cont)
         elif isinstance(s, ast.Try | ast.TryStar):
@@ -93,24 +115,27 @@ class _ArcFinder:
         elif isinstance(s, ast.Match):
             for i, case in enumerate(s.cases):
                 line = case.pattern.lineno
-                self.arc(line, _first(case.body[0]), _Slot(case, "body"))
+                self.arc(line, _first(case.body[0]), _Slot(case, "body", case.body[0]))
                 if i + 1 < len(s.cases):
-                    # The next pattern runs only when this one failed.
-                    nxt = s.cases[i + 1].pattern.lineno
-                    self.arc(line, nxt, nxt)
+                    # The next pattern runs only when this one failed: its line is the witness.
+                    nxt_case = s.cases[i + 1]
+                    self.arc(line, nxt_case.pattern.lineno, _Slot(nxt_case, "", nxt_case.pattern))
                 elif not _irrefutable(case):
-                    self.arc(line, cont, _Slot(s, "wildcard"))
+                    self.fall(s, cont, nxt, only_way=all(_ends(c.body) for c in s.cases))
                 self.block(case.body, cont)
         elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             self.block(s.body, -_first(s))
 
 
-def analyze(source: str, path: str, markers: bool = False) -> tuple[SourceInfo, ast.Module]:
+def analyze(
+    source: str, path: str, markers: bool = False, counting: bool = False
+) -> tuple[SourceInfo, ast.Module]:
     """Parse ``source`` and return its static facts and its syntax tree.
 
-    With ``markers`` the tree comes back with a marker for each branch arc
-    in place, ready to compile. Raises SyntaxError (or ValueError for null
-    bytes) as ``compile`` does.
+    With ``markers`` the tree comes back with the markers its arcs need in
+    place, ready to compile. With ``counting`` every arc gets a marker of its
+    own, since a witness statement can run more often than its arc. Raises
+    SyntaxError (or ValueError for null bytes) as ``compile`` does.
     """
     tree = ast.parse(source, path)
     code = compile(tree, path, "exec", dont_inherit=True)
@@ -133,17 +158,50 @@ def analyze(source: str, path: str, markers: bool = False) -> tuple[SourceInfo, 
     for src, dst in kept:
         exits.setdefault(src, set()).add(dst)
     marker = MARKER_BASE
-    for (src, dst), witness in kept.items():
+    for (src, dst), slot in kept.items():
         if len(exits[src]) < 2:
             continue
-        if isinstance(witness, _Slot):
-            info.arcs[(src, dst)] = marker
-            if markers:
-                _place(witness, marker)
-            marker += 1
-        else:
+        witness = _statement_line(slot.stmt, info) if slot.stmt is not None else None
+        if witness is not None and (not counting or not slot.where):
             info.arcs[(src, dst)] = witness
+            continue
+        if not slot.where:
+            continue  # nowhere to put a marker, and no statement to witness it
+        info.arcs[(src, dst)] = marker
+        if markers:
+            _place(slot, marker)
+        marker += 1
     return info, tree
+
+
+def _statement_line(node: ast.AST, info: SourceInfo) -> int | None:
+    line = _first(node) if isinstance(node, ast.stmt) else node.lineno
+    return line if line in info.statements else None
+
+
+def _ends(body: list[ast.stmt]) -> bool:
+    """Whether a block never falls through to what follows it."""
+    return isinstance(body[-1], ast.Return | ast.Raise | ast.Break | ast.Continue)
+
+
+def _breaks(body: list[ast.stmt]) -> bool:
+    """Whether a loop body has a break of its own (not of an inner loop or function)."""
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Break):
+            return True
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+            todo.extend(node.orelse)  # an inner loop's else belongs to the outer loop
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        todo.extend(
+            c
+            for c in ast.iter_child_nodes(node)
+            if isinstance(c, ast.stmt | ast.match_case | ast.excepthandler)
+        )
+    return False
 
 
 def _place(slot: _Slot, line: int) -> None:

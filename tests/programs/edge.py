@@ -92,3 +92,50 @@ nested_funcs(3)
 x = 5; y = 6  # noqa: E702
 if x:  # pragma: no cover
     y = 7
+
+
+def witnesses(n, items):
+    if n > 3:
+        return "big"
+    total = 0
+    for i in items:
+        total += i
+    found = None
+    for i in items:
+        if i == n:
+            found = i
+            break
+    while n > 0:
+        n -= 1
+    if n:
+        value = (
+            total
+            + 1)
+    else:
+        value = [
+            total]
+    try:
+        if total:
+            raise ValueError(total)
+    except ValueError:
+        for k in items:
+            if k:
+                break
+        else:
+            k = None
+    return found, value
+
+
+def matcher(v):
+    match v:
+        case int():
+            return "int"
+        case str():
+            return "str"
+    return "other"
+
+
+for args in ((5, []), (2, [1, 2]), (0, []), (1, [0, 0])):
+    witnesses(*args)
+matcher(1)
+matcher(None)
