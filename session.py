@@ -56,8 +56,12 @@ def run(
     options = dict(options or {})
     names = list(dict.fromkeys(analyses)) or ["coverage"]
     chosen = [registry.load(name)(**options) for name in names]
-    probes = ProbeSet.of(p for a in chosen for p in a.probes())
     engine = engine_for(target)
+    probes = ProbeSet.of(p for a in chosen for p in a.probes(engine.events))
+    if not len(probes):
+        raise UsageError(
+            f"the analyses {', '.join(names)} need no probes the {engine.name} engine has"
+        )
     db_path = resolve_path(db)
     header = {
         "target": os.path.abspath(target.path) if target.path else target.module,

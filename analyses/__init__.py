@@ -30,8 +30,8 @@ class Analysis:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
-    def probes(self) -> Iterable[Probe]:
-        """The probes this analysis needs in a run."""
+    def probes(self, events: frozenset[str]) -> Iterable[Probe]:
+        """The probes this analysis needs in a run whose engine can probe ``events``."""
         raise NotImplementedError
 
     def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
@@ -49,8 +49,9 @@ class UnknownAnalysis(LookupError):
 
 def _builtins() -> dict[str, type[Analysis]]:
     from .coverage import Coverage
+    from .hotness import Hotness
 
-    return {Coverage.name: Coverage}
+    return {Coverage.name: Coverage, Hotness.name: Hotness}
 
 
 def available() -> dict[str, type[Analysis]]:

@@ -1,9 +1,14 @@
-"""Line and branch coverage, reported the way coverage.py reports it.
+"""Coverage: which code ran.
 
-Probes: a flag on every line site, and with ``branch`` on every branch arc.
-Results come from the ``sites`` and ``counts`` tables; the report formats
-(text, JSON, LCOV, Cobertura XML) follow coverage.py's so that tools that
-read its output read ours.
+Python: a flag on every line site, and with ``branch`` on every branch
+arc; reports follow coverage.py's (text, JSON, LCOV, Cobertura XML) so that
+tools that read its output read ours.
+
+Wasm: a flag on every function entry and basic block (with ``instr``, on
+every instruction, exact even when the program traps); reports per
+function, blocks and instructions covered, as text, JSON and LCOV with
+function records. Without ``instr``, an instruction counts as covered when
+its block ran.
 """
 
 from __future__ import annotations
@@ -99,23 +104,39 @@ class Coverage(Analysis):
     description = "line coverage, and branch coverage with --branch (coverage.py's numbers)"
     formats = ("text", "json", "lcov", "xml")
 
-    def probes(self) -> Iterable[Probe]:
-        yield Probe("line", Kind.FLAG)
-        if self.options.get("branch"):
+    def probes(self, events: frozenset[str]) -> Iterable[Probe]:
+        branch = bool(self.options.get("branch"))
+        if "line" in events:
+            yield Probe("line", Kind.FLAG)
+            if branch:
+                yield Probe("branch", Kind.FLAG)
+            return
+        yield Probe("func", Kind.FLAG)
+        yield Probe("block", Kind.FLAG)
+        if self.options.get("instr"):
+            yield Probe("instr", Kind.FLAG)
+        if branch:
             yield Probe("branch", Kind.FLAG)
 
     def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
+        if run.get("engine") == "wasm":
+            return _wasm_text(wasm_functions(wasm_rows_from_tables(tables)), top=20)
         files = collect(rows_from_tables(tables))
-        return _text(
-            files, run.get("cwd") or os.getcwd(), bool(self.options.get("branch")), missing=False
-        )
+        cwd = run.get("cwd") or os.getcwd()
+        return _text(files, cwd, bool(self.options.get("branch")), missing=False)
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+        run = db.execute(
+            "SELECT cwd, options, engine, target FROM runs WHERE run_id = ?", [run_id]
+        ).fetchone()
+        if run is None:
+            raise ValueError(f"no run {run_id!r}")
+        if run[2] == "wasm":
+            return _wasm_report(wasm_functions(wasm_rows_from_db(db, run_id)), run[3], fmt)
         if fmt not in self.formats:
             raise ValueError(f"coverage reports come as {', '.join(self.formats)}, not {fmt!r}")
-        run = db.execute("SELECT cwd, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        cwd = (run and run[0]) or os.getcwd()
-        branch = bool(json.loads((run and run[1]) or "{}").get("branch"))
+        cwd = run[0] or os.getcwd()
+        branch = bool(json.loads(run[1] or "{}").get("branch"))
         files = collect(rows_from_db(db, run_id))
         if fmt == "json":
             return _json(files, cwd, branch)
@@ -364,4 +385,190 @@ def _cobertura(files: dict[str, FileCoverage], cwd: str, branch: bool) -> str:
             out.append("\t\t\t\t\t</lines>\n\t\t\t\t</class>")
         out.append("\t\t\t</classes>\n\t\t</package>")
     out.append("\t</packages>\n</coverage>")
+    return "\n".join(out) + "\n"
+
+
+# -- Wasm: per function -----------------------------------------------------------
+
+WasmRow = tuple[str, str, int, int | None, int | None]  # kind, func, offset, size, count
+
+
+@dataclass
+class FunctionCoverage:
+    name: str
+    offset: int = 0
+    entered: int = 0  # entry count (1 for a flag) or 0
+    blocks: dict[int, int] = field(default_factory=dict)  # block offset -> count
+    sizes: dict[int, int] = field(default_factory=dict)  # block offset -> instructions
+    instrs: dict[int, int] | None = None  # exact instruction coverage, when probed
+
+    def covered_blocks(self) -> int:
+        return sum(1 for c in self.blocks.values() if c)
+
+    def instructions(self) -> tuple[int, int]:
+        """(covered, total) instructions."""
+        if self.instrs is not None:
+            return sum(1 for c in self.instrs.values() if c), len(self.instrs)
+        total = sum(self.sizes.values())
+        return sum(self.sizes[b] for b, c in self.blocks.items() if c), total
+
+
+def wasm_rows_from_tables(tables: Tables) -> list[WasmRow]:
+    sites, counts = tables.get("sites", {}), tables.get("counts", {})
+    hit = dict(
+        zip(map(int, counts.get("site_id", [])), map(int, counts.get("count", [])), strict=True)
+    )
+    return [
+        (kind, func, int(off), None if size is None else int(size), hit.get(int(sid)))
+        for sid, kind, func, off, size in zip(
+            sites.get("site_id", []),
+            sites.get("kind", []),
+            sites.get("func", []),
+            sites.get("offset", []),
+            sites.get("size", [None] * len(sites.get("kind", []))),
+            strict=True,
+        )
+    ]
+
+
+def wasm_rows_from_db(db: Database, run_id: str) -> list[WasmRow]:
+    return db.execute(
+        'SELECT s.kind, s.func, s."offset", s.size, c.count FROM sites s '
+        "LEFT JOIN counts c USING (run_id, site_id) "
+        "WHERE s.run_id = ? AND s.kind IN ('func', 'block', 'instr') ORDER BY s.\"offset\"",
+        [run_id],
+    ).fetchall()
+
+
+def wasm_functions(rows: Iterable[WasmRow]) -> dict[str, FunctionCoverage]:
+    funcs: dict[str, FunctionCoverage] = {}
+    for kind, name, offset, size, count in rows:
+        f = funcs.get(name)
+        if f is None:
+            f = funcs[name] = FunctionCoverage(name, offset)
+        if kind == "func":
+            f.offset, f.entered = offset, count or 0
+        elif kind == "block":
+            f.blocks[offset] = count or 0
+            f.sizes[offset] = size or 0
+        elif kind == "instr":
+            if f.instrs is None:
+                f.instrs = {}
+            f.instrs[offset] = count or 0
+    return funcs
+
+
+def _wasm_report(funcs: dict[str, FunctionCoverage], module: str, fmt: str) -> str:
+    if fmt == "json":
+        return _wasm_json(funcs, module)
+    if fmt == "lcov":
+        return _wasm_lcov(funcs, module)
+    if fmt == "text":
+        return _wasm_text(funcs)
+    raise ValueError(f"coverage reports of Wasm runs come as text, json or lcov, not {fmt!r}")
+
+
+def _wasm_text(funcs: dict[str, FunctionCoverage], top: int | None = None) -> str:
+    if not funcs:
+        return "No data to report."
+    rows = []
+    for f in sorted(funcs.values(), key=lambda f: f.offset):
+        ci, ti = f.instructions()
+        nb = len(f.blocks)
+        pc = 100.0 * ci / ti if ti else 100.0
+        rows.append(
+            [
+                f.name,
+                f"{f.offset:#x}",
+                str(nb),
+                str(nb - f.covered_blocks()),
+                str(ti),
+                str(ti - ci),
+                _display(pc) + "%",
+            ]
+        )
+    ci = sum(f.instructions()[0] for f in funcs.values())
+    ti = sum(f.instructions()[1] for f in funcs.values())
+    nb = sum(len(f.blocks) for f in funcs.values())
+    cb = sum(f.covered_blocks() for f in funcs.values())
+    total = [
+        "TOTAL",
+        "",
+        str(nb),
+        str(nb - cb),
+        str(ti),
+        str(ti - ci),
+        _display(100.0 * ci / ti if ti else 100.0) + "%",
+    ]
+    header = ["Function", "Offset", "Blocks", "Miss", "Instrs", "Miss", "Cover"]
+    shown = rows
+    note = []
+    if top is not None and len(rows) > top:
+        shown = sorted(rows, key=lambda r: -int(r[5]))[:top]
+        note = [f"({len(rows) - top} more functions: probe report coverage)"]
+    widths = [max(len(r[i]) for r in [header, total, *shown]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "   ".join(
+            [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        )
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *map(line, shown), rule, line(total), *note])
+
+
+def _wasm_json(funcs: dict[str, FunctionCoverage], module: str) -> str:
+    out = {}
+    for f in sorted(funcs.values(), key=lambda f: f.offset):
+        ci, ti = f.instructions()
+        out[f.name] = {
+            "offset": f.offset,
+            "entered": bool(f.entered),
+            "blocks": len(f.blocks),
+            "covered_blocks": f.covered_blocks(),
+            "missing_blocks": sorted(o for o, c in f.blocks.items() if not c),
+            "instructions": ti,
+            "covered_instructions": ci,
+        }
+    ci = sum(f["covered_instructions"] for f in out.values())
+    ti = sum(f["instructions"] for f in out.values())
+    doc = {
+        "meta": {
+            "format": 1,
+            "tool": "probe",
+            "version": VERSION,
+            "engine": "wasm",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+        "module": module,
+        "functions": out,
+        "totals": {
+            "functions": len(out),
+            "covered_functions": sum(1 for f in out.values() if f["entered"]),
+            "blocks": sum(f["blocks"] for f in out.values()),
+            "covered_blocks": sum(f["covered_blocks"] for f in out.values()),
+            "instructions": ti,
+            "covered_instructions": ci,
+            "percent_covered": 100.0 * ci / ti if ti else 100.0,
+        },
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _wasm_lcov(funcs: dict[str, FunctionCoverage], module: str) -> str:
+    """LCOV with byte offsets standing in for line numbers until DWARF maps them to source."""
+    ordered = sorted(funcs.values(), key=lambda f: f.offset)
+    out = [f"SF:{module}"]
+    for f in ordered:
+        out.append(f"FN:{f.offset},{f.name}")
+    for f in ordered:
+        out.append(f"FNDA:{f.entered},{f.name}")
+    out.append(f"FNF:{len(ordered)}")
+    out.append(f"FNH:{sum(1 for f in ordered if f.entered)}")
+    blocks = sorted((o, c) for f in ordered for o, c in f.blocks.items())
+    for offset, count in blocks:
+        out.append(f"DA:{offset},{count}")
+    out.append(f"LF:{len(blocks)}")
+    out.append(f"LH:{sum(1 for _, c in blocks if c)}")
+    out.append("end_of_record")
     return "\n".join(out) + "\n"

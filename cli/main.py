@@ -46,6 +46,15 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _pair(text: str, sep: str, option: str) -> tuple[str, str]:
+    from probe.engines import UsageError
+
+    if sep not in text:
+        raise UsageError(f"{option} takes {'K=V' if sep == '=' else 'HOST::GUEST'}, not {text!r}")
+    key, value = text.split(sep, 1)
+    return key, value
+
+
 def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p for v in values or [] for p in v.split(",") if p)
 
@@ -77,27 +86,58 @@ def run(
         list[str] | None, typer.Option(help="Don't measure files matching these globs.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary.")] = False,
+    instr: Annotated[
+        bool, typer.Option("--instr", help="Wasm: cover every instruction, exactly.")
+    ] = False,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="Wasm: set K=V in the guest's environment.")
+    ] = None,
+    dirs: Annotated[
+        list[str] | None,
+        typer.Option("--dir", help="Wasm: preopen HOST directory, as GUEST if HOST::GUEST."),
+    ] = None,
+    invoke: Annotated[
+        str | None, typer.Option(help="Wasm: call this export with ARGS instead of _start.")
+    ] = None,
+    fuel: Annotated[int | None, typer.Option(help="Wasm: stop after this much fuel.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Wasm: stop after this many seconds.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Run a program with probes and record what they see."""
+    """Run a program with probes and record what they see.
+
+    probe run app.py ARGS, probe run -m pkg ARGS, probe run app.wasm -- ARGS
+    """
     from probe import session
     from probe.engines import Target, UsageError
     from probe.probes import Scope
 
     args = list(target or [])
+    options: dict[str, object] = {}
+    if env:
+        options["env"] = dict(_pair(e, "=", "--env") for e in env)
+    if dirs:
+        options["dirs"] = [_pair(d, "::", "--dir") if "::" in d else (d, d) for d in dirs]
+    for name, value in (("invoke", invoke), ("fuel", fuel), ("timeout", timeout)):
+        if value is not None:
+            options[name] = value
     if module:
         tgt = Target(module=module, args=args)
     elif args:
-        tgt = Target(path=args[0], args=[a for a in args[1:]])
+        rest = args[1:]
+        if args[0].endswith((".wasm", ".wat")) and rest[:1] == ["--"]:
+            rest = rest[1:]  # `probe run app.wasm -- ARGS`, as wasmtime takes them
+        tgt = Target(path=args[0], args=rest, options=options)
     else:
-        raise UsageError("nothing to run: give a program (app.py) or -m MODULE")
+        raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")
     scope = Scope(source=_split(source), include=_split(include), omit=_split(omit))
     _, outcome = session.run(
         tgt,
         analysis or ["coverage"],
         db=db,
         scope=scope,
-        options={"branch": branch},
+        options={"branch": branch, "instr": instr},
         summary=None if quiet else sys.stderr,
     )
     raise typer.Exit(outcome.exit_code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from probe.probes import ProbeSet, Scope
 
@@ -26,6 +26,7 @@ class Target:
     path: str | None = None
     module: str | None = None
     args: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # engine-specific: env, dirs, invoke...
 
     @property
     def name(self) -> str:
@@ -64,13 +65,17 @@ class Engine(Protocol):
 def engine_for(target: Target) -> Engine:
     """The engine that runs ``target``, judged by its file type."""
     if target.path is not None:
-        ext = os.path.splitext(target.path)[1].lower()
-        if ext in (".wasm", ".wat"):
-            raise UsageError(f"{target.path}: WebAssembly targets are not supported yet")
         if not os.path.exists(target.path):
             raise UsageError(f"can't open file {target.path!r}: no such file")
         if os.path.isdir(target.path):
-            raise UsageError(f"{target.path!r} is a directory, not a Python file")
+            raise UsageError(f"{target.path!r} is a directory, not a program")
+        if os.path.splitext(target.path)[1].lower() in (".wasm", ".wat"):
+            from probe.engines.wasm import WasmEngine
+
+            return WasmEngine()
+    if target.options:
+        names = ", ".join(f"--{k}" for k in sorted(target.options))
+        raise UsageError(f"{names} apply to WebAssembly programs only")
     from probe.engines.cpython import CPythonEngine
 
     return CPythonEngine()

@@ -40,6 +40,7 @@ class Database:
             self.con = _connect(self.path)
             for table in TABLES:
                 self.con.execute(ddl(table))
+                _add_missing_columns(self.con, table)
             self.ingest()
         except BaseException:
             self._lock.close()
@@ -99,14 +100,14 @@ class Database:
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
-            for table, columns in spool.chunks(folder):
-                n = len(next(iter(columns.values()), []))
-                if not n:
+            for table, chunk in spool.chunks(folder):
+                if isinstance(chunk, dict):
+                    schema = arrow_schema(table)
+                    chunk = pa.table(chunk, schema=pa.schema([schema.field(c) for c in chunk]))
+                if not chunk.num_rows:
                     continue
-                full = {"run_id": [run_id] * n, **columns}
-                schema = arrow_schema(table)
-                fields = [schema.field(name) for name in full]
-                self.append(table, pa.table(full, schema=pa.schema(fields)))
+                ids = pa.array([run_id] * chunk.num_rows, pa.string())
+                self.append(table, chunk.append_column("run_id", ids))
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -157,6 +158,14 @@ class Database:
             self.con.execute(f"COPY (SELECT * FROM {table}) TO '{escaped}' (FORMAT parquet)")
             written.append(out)
         return written
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Migrate a database written by an older probe: columns are only ever added."""
+    have = {row[1] for row in con.execute(f"PRAGMA table_info('{table}')").fetchall()}
+    for name, kind in TABLES[table]:
+        if name not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
 
 
 class Result:

@@ -35,6 +35,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("line", "INTEGER"),
         ("offset", "BIGINT"),  # Wasm: byte offset in the original module
         ("target", "BIGINT"),  # branch destination; Python arcs: negative = exit of code at -line
+        ("size", "BIGINT"),  # Wasm blocks: instructions in the block
     ),
     "counts": (
         ("run_id", "VARCHAR"),

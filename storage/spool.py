@@ -66,13 +66,29 @@ class Spool:
                 f"can't write the database at {db_path}: {where}: {e.strerror}"
             ) from None
 
-    def write(self, table: str, columns: dict[str, list]) -> None:
+    def write(self, table: str, columns: dict[str, Any]) -> None:
+        """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC."""
         known = {name for name, _ in TABLES[table]}
         unknown = set(columns) - known
         if unknown:
             raise ValueError(f"table {table} has no columns {sorted(unknown)}")
         self._seq += 1
-        _write_whole(self.dir / f"{self._seq:06d}-{table}.json", json.dumps(columns))
+        if all(isinstance(v, list) for v in columns.values()):
+            _write_whole(self.dir / f"{self._seq:06d}-{table}.json", json.dumps(columns))
+            return
+        import pyarrow as pa
+
+        from .schema import arrow_schema
+
+        schema = arrow_schema(table)
+        data = pa.table(
+            {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
+        )
+        path = self.dir / f"{self._seq:06d}-{table}.arrow"
+        tmp = path.with_name(path.name + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
+            w.write_table(data)
+        os.replace(tmp, path)
 
     def close(self, status: str, exit_code: int | None, message: str | None) -> None:
         self._write_header(
@@ -123,15 +139,21 @@ def read_header(folder: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def chunks(folder: Path) -> list[tuple[str, dict[str, list]]]:
-    """The journal's table chunks, in the order they were written."""
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name == "run.json":
+def chunks(folder: Path) -> list[tuple[str, Any]]:
+    """The journal's table chunks in the order they were written: column dicts or Arrow tables."""
+    out: list[tuple[str, Any]] = []
+    for path in sorted(folder.iterdir()):
+        if path.name == "run.json" or path.suffix not in (".json", ".arrow"):
             continue
         table = path.stem.split("-", 1)[1]
-        with open(path, encoding="utf-8") as f:
-            out.append((table, json.load(f)))
+        if path.suffix == ".json":
+            with open(path, encoding="utf-8") as f:
+                out.append((table, json.load(f)))
+        else:
+            import pyarrow as pa
+
+            with pa.OSFile(str(path), "rb") as source:
+                out.append((table, pa.ipc.open_stream(source).read_all()))
     return out
 
 

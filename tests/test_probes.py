@@ -10,7 +10,8 @@ from probe.probes import Kind, Probe, ProbeSet, Scope, Site
 
 
 def test_analyses_asking_for_the_same_sites_share_one_probe() -> None:
-    probes = ProbeSet.of([*Coverage(branch=True).probes(), *Coverage().probes()])
+    events = frozenset({"line", "branch"})
+    probes = ProbeSet.of([*Coverage(branch=True).probes(events), *Coverage().probes(events)])
     assert len(probes) == 2
     assert probes.kind_for("line") is Kind.FLAG and probes.kind_for("branch") is Kind.FLAG
 

@@ -1,0 +1,540 @@
+"""The probe rewriter: one pass over each function body, probe code spliced in as bytes.
+
+Sites are addressed by (function index, byte offset in the ORIGINAL file),
+the numbers `wasm-tools objdump` shows. Flag and count probes write into a
+probe memory the rewriter appends to the module (multi-memory) and
+exports; the host reads it after the run, zero-copy. No host call per
+event.
+
+Economy, exact all the same:
+
+* Probes are placed per *segment*, a straight run of instructions that,
+  once its first instruction runs, runs to its end: a segment ends at
+  every branch, every block join, and, when instruction sites are wanted,
+  after every instruction that can trap. Every site in a segment shares
+  its slot in the probe memory.
+* For flags, a loop's body shares the segment of the code before the loop:
+  reaching ``loop`` means entering its body, so covering a tight loop costs
+  nothing inside it.
+
+The instructions between probes are copied as they are; only ``call``,
+``return_call`` and ``ref.func`` are re-encoded, and only when imports were
+added (which shifts every defined function's index).
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+
+from . import opcodes as op
+from .binary import (
+    SEC_CODE,
+    SEC_EXPORT,
+    SEC_MEMORY,
+    SEC_START,
+    SEC_TYPE,
+    Module,
+    WasmError,
+    check_opcode,
+    enc_name,
+    enc_u32,
+    sleb,
+    u32,
+)
+
+FLAG, COUNT = 1, 2
+PROBE_MEMORY_EXPORT = "probe:memory"
+START_EXPORT = "probe:start"  # the start function, exported so the host calls it (see runner)
+
+# Instructions that may trap or leave the function: what follows them may not run.
+_TRAPS = set(op.ACCESS) | {
+    0x00,
+    0x10,
+    0x11,
+    0x12,
+    0x13,
+    0x0F,  # unreachable, calls, return
+    0x6D,
+    0x6E,
+    0x6F,
+    0x70,
+    0x7F,
+    0x80,
+    0x81,
+    0x82,  # integer div and rem
+    0xA8,
+    0xA9,
+    0xAA,
+    0xAB,
+    0xAE,
+    0xAF,
+    0xB0,
+    0xB1,  # float -> int truncations
+    0x25,
+    0x26,  # table.get, table.set
+}
+_MISC_TRAPS = {8, 10, 11, 12, 14, 17}  # memory.init/copy/fill, table.init/copy/fill
+
+
+@dataclass
+class Plan:
+    """What to probe: the kind for each event class, FLAG or COUNT (0 for none)."""
+
+    func: int = 0
+    block: int = 0
+    instr: int = 0
+    branch: int = 0
+    call: int = 0
+    memory: int = 0  # loads and stores
+    exit: int = 0
+
+    def any(self) -> bool:
+        return any(
+            (self.func, self.block, self.instr, self.branch, self.call, self.memory, self.exit)
+        )
+
+    def key(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(vars(self).items()) if v)
+
+
+@dataclass
+class Sites:
+    """Every site of the module, as columns; ``slot`` is the probe memory slot (-1: none)."""
+
+    kind: list[str] = field(default_factory=list)
+    func: array = field(default_factory=lambda: array("q"))
+    offset: array = field(default_factory=lambda: array("q"))
+    target: list[int | None] = field(default_factory=list)
+    slot: array = field(default_factory=lambda: array("q"))
+    size: array = field(default_factory=lambda: array("q"))  # instructions, for blocks
+
+    def add(self, kind: str, func: int, offset: int, slot: int, target: int | None = None) -> None:
+        self.kind.append(kind)
+        self.func.append(func)
+        self.offset.append(offset)
+        self.target.append(target)
+        self.slot.append(slot)
+        self.size.append(0)
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+@dataclass
+class Result:
+    module: bytes
+    sites: Sites
+    slots: int  # number of probe slots
+    counting: bool  # slots are i64 counters (else bytes)
+    probe_memory: int  # index of the probe memory, -1 if none
+    deferred_start: str | None  # export to call before anything else, if the start was moved
+    # Piecewise map from instrumented offsets back to the original: segment starts.
+    new_starts: array = field(default_factory=lambda: array("q"))
+    old_starts: array = field(default_factory=lambda: array("q"))
+
+    def original_offset(self, offset: int) -> int:
+        i = bisect.bisect_right(self.new_starts, offset) - 1
+        if i < 0:
+            return offset
+        return self.old_starts[i] + (offset - self.new_starts[i])
+
+
+def instrument(m: Module, plan: Plan) -> Result:
+    """Rewrite ``m`` with the probes of ``plan``."""
+    return _Rewriter(m, plan).run()
+
+
+_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+
+class _Frame:
+    __slots__ = ("kind", "offset", "params", "results", "has_else", "else_slot")
+
+    def __init__(self, kind: int, offset: int, params: bytes, results: bytes) -> None:
+        self.kind = kind  # BLOCK, LOOP, IF, or 0 for the function
+        self.offset = offset
+        self.params = params
+        self.results = results
+        self.has_else = False
+        self.else_slot = -1
+
+
+class _Rewriter:
+    def __init__(self, m: Module, plan: Plan) -> None:
+        self.m = m
+        self.plan = plan
+        self.counting = COUNT in (
+            plan.func,
+            plan.block,
+            plan.instr,
+            plan.branch,
+            plan.call,
+            plan.memory,
+            plan.exit,
+        )
+        self.sites = Sites()
+        self.slots = 0
+        self.mem = m.total_memories  # the probe memory's index
+        self.new_types: list[tuple[bytes, bytes]] = []
+        self.marks_new = array("q")
+        self.marks_old = array("q")
+        # Sites finer than a block need segments that end where execution may stop.
+        self.split_traps = bool(plan.instr or plan.memory or plan.call)
+        self.flag = self.probe_bytes_flag if not self.counting else self.probe_bytes_count
+
+    # -- probe code -------------------------------------------------------------
+
+    def _memarg(self, align: int, offset: int) -> bytes:
+        if self.mem == 0:
+            return bytes((align,)) + enc_u32(offset)
+        return bytes((align | 0x40,)) + enc_u32(self.mem) + enc_u32(offset)
+
+    def probe_bytes_count(self, slot: int) -> bytes:
+        at = slot * 8
+        return (
+            b"\x41\x00\x41\x00\x29"
+            + self._memarg(3, at)
+            + b"\x42\x01\x7c\x37"
+            + self._memarg(3, at)
+        )
+
+    def probe_bytes_flag(self, slot: int) -> bytes:
+        return b"\x41\x00\x41\x01\x3a" + self._memarg(0, slot)
+
+    def new_slot(self) -> int:
+        self.slots += 1
+        return self.slots - 1
+
+    # -- the module -------------------------------------------------------------
+
+    def run(self) -> Result:
+        m, b = self.m, self.m.data
+        probing = self.plan.any()
+        code_sec = m.section(SEC_CODE)
+        code = self._code_payload(code_sec) if code_sec is not None and probing else None
+        added: dict[int, bytes] = {}  # section id -> whole new section
+        if probing:
+            size = self.slots * (8 if self.counting else 1)
+            pages = max(1, -(-size // 65536))
+            added[SEC_MEMORY] = _extend(
+                b, m.section(SEC_MEMORY), SEC_MEMORY, b"\x00" + enc_u32(pages)
+            )
+            taken = {name for name, _, _ in m.exports}
+            if PROBE_MEMORY_EXPORT in taken or START_EXPORT in taken:
+                raise WasmError(f"the module already exports {PROBE_MEMORY_EXPORT!r}")
+            exports = enc_name(PROBE_MEMORY_EXPORT) + b"\x02" + enc_u32(self.mem)
+            if m.start is not None:
+                # Run the start function from the host, after it holds the probe memory.
+                exports += enc_name(START_EXPORT) + b"\x00" + enc_u32(m.start)
+            added[SEC_EXPORT] = _extend(
+                b, m.section(SEC_EXPORT), SEC_EXPORT, exports, count=1 + (m.start is not None)
+            )
+            if self.new_types:
+                extra = b"".join(
+                    b"\x60" + enc_u32(len(p)) + p + enc_u32(len(r)) + r for p, r in self.new_types
+                )
+                added[SEC_TYPE] = _extend(
+                    b, m.section(SEC_TYPE), SEC_TYPE, extra, count=len(self.new_types)
+                )
+        present = {s.id for s in m.sections}
+        missing = sorted((sid for sid in added if sid not in present), key=_ORDER.get)
+        out = bytearray(b[:8])
+        for sec in m.sections:
+            while missing and sec.id and _ORDER[missing[0]] < _ORDER[sec.id]:
+                out += added[missing.pop(0)]
+            if sec.id in added:
+                out += added[sec.id]
+            elif sec.id == SEC_START and probing:
+                continue
+            elif sec.id == SEC_CODE and code is not None:
+                out += bytes((SEC_CODE,)) + enc_u32(len(code))
+                base = len(out)
+                for i in range(self._code_marks, len(self.marks_new)):
+                    self.marks_new[i] += base
+                out += code
+            else:
+                self._mark(len(out), sec.header)
+                out += b[sec.header : sec.end]
+        for sid in missing:
+            out += added[sid]
+        order = sorted(range(len(self.marks_new)), key=self.marks_new.__getitem__)
+        return Result(
+            bytes(out),
+            self.sites,
+            self.slots,
+            self.counting,
+            self.mem if probing else -1,
+            START_EXPORT if probing and m.start is not None else None,
+            array("q", (self.marks_new[i] for i in order)),
+            array("q", (self.marks_old[i] for i in order)),
+        )
+
+    def _mark(self, new: int, old: int) -> None:
+        self.marks_new.append(new)
+        self.marks_old.append(old)
+
+    _code_marks = 0
+
+    def _code_payload(self, sec) -> bytes:  # noqa: ANN001 - Section
+        """The new code section payload; marks are relative to it until run() adds its base."""
+        self._code_marks = len(self.marks_new)
+        out = bytearray(enc_u32(len(self.m.bodies)))
+        for body in self.m.bodies:
+            new = self._function(body, len(out))
+            size = enc_u32(len(new))
+            # Shift this function's marks past its new size field.
+            for i in range(self._fn_marks, len(self.marks_new)):
+                self.marks_new[i] += len(out) + len(size)
+            out += size
+            out += new
+        return bytes(out)
+
+    _fn_marks = 0
+
+    # -- one function -----------------------------------------------------------
+
+    def _function(self, body, at: int) -> bytes:  # noqa: ANN001, C901 - one tight loop on purpose
+        b = self.m.data
+        plan, sites, counting, split_traps = self.plan, self.sites, self.counting, self.split_traps
+        fidx = body.index
+        self._fn_marks = len(self.marks_new)
+        out = bytearray()
+        run_start = body.start  # start of the original bytes not yet copied
+        ftype = (
+            self.m.types[self.m.func_types[fidx]]
+            if self.m.func_types[fidx] < len(self.m.types)
+            else (b"", b"")
+        )
+        stack = [_Frame(0, body.start, b"", ftype[1])]
+        single, misc, simd = op.SINGLE, op.MISC, op.SIMD
+        new_segment, leader = True, True
+        slot = -1
+        arm = -1  # offset of the branch whose arm the next segment is, if any
+        block, block_first, count = -1, 0, 0  # current block site, its first instruction's number
+        p, end = body.code, body.end
+
+        def splice(at_offset: int, code: bytes) -> None:
+            nonlocal run_start
+            if at_offset > run_start:
+                self._mark(len(out), run_start)
+                out.extend(b[run_start:at_offset])
+            out.extend(code)
+            run_start = at_offset
+
+        while p < end:
+            ins = p
+            opc = b[p]
+            if (
+                opc == op.END
+                and len(stack) > 1
+                and stack[-1].kind == op.IF
+                and not stack[-1].has_else
+                and plan.branch
+            ):
+                # An if without else: give its false arm a home for a probe.
+                frame = stack[-1]
+                frame.else_slot = self.new_slot()
+                splice(ins, b"\x05" + self.flag(frame.else_slot))
+            if new_segment:
+                slot = self.new_slot()
+                splice(ins, self.flag(slot))
+                new_segment = False
+                if ins == body.code and plan.func:
+                    sites.add("func", fidx, body.start, slot)
+                if arm >= 0:
+                    if plan.branch:
+                        sites.add("branch", fidx, arm, slot, ins)
+                    arm = -1
+            if leader:
+                if plan.block:
+                    if block >= 0:
+                        sites.size[block] = count - block_first
+                    block, block_first = len(sites), count
+                    sites.add("block", fidx, ins, slot)
+                leader = False
+            count += 1
+            if plan.instr:
+                sites.add("instr", fidx, ins, slot)
+            p += 1
+            kind = single.get(opc)
+            if kind is None:
+                if opc == op.PREFIX_MISC:
+                    sub, p = u32(b, p)
+                    kind = misc.get(sub)
+                    if kind is None:
+                        raise WasmError(f"illegal opcode 0xfc {sub:#x}", ins)
+                    if kind == op.U32X2:
+                        p = _skip2(b, p)
+                    elif kind == op.U32:
+                        _, p = u32(b, p)
+                    if split_traps and sub in _MISC_TRAPS:
+                        new_segment = True
+                    continue
+                if opc == op.PREFIX_SIMD:
+                    sub, p = u32(b, p)
+                    kind = simd.get(sub)
+                    if kind is None:
+                        raise WasmError(f"illegal opcode 0xfd {sub:#x}", ins)
+                    if kind == op.MEMARG or kind == op.MEMARG_LANE:
+                        p = _skip_memarg(b, p) + (kind == op.MEMARG_LANE)
+                        if plan.memory:
+                            sites.add("memory", fidx, ins, slot)
+                        if split_traps:
+                            new_segment = True
+                    elif kind == op.BYTES16:
+                        p += 16
+                    elif kind == op.LANE:
+                        p += 1
+                    continue
+                check_opcode(opc, ins)
+            if kind == op.NONE:
+                if opc >= 0x45:
+                    if split_traps and opc in _TRAPS:
+                        new_segment = True
+                    continue
+                if opc == op.END:
+                    frame = stack.pop()
+                    if not stack:
+                        if p != end:
+                            raise WasmError("operators remaining after end of function", p)
+                        break
+                    if frame.kind == op.IF:
+                        if plan.branch and not frame.has_else:
+                            sites.add("branch", fidx, frame.offset, frame.else_slot, p)
+                        new_segment = leader = True
+                    elif frame.kind == op.BLOCK:
+                        new_segment = leader = True
+                    continue
+                if opc == op.ELSE:
+                    frame = stack[-1]
+                    frame.has_else = True
+                    new_segment = leader = True
+                    arm = frame.offset
+                    continue
+                # unreachable, nop, return, drop, select, ref.is_null
+                if opc in (op.UNREACHABLE, op.RETURN):
+                    new_segment = leader = True
+                continue
+            if kind == op.U32:
+                idx, p = u32(b, p)
+                if opc == op.BR_IF:
+                    new_segment = leader = True
+                    arm = ins
+                    if plan.branch:  # the taken arm: not probed yet (see docs)
+                        sites.add("branch", fidx, ins, -1, None)
+                elif opc == op.BR:
+                    new_segment = leader = True
+                elif opc in (op.CALL, op.RETURN_CALL):
+                    if plan.call:
+                        sites.add("call", fidx, ins, slot, idx)
+                    if split_traps or opc == op.RETURN_CALL:
+                        new_segment = True
+                    if opc == op.RETURN_CALL:
+                        leader = True
+                elif opc == 0x3F or opc == 0x40:  # memory.size/grow take a memory index
+                    pass
+                continue
+            if kind == op.MEMARG:
+                p = _skip_memarg(b, p)
+                if plan.memory:
+                    sites.add("memory", fidx, ins, slot)
+                if split_traps:
+                    new_segment = True
+                continue
+            if kind == op.BLOCKTYPE:
+                params, results, p = self._blocktype(b, p)
+                stack.append(_Frame(opc, ins, params, results))
+                if opc == op.IF:
+                    new_segment = leader = True
+                    arm = ins
+                elif opc == op.LOOP:
+                    leader = True
+                    if counting:
+                        new_segment = True
+                continue
+            if kind == op.I32:
+                p = _skip_leb(b, p)
+                continue
+            if kind == op.I64:
+                p = _skip_leb(b, p)
+                continue
+            if kind == op.F32:
+                p += 4
+                continue
+            if kind == op.F64:
+                p += 8
+                continue
+            if kind == op.U32X2:
+                p = _skip2(b, p)
+                if opc in (op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
+                    if plan.call:
+                        sites.add("call", fidx, ins, slot)
+                    if split_traps or opc == op.RETURN_CALL_INDIRECT:
+                        new_segment = True
+                    if opc == op.RETURN_CALL_INDIRECT:
+                        leader = True
+                continue
+            if kind == op.BR_TABLE:
+                n, p = u32(b, p)
+                for _ in range(n + 1):
+                    p = _skip_leb(b, p)
+                new_segment = leader = True
+                continue
+            if kind == op.SELECT_T:
+                n, p = u32(b, p)
+                p += n
+                continue
+            if kind == op.REFTYPE:
+                p += 1
+                continue
+        else:
+            raise WasmError("function body ends without end", end)
+        if block >= 0:
+            sites.size[block] = count - block_first
+        if run_start < end:
+            self._mark(len(out), run_start)
+            out.extend(b[run_start:end])
+        return bytes(out)
+
+    def _blocktype(self, b: bytes, p: int) -> tuple[bytes, bytes, int]:
+        t = b[p]
+        if t == 0x40:
+            return b"", b"", p + 1
+        if t in op.VALTYPES:
+            return b"", bytes((t,)), p + 1
+        idx, p = sleb(b, p, 33)
+        if not 0 <= idx < len(self.m.types):
+            raise WasmError(f"unknown block type {idx}", p)
+        params, results = self.m.types[idx]
+        return params, results, p
+
+
+def _skip_leb(b: bytes, p: int) -> int:
+    while b[p] & 0x80:
+        p += 1
+    return p + 1
+
+
+def _skip2(b: bytes, p: int) -> int:
+    return _skip_leb(b, _skip_leb(b, p))
+
+
+def _skip_memarg(b: bytes, p: int) -> int:
+    flags = b[p]
+    p = _skip_leb(b, p)
+    if flags & 0x40:
+        p = _skip_leb(b, p)
+    return _skip_leb(b, p)
+
+
+def _extend(b: bytes, sec, sid: int, entry: bytes, count: int = 1) -> bytes:  # noqa: ANN001
+    """A vector section with ``count`` entries appended."""
+    if sec is None:
+        n, rest = 0, b""
+    else:
+        n, p = u32(b, sec.start)
+        rest = b[p : sec.end]
+    payload = enc_u32(n + count) + rest + entry
+    return bytes((sid,)) + enc_u32(len(payload)) + payload
