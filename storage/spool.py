@@ -37,7 +37,10 @@ def spool_root(db_path: str | os.PathLike[str]) -> Path:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+    # Sortable by start time (to the millisecond), unique by the random tail.
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(2).hex()}"
 
 
 def _write_whole(path: Path, data: str) -> None:

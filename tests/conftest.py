@@ -97,3 +97,17 @@ def workdir(tmp_path: Path) -> Path:
     dest = tmp_path / "work"
     shutil.copytree(PROGRAMS, dest, ignore=shutil.ignore_patterns("__pycache__", ".probe*"))
     return dest
+
+
+_SPEC_REPORTS: list[str] = []
+
+
+@pytest.fixture
+def spec_reports() -> list[str]:
+    """Reports that the end of the test run prints (what passed, failed, was skipped and why)."""
+    return _SPEC_REPORTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    for text in _SPEC_REPORTS:
+        terminalreporter.write_line(text)

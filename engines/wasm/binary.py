@@ -47,20 +47,19 @@ def u32(b: bytes, p: int) -> tuple[int, int]:
         x = b[p]
         if x < 0x80:
             return x, p + 1
-        result, shift, start = x & 0x7F, 7, p
-        p += 1
-        while True:
+        start, result, shift = p, 0, 0
+        for i in range(5):
             x = b[p]
             p += 1
+            if i == 4 and x & 0xF0:
+                raise WasmError(
+                    "integer representation too long" if x & 0x80 else "integer too large", start
+                )
             result |= (x & 0x7F) << shift
             if x < 0x80:
-                if shift > 28 and (x >> (32 - shift)):
-                    raise WasmError("integer too large", start)
                 return result, p
             shift += 7
-            if shift > 28:
-                if shift > 35:
-                    raise WasmError("integer representation too long", start)
+        raise WasmError("integer representation too long", start)
     except IndexError:
         raise WasmError("unexpected end", p) from None
 
@@ -214,7 +213,7 @@ def parse(data: bytes) -> Module:
     funcs = m.section(SEC_FUNCTION)
     code = m.section(SEC_CODE)
     defined = len(m.func_types) - m.imported_funcs
-    if (code is None) != (defined == 0) or (code and len(m.bodies) != defined):
+    if len(m.bodies) != defined:
         raise WasmError(
             "function and code section have inconsistent lengths",
             (code or funcs).header if (code or funcs) else 8,

