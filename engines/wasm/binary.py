@@ -95,6 +95,10 @@ def skip_leb(b: bytes, p: int) -> int:
 
 
 def enc_u32(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -104,6 +108,9 @@ def enc_u32(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 def enc_s(n: int) -> bytes:

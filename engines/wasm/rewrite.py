@@ -184,24 +184,43 @@ class _Rewriter:
         self.split_traps = bool(plan.instr or plan.memory or plan.call)
         self.flag = self.probe_bytes_flag if not self.counting else self.probe_bytes_count
 
+        self._fast = self._fast_table()
+        mem = b"" if self.mem == 0 else enc_u32(self.mem)
+        flagged = 0x40 if self.mem else 0
+        self._flag_head = b"\x41\x00\x41\x01\x3a" + bytes((flagged,)) + mem
+        self._count_mem = bytes((3 | flagged,)) + mem
+        self._count_head = b"\x41\x00\x41\x00\x29" + self._count_mem
+
+    def _fast_table(self) -> bytes:
+        """Per opcode: 1 no immediate, 2 one LEB128, 3 a memarg, when it needs no attention."""
+        table = bytearray(256)
+        if self.plan.instr:
+            return bytes(table)  # every instruction is a site
+        for code, kind in op.SINGLE.items():
+            if code in (op.BLOCK, op.LOOP, op.IF, op.ELSE, op.END, op.BR, op.BR_IF,
+                        op.BR_TABLE_OP, op.RETURN, op.UNREACHABLE, op.CALL, op.RETURN_CALL,
+                        op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
+                continue
+            if self.split_traps and code in _TRAPS:
+                continue
+            if kind == op.NONE:
+                table[code] = 1
+            elif kind in (op.U32, op.I32, op.I64):
+                table[code] = 2
+            elif kind == op.MEMARG and not self.plan.memory:
+                table[code] = 3
+        return bytes(table)
+
     # -- probe code -------------------------------------------------------------
 
-    def _memarg(self, align: int, offset: int) -> bytes:
-        if self.mem == 0:
-            return bytes((align,)) + enc_u32(offset)
-        return bytes((align | 0x40,)) + enc_u32(self.mem) + enc_u32(offset)
-
     def probe_bytes_count(self, slot: int) -> bytes:
-        at = slot * 8
-        return (
-            b"\x41\x00\x41\x00\x29"
-            + self._memarg(3, at)
-            + b"\x42\x01\x7c\x37"
-            + self._memarg(3, at)
-        )
+        # i32.const 0; i32.const 0; i64.load; i64.const 1; i64.add; i64.store
+        at = enc_u32(slot * 8)
+        return self._count_head + at + b"\x42\x01\x7c\x37" + self._count_mem + at
 
     def probe_bytes_flag(self, slot: int) -> bytes:
-        return b"\x41\x00\x41\x01\x3a" + self._memarg(0, slot)
+        # i32.const 0; i32.const 1; i32.store8 offset=slot
+        return self._flag_head + enc_u32(slot)
 
     def new_slot(self) -> int:
         self.slots += 1
@@ -324,15 +343,45 @@ class _Rewriter:
             out.extend(code)
             run_start = at_offset
 
+        fast = self._fast
         while p < end:
-            ins = p
             opc = b[p]
+            if not (dead or new_segment or leader):
+                # Most instructions change nothing here: step over them quickly.
+                f = fast[opc]
+                if f == 1:
+                    p += 1
+                    count += 1
+                    continue
+                if f == 2:
+                    p += 1
+                    while b[p] & 0x80:
+                        p += 1
+                    p += 1
+                    count += 1
+                    continue
+                if f == 3:
+                    flags = b[p + 1]
+                    p += 1
+                    while b[p] & 0x80:
+                        p += 1
+                    p += 1
+                    if flags & 0x40:
+                        while b[p] & 0x80:
+                            p += 1
+                        p += 1
+                    while b[p] & 0x80:
+                        p += 1
+                    p += 1
+                    count += 1
+                    continue
+            ins = p
             if (
-                opc == op.END
+                plan.branch
+                and opc == op.END
                 and len(stack) > 1
                 and stack[-1].kind == op.IF
                 and not stack[-1].has_else
-                and plan.branch
             ):
                 # An if without else: give its false arm a home for a probe.
                 frame = stack[-1]
