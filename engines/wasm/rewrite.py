@@ -197,9 +197,22 @@ class _Rewriter:
         if self.plan.instr:
             return bytes(table)  # every instruction is a site
         for code, kind in op.SINGLE.items():
-            if code in (op.BLOCK, op.LOOP, op.IF, op.ELSE, op.END, op.BR, op.BR_IF,
-                        op.BR_TABLE_OP, op.RETURN, op.UNREACHABLE, op.CALL, op.RETURN_CALL,
-                        op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
+            if code in (
+                op.BLOCK,
+                op.LOOP,
+                op.IF,
+                op.ELSE,
+                op.END,
+                op.BR,
+                op.BR_IF,
+                op.BR_TABLE_OP,
+                op.RETURN,
+                op.UNREACHABLE,
+                op.CALL,
+                op.RETURN_CALL,
+                op.CALL_INDIRECT,
+                op.RETURN_CALL_INDIRECT,
+            ):
                 continue
             if self.split_traps and code in _TRAPS:
                 continue
