@@ -462,7 +462,7 @@ def _wasm_report(funcs: dict[str, FunctionCoverage], module: str, fmt: str) -> s
     if fmt == "json":
         return _wasm_json(funcs, module)
     if fmt == "lcov":
-        return _wasm_lcov(funcs, module)
+        return wasm_lcov(funcs, module)
     if fmt == "text":
         return _wasm_text(funcs)
     raise ValueError(f"coverage reports of Wasm runs come as text, json or lcov, not {fmt!r}")
@@ -555,7 +555,7 @@ def _wasm_json(funcs: dict[str, FunctionCoverage], module: str) -> str:
     return json.dumps(doc, indent=2)
 
 
-def _wasm_lcov(funcs: dict[str, FunctionCoverage], module: str) -> str:
+def wasm_lcov(funcs: dict[str, FunctionCoverage], module: str) -> str:
     """LCOV with byte offsets standing in for line numbers until DWARF maps them to source."""
     ordered = sorted(funcs.values(), key=lambda f: f.offset)
     out = [f"SF:{module}"]

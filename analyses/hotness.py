@@ -17,6 +17,7 @@ from . import Analysis, Tables
 from .coverage import (
     FunctionCoverage,
     wasm_functions,
+    wasm_lcov,
     wasm_rows_from_db,
     wasm_rows_from_tables,
 )
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class Hotness(Analysis):
     name = "hotness"
     description = "execution counts per function and basic block (Wasm) or line (Python)"
-    formats = ("text", "json")
+    formats = ("text", "json", "lcov")
 
     def probes(self, events: frozenset[str]) -> Iterable[Probe]:
         if "block" in events:
@@ -47,6 +48,8 @@ class Hotness(Analysis):
             raise ValueError(f"hotness reports come as {', '.join(self.formats)}, not {fmt!r}")
         engine = db.execute("SELECT engine FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if engine and engine[0] != "wasm":
+            if fmt == "lcov":
+                raise ValueError("hotness LCOV is for Wasm runs; use coverage's for Python")
             rows = db.execute(
                 "SELECT s.unit, s.line, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
                 "WHERE s.run_id = ? AND s.kind = 'line' ORDER BY c.count DESC LIMIT 50",
@@ -58,6 +61,9 @@ class Hotness(Analysis):
                 )
             return "\n".join(f"{c:>14,}  {u}:{n}" for u, n, c in rows) or "No data to report."
         funcs = wasm_functions(wasm_rows_from_db(db, run_id))
+        if fmt == "lcov":
+            module = db.execute("SELECT target FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            return wasm_lcov(funcs, module[0] if module else "")
         if fmt == "json":
             return json.dumps(
                 {

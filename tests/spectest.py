@@ -22,7 +22,7 @@ import wasmtime
 from probe.engines.wasm import binary, runner
 from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
 
-EVERYWHERE = Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, memory=FLAG)
+EVERYWHERE = Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, memory=FLAG, exit=FLAG)
 COUNTS = Plan(func=COUNT, block=COUNT)
 
 

@@ -225,3 +225,49 @@ def test_one_query_answers_for_both_engines(wdir: Path) -> None:
     )
     assert [r["engine"] for r in rows] == ["cpython", "wasm"]
     assert all(r["covered"] > 0 for r in rows)
+
+
+def test_branch_arms_and_exits(wdir: Path) -> None:
+    shutil.copy(SAMPLES / "switch.wat", wdir / "switch.wat")
+    got = probe("run", "-q", "--branch", "--invoke", "classify", "switch.wat", "2", cwd=wdir)
+    assert got.stdout == "102\n"
+    arms = query(
+        'SELECT s."offset", s.target, c.count FROM sites s LEFT JOIN counts c '
+        "USING (run_id, site_id) WHERE s.kind = 'branch' AND s.func = 'classify' "
+        "ORDER BY 1, 2",
+        wdir,
+    )
+    # br_table: four arms, each with the offset its label leads to; only the arm for 2 ran.
+    table = [a for a in arms if a["offset"] == arms[0]["offset"]]
+    assert len(table) == 4 and len({a["target"] for a in table}) == 4
+    assert sum(1 for a in table if a["count"]) == 1
+    assert all(a["target"] is not None for a in arms)
+    probe(
+        "run",
+        "-q",
+        "-a",
+        "coverage",
+        "-a",
+        "hotness",
+        "--branch",
+        "--invoke",
+        "count_down",
+        "switch.wat",
+        "7",
+        cwd=wdir,
+    )
+    counts = query(
+        'SELECT s."offset", s.target, c.count FROM sites s JOIN counts c '
+        "USING (run_id, site_id) WHERE s.kind = 'branch' AND s.func = 'count_down' "
+        "AND run_id = (SELECT max(run_id) FROM runs) ORDER BY 1, 2",
+        wdir,
+    )
+    assert sorted(c["count"] for c in counts) == [1, 7]  # br_if: taken once, not taken 7 times
+
+
+def test_hotness_reports(wdir: Path) -> None:
+    probe("run", "-q", "-a", "hotness", "--invoke", "fib", "fib.wat", "10", cwd=wdir)
+    lcov = probe("report", "hotness", "-f", "lcov", cwd=wdir).stdout
+    assert "FNDA:177,fib" in lcov and "end_of_record" in lcov
+    doc = json.loads(probe("report", "hotness", "-f", "json", cwd=wdir).stdout)
+    assert doc["fib"]["calls"] == 177 and doc["fib"]["instructions_executed"] > 0

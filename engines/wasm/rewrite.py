@@ -39,6 +39,7 @@ from .binary import (
     WasmError,
     check_opcode,
     enc_name,
+    enc_s,
     enc_u32,
     sleb,
     u32,
@@ -150,15 +151,34 @@ _ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12,
 
 
 class _Frame:
-    __slots__ = ("kind", "offset", "params", "results", "has_else", "else_slot")
+    __slots__ = (
+        "kind",
+        "offset",
+        "params",
+        "results",
+        "has_else",
+        "else_slot",
+        "body",
+        "fixups",
+        "unreachable",
+    )
 
-    def __init__(self, kind: int, offset: int, params: bytes, results: bytes) -> None:
+    def __init__(self, kind: int, offset: int, params: bytes, results: bytes, body: int) -> None:
         self.kind = kind  # BLOCK, LOOP, IF, or 0 for the function
         self.offset = offset
         self.params = params
         self.results = results
         self.has_else = False
         self.else_slot = -1
+        self.body = body  # offset of the first instruction inside
+        self.fixups: list[int] = []  # branch sites whose destination is this frame's end
+        self.unreachable = (
+            False  # past an unconditional branch in the current arm: stack-polymorphic
+        )
+
+    def label_types(self) -> bytes:
+        """What a branch to this frame's label carries."""
+        return self.params if self.kind == op.LOOP else self.results
 
 
 class _Rewriter:
@@ -339,7 +359,7 @@ class _Rewriter:
             if self.m.func_types[fidx] < len(self.m.types)
             else (b"", b"")
         )
-        stack = [_Frame(0, body.start, b"", ftype[1])]
+        stack = [_Frame(0, body.start, b"", ftype[1], body.code)]
         single, misc, simd = op.SINGLE, op.MISC, op.SIMD
         new_segment, leader = True, True
         slot = -1
@@ -426,6 +446,19 @@ class _Rewriter:
             count += 1
             if plan.instr and slot >= 0:
                 sites.add("instr", fidx, ins, slot)
+            if (
+                plan.exit
+                and slot >= 0
+                and (
+                    opc == op.RETURN
+                    or opc == op.RETURN_CALL
+                    or opc == op.RETURN_CALL_INDIRECT
+                    or (opc == op.END and len(stack) == 1)
+                )
+            ):
+                leaving = self.new_slot()
+                splice(ins, self.flag(leaving))
+                sites.add("return", fidx, ins, leaving)
             p += 1
             kind = single.get(opc)
             if kind is None:
@@ -465,6 +498,8 @@ class _Rewriter:
                     continue
                 if opc == op.END:
                     frame = stack.pop()
+                    for site in frame.fixups:  # branches out of this frame land after its end
+                        sites.target[site] = p if stack else ins
                     if not stack:
                         if p != end:
                             raise WasmError("operators remaining after end of function", p)
@@ -479,29 +514,40 @@ class _Rewriter:
                 if opc == op.ELSE:
                     frame = stack[-1]
                     frame.has_else = True
+                    frame.unreachable = False
                     new_segment = leader = True
                     arm = frame.offset
                     continue
                 # unreachable, nop, return, drop, select, ref.is_null
                 if opc in (op.UNREACHABLE, op.RETURN):
-                    new_segment = leader = dead = True
+                    new_segment = leader = dead = stack[-1].unreachable = True
                 continue
             if kind == op.U32:
                 idx, p = u32(b, p)
                 if opc == op.BR_IF:
                     new_segment = leader = True
                     arm = ins
-                    if plan.branch:  # the taken arm: not probed yet (see docs)
-                        sites.add("branch", fidx, ins, -1, None)
+                    if plan.branch and not stack[-1].unreachable:
+                        # br_if L  =>  if (t*)->(t*) probe; br L+1 end  (the taken arm)
+                        if idx >= len(stack):
+                            raise WasmError(f"unknown label {idx}", ins)
+                        taken = self.new_slot()
+                        bt = self._blocktype_for(stack[-1 - idx].label_types())
+                        splice(
+                            ins,
+                            b"\x04" + bt + self.flag(taken) + b"\x0c" + enc_u32(idx + 1) + b"\x0b",
+                        )
+                        run_start = p  # the original br_if is replaced
+                        self._branch_site(sites, fidx, ins, taken, stack, idx)
                 elif opc == op.BR:
-                    new_segment = leader = dead = True
+                    new_segment = leader = dead = stack[-1].unreachable = True
                 elif opc in (op.CALL, op.RETURN_CALL):
                     if plan.call:
                         sites.add("call", fidx, ins, slot, idx)
                     if split_traps or opc == op.RETURN_CALL:
                         new_segment = True
                     if opc == op.RETURN_CALL:
-                        leader = dead = True
+                        leader = dead = stack[-1].unreachable = True
                 elif opc == 0x3F or opc == 0x40:  # memory.size/grow take a memory index
                     pass
                 continue
@@ -514,7 +560,7 @@ class _Rewriter:
                 continue
             if kind == op.BLOCKTYPE:
                 params, results, p = self._blocktype(b, p)
-                stack.append(_Frame(opc, ins, params, results))
+                stack.append(_Frame(opc, ins, params, results, p))
                 if opc == op.IF:
                     new_segment = leader = True
                     arm = ins
@@ -543,13 +589,19 @@ class _Rewriter:
                     if split_traps or opc == op.RETURN_CALL_INDIRECT:
                         new_segment = True
                     if opc == op.RETURN_CALL_INDIRECT:
-                        leader = dead = True
+                        leader = dead = stack[-1].unreachable = True
                 continue
             if kind == op.BR_TABLE:
                 n, p = u32(b, p)
+                labels = []
                 for _ in range(n + 1):
-                    p = _skip_leb(b, p)
-                new_segment = leader = dead = True
+                    label, p = u32(b, p)
+                    labels.append(label)
+                live = not stack[-1].unreachable
+                new_segment = leader = dead = stack[-1].unreachable = True
+                if plan.branch and live:
+                    splice(ins, self._br_table_arms(labels, stack, sites, fidx, ins))
+                    run_start = p  # the original br_table is replaced
                 continue
             if kind == op.SELECT_T:
                 n, p = u32(b, p)
@@ -565,6 +617,53 @@ class _Rewriter:
         if run_start < end:
             self._mark(len(out), run_start)
             out.extend(b[run_start:end])
+        return bytes(out)
+
+    def _blocktype_for(self, carried: bytes, extra_param: bytes = b"") -> bytes:
+        """A block type taking ``carried + extra_param`` and giving ``carried``."""
+        if not carried and not extra_param:
+            return b"\x40"
+        sig = (carried + extra_param, carried)
+        known = self.m.types + self.new_types
+        if sig in known:
+            index = known.index(sig)
+        else:
+            self.new_types.append(sig)
+            index = len(known)
+        return enc_s(index)
+
+    def _branch_site(
+        self, sites: Sites, fidx: int, ins: int, slot: int, stack: list[_Frame], depth: int
+    ) -> None:
+        """An arm's site; its target is where the label leads (resolved at the frame's end)."""
+        frame = stack[-1 - depth]
+        if frame.kind == op.LOOP:
+            sites.add("branch", fidx, ins, slot, frame.body)
+        else:
+            frame.fixups.append(len(sites))
+            sites.add("branch", fidx, ins, slot, None)
+
+    def _br_table_arms(
+        self, labels: list[int], stack: list[_Frame], sites: Sites, fidx: int, ins: int
+    ) -> bytes:
+        """br_table rewritten so that each distinct arm passes a probe on its way out.
+
+        One block per arm around the br_table; arm j's probe sits after block j's end and
+        branches on to the original label, now B-1-j blocks further out.
+        """
+        arms = list(dict.fromkeys(labels))
+        if max(arms) >= len(stack):
+            raise WasmError(f"unknown label {max(arms)}", ins)
+        carried = stack[-1 - labels[-1]].label_types()
+        bt = self._blocktype_for(carried, b"\x7f")
+        out = bytearray(b"\x02" + bt) * len(arms)
+        out += b"\x0e" + enc_u32(len(labels) - 1)
+        for label in labels:
+            out += enc_u32(arms.index(label))
+        for j, label in enumerate(arms):
+            slot = self.new_slot()
+            out += b"\x0b" + self.flag(slot) + b"\x0c" + enc_u32(label + len(arms) - 1 - j)
+            self._branch_site(sites, fidx, ins, slot, stack, label)
         return bytes(out)
 
     def _blocktype(self, b: bytes, p: int) -> tuple[bytes, bytes, int]:
