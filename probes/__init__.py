@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -55,10 +55,25 @@ class Probe:
     event: str
     kind: Kind = Kind.FLAG
     site: Site | None = None
+    # CALLBACK probes: called with a SiteEvent each time the probe fires.
+    callback: Callable[[SiteEvent], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
             raise ValueError(f"unknown probe event {self.event!r} (known: {', '.join(EVENTS)})")
+        if (self.kind == Kind.CALLBACK) != (self.callback is not None):
+            raise ValueError("a callback probe needs a callback, and only it takes one")
+
+
+@dataclass(frozen=True)
+class SiteEvent:
+    """What a callback probe sees when it fires."""
+
+    site_id: int
+    kind: str
+    func: str
+    offset: int | None = None
+    line: int | None = None
 
 
 @dataclass
@@ -66,6 +81,10 @@ class ProbeSet:
     """The deduplicated union of the probes the analyses of one run need."""
 
     _probes: dict[tuple[str, Site | None], Kind] = field(default_factory=dict)
+    # Callbacks per (event, site), in the order they were added: the order they fire in.
+    _callbacks: dict[tuple[str, Site | None], list[Callable[[SiteEvent], None]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, probes: Iterable[Probe]) -> ProbeSet:
@@ -76,7 +95,15 @@ class ProbeSet:
 
     def add(self, probe: Probe) -> None:
         key = (probe.event, probe.site)
+        if probe.callback is not None:
+            self._callbacks.setdefault(key, []).append(probe.callback)
+            self._probes.setdefault(key, Kind.FLAG)  # the site is placed like any other
+            return
         self._probes[key] = max(self._probes.get(key, probe.kind), probe.kind)
+
+    def callbacks(self, event: str) -> list[Callable[[SiteEvent], None]]:
+        """The callbacks of the global callback probes on ``event``, in firing order."""
+        return list(self._callbacks.get((event, None), ()))
 
     def kind_for(self, event: str) -> Kind | None:
         """The kind of the global probe on ``event``, or None if there is none."""
@@ -88,6 +115,9 @@ class ProbeSet:
     def __iter__(self) -> Iterator[Probe]:
         for (event, site), kind in self._probes.items():
             yield Probe(event, kind, site)
+        for (event, site), fns in self._callbacks.items():
+            for fn in fns:
+                yield Probe(event, Kind.CALLBACK, site, fn)
 
     def __len__(self) -> int:
         return len(self._probes)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from probe.engines import Outcome, Recorder, Target, UsageError
@@ -62,6 +63,7 @@ class WasmEngine:
                 opts,
                 prepared.deferred_start,
                 "probe:memory" if plan.any() else None,
+                _dispatcher(probes, prepared, module) if prepared.calls_host else None,
             )
             outcome = ran.outcome
             if ran.frames:
@@ -78,20 +80,58 @@ class WasmEngine:
         return outcome
 
 
+def _dispatcher(probes: ProbeSet, prepared: Result, module: Module) -> Callable[[int], None]:
+    """The host function callback probes call: site id -> each callback, in order."""
+    from probe.probes import SiteEvent
+
+    sites = prepared.sites
+    by_kind = {
+        kind: probes.callbacks(event)
+        for event, kind in (
+            ("func", "func"),
+            ("block", "block"),
+            ("instr", "instr"),
+            ("call", "call"),
+            ("load", "memory"),
+            ("store", "memory"),
+            ("return", "return"),
+        )
+    }
+    names: dict[int, str] = {}
+
+    def hit(site: int) -> None:
+        kind = sites.kind[site]
+        fns = by_kind.get(kind)
+        if not fns:
+            return
+        func = sites.func[site]
+        name = names.get(func) or names.setdefault(func, module.func_name(func))
+        event = SiteEvent(site, kind, name, sites.offset[site])
+        for fn in fns:
+            fn(event)
+
+    return hit
+
+
 def plan_for(probes: ProbeSet, events: frozenset[str]) -> Plan:
     unsupported = probes.events() - events
     if unsupported:
         raise UsageError(f"the wasm engine has no {', '.join(sorted(unsupported))} probes")
     plan = Plan()
+    callbacks = []
     for event, field_name in _EVENT_FIELDS.items():
         kind = probes.kind_for(event)
         if kind is None:
             continue
-        if kind > Kind.COUNT:
-            raise UsageError("the wasm engine supports flag and count probes so far")
-        setattr(
-            plan, field_name, max(getattr(plan, field_name), COUNT if kind == Kind.COUNT else FLAG)
-        )
+        if kind == Kind.OPERAND:
+            raise UsageError("the wasm engine has no operand probes yet")
+        count = COUNT if kind == Kind.COUNT else FLAG
+        setattr(plan, field_name, max(getattr(plan, field_name), count))
+        if probes.callbacks(event):
+            if event == "branch":
+                raise UsageError("the wasm engine has no callback probes on branch arms yet")
+            callbacks.append(field_name)
+    plan.callbacks = tuple(sorted(set(callbacks)))
     return plan
 
 

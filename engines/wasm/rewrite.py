@@ -31,11 +31,15 @@ from dataclasses import dataclass, field
 from . import opcodes as op
 from .binary import (
     SEC_CODE,
+    SEC_ELEMENT,
     SEC_EXPORT,
+    SEC_GLOBAL,
+    SEC_IMPORT,
     SEC_MEMORY,
     SEC_START,
     SEC_TYPE,
     Module,
+    NotSupported,
     WasmError,
     check_opcode,
     enc_name,
@@ -47,7 +51,8 @@ from .binary import (
 
 FLAG, COUNT = 1, 2
 PROBE_MEMORY_EXPORT = "probe:memory"
-START_EXPORT = "probe:start"  # the start function, exported so the host calls it (see runner)
+START_EXPORT = "probe:start"  # the start function, exported: the host calls it (runner)
+HIT_IMPORT = ("probe", "hit")  # (param i32 site): what callback probes call
 
 # Instructions that may trap or leave the function: what follows them may not run.
 _TRAPS = set(op.ACCESS) | {
@@ -90,6 +95,9 @@ class Plan:
     call: int = 0
     memory: int = 0  # loads and stores
     exit: int = 0
+    # Event classes whose sites also call the host (import "probe" "hit" (param i32)): func,
+    # block, instr, call, memory, exit. Each such site must also be probed above.
+    callbacks: tuple[str, ...] = ()
 
     def any(self) -> bool:
         return any(
@@ -131,6 +139,7 @@ class Result:
     counting: bool  # slots are i64 counters (else bytes)
     probe_memory: int  # index of the probe memory, -1 if none
     deferred_start: str | None  # export to call before anything else, if the start was moved
+    calls_host: bool = False  # imports ("probe", "hit") for callback probes
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
@@ -197,6 +206,9 @@ class _Rewriter:
         self.sites = Sites()
         self.slots = 0
         self.mem = m.total_memories  # the probe memory's index
+        # Callback probes import a host function; every defined function's index moves up one.
+        self.hit = m.imported_funcs if plan.callbacks else -1
+        self.shift = 1 if plan.callbacks else 0
         self.new_types: list[tuple[bytes, bytes]] = []
         self.marks_new = array("q")
         self.marks_old = array("q")
@@ -236,6 +248,8 @@ class _Rewriter:
                 continue
             if self.split_traps and code in _TRAPS:
                 continue
+            if self.shift and code == op.REF_FUNC:
+                continue  # its function index moves
             if kind == op.NONE:
                 table[code] = 1
             elif kind in (op.U32, op.I32, op.I64):
@@ -279,10 +293,25 @@ class _Rewriter:
             exports = enc_name(PROBE_MEMORY_EXPORT) + b"\x02" + enc_u32(self.mem)
             if m.start is not None:
                 # Run the start function from the host, after it holds the probe memory.
-                exports += enc_name(START_EXPORT) + b"\x00" + enc_u32(m.start)
+                exports += enc_name(START_EXPORT) + b"\x00" + enc_u32(self._func(m.start))
             added[SEC_EXPORT] = _extend(
-                b, m.section(SEC_EXPORT), SEC_EXPORT, exports, count=1 + (m.start is not None)
+                b,
+                m.section(SEC_EXPORT),
+                SEC_EXPORT,
+                exports,
+                count=1 + (m.start is not None),
+                rest=self._exports() if self.shift else None,
             )
+            if self.shift:
+                hit_type = self._type_index(b"\x7f", b"")
+                entry = enc_name(HIT_IMPORT[0]) + enc_name(HIT_IMPORT[1]) + b"\x00"
+                added[SEC_IMPORT] = _extend(
+                    b, m.section(SEC_IMPORT), SEC_IMPORT, entry + enc_u32(hit_type)
+                )
+                for sid, rewrite in ((SEC_ELEMENT, self._elements), (SEC_GLOBAL, self._globals)):
+                    sec = m.section(sid)
+                    if sec is not None:
+                        added[sid] = rewrite(sec)
             if self.new_types:
                 extra = b"".join(
                     b"\x60" + enc_u32(len(p)) + p + enc_u32(len(r)) + r for p, r in self.new_types
@@ -298,6 +327,8 @@ class _Rewriter:
                 out += added[missing.pop(0)]
             if sec.id in added:
                 out += added[sec.id]
+            elif sec.id == 0 and sec.name == "name" and self.shift:
+                out += self._names(sec)
             elif sec.id == SEC_START and probing:
                 continue
             elif sec.id == SEC_CODE and code is not None:
@@ -321,6 +352,7 @@ class _Rewriter:
             START_EXPORT if probing and m.start is not None else None,
             array("q", (self.marks_new[i] for i in order)),
             array("q", (self.marks_old[i] for i in order)),
+            bool(self.shift),
         )
 
     def _mark(self, new: int, old: int) -> None:
@@ -375,6 +407,14 @@ class _Rewriter:
                 out.extend(b[run_start:at_offset])
             out.extend(code)
             run_start = at_offset
+
+        callbacks = set(plan.callbacks)
+        hit_call = b"\x10" + enc_u32(self.hit) if callbacks else b""
+
+        def call_host(kind: str, at_offset: int) -> None:
+            """After sites.add(kind, ...): the site's callback probe, before ``at_offset``."""
+            if kind in callbacks:
+                splice(at_offset, b"\x41" + enc_s(len(sites) - 1) + hit_call)
 
         fast = self._fast
         while p < end:
@@ -432,6 +472,7 @@ class _Rewriter:
                 new_segment = False
                 if ins == body.code and plan.func:
                     sites.add("func", fidx, body.start, slot)
+                    call_host("func", ins)
                 if arm >= 0:
                     if plan.branch:
                         sites.add("branch", fidx, arm, slot, ins)
@@ -442,10 +483,12 @@ class _Rewriter:
                         sites.size[block] = count - block_first
                     block, block_first = len(sites), count
                     sites.add("block", fidx, ins, slot)
+                    call_host("block", ins)
                 leader = False
             count += 1
             if plan.instr and slot >= 0:
                 sites.add("instr", fidx, ins, slot)
+                call_host("instr", ins)
             if (
                 plan.exit
                 and slot >= 0
@@ -459,6 +502,7 @@ class _Rewriter:
                 leaving = self.new_slot()
                 splice(ins, self.flag(leaving))
                 sites.add("return", fidx, ins, leaving)
+                call_host("exit", ins)
             p += 1
             kind = single.get(opc)
             if kind is None:
@@ -483,6 +527,7 @@ class _Rewriter:
                         p = _skip_memarg(b, p) + (kind == op.MEMARG_LANE)
                         if plan.memory:
                             sites.add("memory", fidx, ins, slot)
+                            call_host("memory", ins)
                         if split_traps:
                             new_segment = True
                     elif kind == op.BYTES16:
@@ -544,17 +589,23 @@ class _Rewriter:
                 elif opc in (op.CALL, op.RETURN_CALL):
                     if plan.call:
                         sites.add("call", fidx, ins, slot, idx)
+                        call_host("call", ins)
+                    if self.shift and idx >= self.m.imported_funcs:
+                        splice(ins, bytes((opc,)) + enc_u32(idx + self.shift))
+                        run_start = p
                     if split_traps or opc == op.RETURN_CALL:
                         new_segment = True
                     if opc == op.RETURN_CALL:
                         leader = dead = stack[-1].unreachable = True
-                elif opc == 0x3F or opc == 0x40:  # memory.size/grow take a memory index
-                    pass
+                elif opc == op.REF_FUNC and self.shift and idx >= self.m.imported_funcs:
+                    splice(ins, bytes((opc,)) + enc_u32(idx + self.shift))
+                    run_start = p
                 continue
             if kind == op.MEMARG:
                 p = _skip_memarg(b, p)
                 if plan.memory:
                     sites.add("memory", fidx, ins, slot)
+                    call_host("memory", ins)
                 if split_traps:
                     new_segment = True
                 continue
@@ -586,6 +637,7 @@ class _Rewriter:
                 if opc in (op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
                     if plan.call:
                         sites.add("call", fidx, ins, slot)
+                        call_host("call", ins)
                     if split_traps or opc == op.RETURN_CALL_INDIRECT:
                         new_segment = True
                     if opc == op.RETURN_CALL_INDIRECT:
@@ -619,18 +671,130 @@ class _Rewriter:
             out.extend(b[run_start:end])
         return bytes(out)
 
+    def _type_index(self, params: bytes, results: bytes) -> int:
+        """The index of the function type params -> results, added if the module lacks it."""
+        sig = (params, results)
+        known = self.m.types + self.new_types
+        if sig in known:
+            return known.index(sig)
+        self.new_types.append(sig)
+        return len(known)
+
     def _blocktype_for(self, carried: bytes, extra_param: bytes = b"") -> bytes:
         """A block type taking ``carried + extra_param`` and giving ``carried``."""
         if not carried and not extra_param:
             return b"\x40"
-        sig = (carried + extra_param, carried)
-        known = self.m.types + self.new_types
-        if sig in known:
-            index = known.index(sig)
-        else:
-            self.new_types.append(sig)
-            index = len(known)
-        return enc_s(index)
+        return enc_s(self._type_index(carried + extra_param, carried))
+
+    # -- function indices move up by one when the host function is imported ------------
+
+    def _func(self, idx: int) -> int:
+        return idx + self.shift if idx >= self.m.imported_funcs else idx
+
+    def _exports(self) -> bytes:
+        out = bytearray()
+        for name, kind, idx in self.m.exports:
+            out += enc_name(name) + bytes((kind,)) + enc_u32(self._func(idx) if kind == 0 else idx)
+        return bytes(out)
+
+    def _const_expr(self, b: bytes, p: int, out: bytearray) -> int:
+        """Copy a constant expression at ``p`` into ``out``, moving ref.func indices."""
+        while True:
+            opc = b[p]
+            if opc == op.END:
+                out.append(opc)
+                return p + 1
+            if opc == op.REF_FUNC:
+                idx, p = u32(b, p + 1)
+                out += bytes((opc,)) + enc_u32(self._func(idx))
+                continue
+            start = p
+            if opc in (op.I32_CONST, op.I64_CONST, 0x23):
+                p = _skip_leb(b, p + 1)
+            elif opc == 0x43:
+                p += 5
+            elif opc == 0x44:
+                p += 9
+            elif opc == 0xD0:
+                if b[p + 1] not in (0x70, 0x6F):
+                    raise NotSupported("function references (typed null reference)", p)
+                p += 2
+            elif opc == op.PREFIX_SIMD:
+                p = _skip_leb(b, p + 1) + 16  # v128.const
+            else:
+                p += 1  # extended constant arithmetic
+            out += b[start:p]
+
+    def _elements(self, sec) -> bytes:  # noqa: ANN001 - Section
+        b = self.m.data
+        n, p = u32(b, sec.start)
+        out = bytearray(enc_u32(n))
+        for _ in range(n):
+            flags, p = u32(b, p)
+            out += enc_u32(flags)
+            if flags & 3 == 2:  # explicit table index
+                start = p
+                p = _skip_leb(b, p)
+                out += b[start:p]
+            if not flags & 1:  # active: an offset expression
+                p = self._const_expr(b, p, out)
+            if flags & 3:  # elemkind or reftype
+                kind = b[p]
+                if kind not in ((0x00,) if not flags & 4 else (0x70, 0x6F)) or flags > 7:
+                    raise NotSupported("function references (typed element segment)", p)
+                out.append(kind)
+                p += 1
+            count, p = u32(b, p)
+            out += enc_u32(count)
+            for _ in range(count):
+                if flags & 4:
+                    p = self._const_expr(b, p, out)
+                else:
+                    idx, p = u32(b, p)
+                    out += enc_u32(self._func(idx))
+        return bytes((SEC_ELEMENT,)) + enc_u32(len(out)) + out
+
+    def _globals(self, sec) -> bytes:  # noqa: ANN001 - Section
+        b = self.m.data
+        n, p = u32(b, sec.start)
+        out = bytearray(enc_u32(n))
+        for _ in range(n):
+            out += b[p : p + 2]  # value type, mutability
+            p = self._const_expr(b, p + 2, out)
+        return bytes((SEC_GLOBAL,)) + enc_u32(len(out)) + out
+
+    def _names(self, sec) -> bytes:  # noqa: ANN001 - Section
+        """The name section with function indices moved (function, local and label names)."""
+        b = self.m.data
+        n, p = u32(b, sec.start)
+        out = bytearray(enc_name("name"))
+        p += n
+        while p < sec.end:
+            sub = b[p]
+            size, q = u32(b, p + 1)
+            end = q + size
+            if sub in (1, 2, 3):
+                count, q = u32(b, q)
+                body = bytearray(enc_u32(count))
+                for _ in range(count):
+                    idx, q2 = u32(b, q)
+                    body += enc_u32(self._func(idx))
+                    if sub == 1:
+                        ln, q3 = u32(b, q2)
+                        q = q3 + ln
+                    else:  # an inner name map: skip it whole
+                        inner, q3 = u32(b, q2)
+                        for _ in range(inner):
+                            _, q3 = u32(b, q3)
+                            ln, q3 = u32(b, q3)
+                            q3 += ln
+                        q = q3
+                    body += b[q2:q]
+                out += bytes((sub,)) + enc_u32(len(body)) + body
+            else:
+                out += b[p:end]
+            p = end
+        return b"\x00" + enc_u32(len(out)) + out
 
     def _branch_site(
         self, sites: Sites, fidx: int, ins: int, slot: int, stack: list[_Frame], depth: int
@@ -697,12 +861,20 @@ def _skip_memarg(b: bytes, p: int) -> int:
     return _skip_leb(b, p)
 
 
-def _extend(b: bytes, sec, sid: int, entry: bytes, count: int = 1) -> bytes:  # noqa: ANN001
-    """A vector section with ``count`` entries appended."""
+def _extend(
+    b: bytes,
+    sec,
+    sid: int,
+    entry: bytes,
+    count: int = 1,  # noqa: ANN001
+    rest: bytes | None = None,
+) -> bytes:
+    """A vector section with ``count`` entries appended (to ``rest``, if its entries changed)."""
     if sec is None:
-        n, rest = 0, b""
+        n, old = 0, b""
     else:
         n, p = u32(b, sec.start)
-        rest = b[p : sec.end]
+        old = b[p : sec.end]
+    rest = old if rest is None else rest
     payload = enc_u32(n + count) + rest + entry
     return bytes((sid,)) + enc_u32(len(payload)) + payload

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,7 @@ def run(
     opts: Options,
     deferred_start: str | None,
     probe_export: str | None,
+    hit: Callable[[int], None] | None = None,
 ) -> Ran:
     store = wasmtime.Store(engine)
     wasi = wasmtime.WasiConfig()
@@ -86,6 +88,9 @@ def run(
         timer.daemon = True
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    if hit is not None:
+        i32 = wasmtime.ValType.i32()
+        linker.define_func("probe", "hit", wasmtime.FuncType([i32], []), hit)
     try:
         instance = linker.instantiate(store, module)
     except wasmtime.WasmtimeError as e:
