@@ -175,6 +175,22 @@ def query(
     db: DbOption = None,
 ) -> None:
     """Run SQL against the recorded data."""
+    _show(sql, fmt, db)
+
+
+@app.command()
+@_one_line_errors
+def runs(db: DbOption = None) -> None:
+    """List the recorded runs."""
+    _show(
+        "SELECT run_id, started_at::TIMESTAMP(0) AS started, engine, status, exit_code, "
+        "round(wall_s, 3) AS wall_s, analyses, target FROM runs ORDER BY started_at, run_id",
+        "table",
+        db,
+    )
+
+
+def _show(sql: str, fmt: str, db: str | None) -> None:
     from probe.storage import Database
     from probe.storage.render import render
 
@@ -183,22 +199,6 @@ def query(
         if not result.columns:
             return
         text = render(result.columns, result.fetchall(), fmt)
-    _emit(text, None)
-
-
-@app.command()
-@_one_line_errors
-def runs(db: DbOption = None) -> None:
-    """List the recorded runs."""
-    from probe.storage import Database
-    from probe.storage.render import render
-
-    with Database(db) as database:
-        rel = database.execute(
-            "SELECT run_id, started_at::TIMESTAMP(0) AS started, engine, status, exit_code, "
-            "round(wall_s, 3) AS wall_s, analyses, target FROM runs ORDER BY started_at, run_id"
-        )
-        text = render(rel.columns, rel.fetchall())
     _emit(text, None)
 
 

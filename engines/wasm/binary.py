@@ -234,6 +234,14 @@ def parse(data: bytes) -> Module:
     return m
 
 
+def _name(b: bytes, p: int) -> tuple[str, int]:
+    n, p = u32(b, p)
+    try:
+        return b[p : p + n].decode("utf-8"), p + n
+    except UnicodeDecodeError:
+        raise WasmError("malformed UTF-8 encoding", p) from None
+
+
 def _skip(m: Module, sec: Section) -> None:
     pass
 
@@ -284,12 +292,8 @@ def _imports(m: Module, sec: Section) -> None:
     b = m.data
     n, p = u32(b, sec.start)
     for _ in range(n):
-        ln, p = u32(b, p)
-        mod = b[p : p + ln].decode("utf-8")
-        p += ln
-        ln, p = u32(b, p)
-        name = b[p : p + ln].decode("utf-8")
-        p += ln
+        mod, p = _name(b, p)
+        name, p = _name(b, p)
         kind = b[p]
         p += 1
         desc: object
@@ -350,9 +354,7 @@ def _exports(m: Module, sec: Section) -> None:
     b = m.data
     n, p = u32(b, sec.start)
     for _ in range(n):
-        ln, p = u32(b, p)
-        name = b[p : p + ln].decode("utf-8")
-        p += ln
+        name, p = _name(b, p)
         kind = b[p]
         if kind == 4:
             raise NotSupported("exception handling (tag export)", p)
