@@ -21,7 +21,7 @@ from probe.probes import Kind, ProbeSet, Scope
 from .binary import Module, NotSupported, WasmError, parse
 from .rewrite import COUNT, FLAG, Plan, Result, instrument
 
-REWRITER_VERSION = "1"
+REWRITER_VERSION = "2"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",

@@ -212,6 +212,7 @@ class _Rewriter:
         self.new_types: list[tuple[bytes, bytes]] = []
         self.marks_new = array("q")
         self.marks_old = array("q")
+        self._code_marks = 0  # where the code section's marks begin
         # Sites finer than a block need segments that end where execution may stop.
         self.split_traps = bool(plan.instr or plan.memory or plan.call)
         self.flag = self.probe_bytes_flag if not self.counting else self.probe_bytes_count
@@ -344,46 +345,42 @@ class _Rewriter:
             out += added[sid]
         order = sorted(range(len(self.marks_new)), key=self.marks_new.__getitem__)
         return Result(
-            bytes(out),
-            self.sites,
-            self.slots,
-            self.counting,
-            self.mem if probing else -1,
-            START_EXPORT if probing and m.start is not None else None,
-            array("q", (self.marks_new[i] for i in order)),
-            array("q", (self.marks_old[i] for i in order)),
-            bool(self.shift),
+            module=bytes(out),
+            sites=self.sites,
+            slots=self.slots,
+            counting=self.counting,
+            probe_memory=self.mem if probing else -1,
+            deferred_start=START_EXPORT if probing and m.start is not None else None,
+            calls_host=bool(self.shift),
+            new_starts=array("q", (self.marks_new[i] for i in order)),
+            old_starts=array("q", (self.marks_old[i] for i in order)),
         )
 
     def _mark(self, new: int, old: int) -> None:
         self.marks_new.append(new)
         self.marks_old.append(old)
 
-    _code_marks = 0
-
     def _code_payload(self, sec) -> bytes:  # noqa: ANN001 - Section
         """The new code section payload; marks are relative to it until run() adds its base."""
         self._code_marks = len(self.marks_new)
         out = bytearray(enc_u32(len(self.m.bodies)))
         for body in self.m.bodies:
-            new = self._function(body, len(out))
+            first = len(self.marks_new)
+            new = self._function(body)
             size = enc_u32(len(new))
-            # Shift this function's marks past its new size field.
-            for i in range(self._fn_marks, len(self.marks_new)):
+            # The function's marks are relative to its body: move them past what precedes it.
+            for i in range(first, len(self.marks_new)):
                 self.marks_new[i] += len(out) + len(size)
             out += size
             out += new
         return bytes(out)
 
-    _fn_marks = 0
-
     # -- one function -----------------------------------------------------------
 
-    def _function(self, body, at: int) -> bytes:  # noqa: ANN001, C901 - one tight loop on purpose
+    def _function(self, body) -> bytes:  # noqa: ANN001, C901 - one tight loop on purpose
         b = self.m.data
         plan, sites, counting, split_traps = self.plan, self.sites, self.counting, self.split_traps
         fidx = body.index
-        self._fn_marks = len(self.marks_new)
         out = bytearray()
         run_start = body.start  # start of the original bytes not yet copied
         ftype = (
