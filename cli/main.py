@@ -126,8 +126,11 @@ def run(
         tgt = Target(module=module, args=args)
     elif args:
         rest = args[1:]
-        if args[0].endswith((".wasm", ".wat")) and rest[:1] == ["--"]:
-            rest = rest[1:]  # `probe run app.wasm -- ARGS`, as wasmtime takes them
+        if args[0].endswith((".wasm", ".wat")):
+            if rest[:1] == ["--invoke"] and len(rest) > 1 and "invoke" not in options:
+                options["invoke"], rest = rest[1], rest[2:]  # `probe run lib.wasm --invoke f 1`
+            if rest[:1] == ["--"]:
+                rest = rest[1:]  # `probe run app.wasm -- ARGS`, as wasmtime takes them
         tgt = Target(path=args[0], args=rest, options=options)
     else:
         raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")

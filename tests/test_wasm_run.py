@@ -101,7 +101,7 @@ def test_kernels_same_output(kernel: str, wdir: Path) -> None:
 
 
 def test_hotness_counts_are_exact(wdir: Path) -> None:
-    got = probe("run", "-q", "-a", "hotness", "--invoke", "fib", "fib.wat", "20", cwd=wdir)
+    got = probe("run", "-q", "-a", "hotness", "fib.wat", "--invoke", "fib", "20", cwd=wdir)
     assert got.stdout == "6765\n"
     calls = query(
         "SELECT c.count FROM sites s JOIN counts c USING (run_id, site_id) "
