@@ -99,6 +99,8 @@ def enc_u32(n: int) -> bytes:
         return _SMALL[n]
     if n < 0x4000:
         return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
     out = bytearray()
     while True:
         byte = n & 0x7F

@@ -381,6 +381,10 @@ class _Rewriter:
         b = self.m.data
         plan, sites, counting, split_traps = self.plan, self.sites, self.counting, self.split_traps
         fidx = body.index
+        # The plan's fields as locals: this loop runs once per instruction.
+        want_func, want_block, want_instr = plan.func, plan.block, plan.instr
+        want_branch, want_call = plan.branch, plan.call
+        want_memory, want_exit = plan.memory, plan.exit
         out = bytearray()
         run_start = body.start  # start of the original bytes not yet copied
         ftype = (
@@ -405,6 +409,14 @@ class _Rewriter:
             out.extend(code)
             run_start = at_offset
 
+        mark_new, mark_old = self.marks_new.append, self.marks_old.append
+        flag_head = None if counting else self._flag_head
+        site_kind, site_func, site_offset = sites.kind, sites.func.append, sites.offset.append
+        site_target, site_slot, site_size = (
+            sites.target.append,
+            sites.slot.append,
+            sites.size.append,
+        )
         callbacks = set(plan.callbacks)
         hit_call = b"\x10" + enc_u32(self.hit) if callbacks else b""
 
@@ -447,7 +459,7 @@ class _Rewriter:
                     continue
             ins = p
             if (
-                plan.branch
+                want_branch
                 and opc == op.END
                 and len(stack) > 1
                 and stack[-1].kind == op.IF
@@ -464,30 +476,42 @@ class _Rewriter:
                     new_segment = leader = False
                     slot = -1
             if new_segment:
-                slot = self.new_slot()
-                splice(ins, self.flag(slot))
+                # Inline new_slot() and splice(): this runs once per basic block.
+                slot = self.slots
+                self.slots = slot + 1
+                if ins > run_start:
+                    mark_new(len(out))
+                    mark_old(run_start)
+                    out += b[run_start:ins]
+                out += flag_head + enc_u32(slot) if flag_head else self.flag(slot)
+                run_start = ins
                 new_segment = False
-                if ins == body.code and plan.func:
+                if ins == body.code and want_func:
                     sites.add("func", fidx, body.start, slot)
                     call_host("func", ins)
                 if arm >= 0:
-                    if plan.branch:
+                    if want_branch:
                         sites.add("branch", fidx, arm, slot, ins)
                     arm = -1
             if leader:
-                if plan.block:
+                if want_block:
                     if block >= 0:
                         sites.size[block] = count - block_first
-                    block, block_first = len(sites), count
-                    sites.add("block", fidx, ins, slot)
+                    block, block_first = len(site_kind), count
+                    site_kind.append("block")  # sites.add(), inlined
+                    site_func(fidx)
+                    site_offset(ins)
+                    site_target(None)
+                    site_slot(slot)
+                    site_size(0)
                     call_host("block", ins)
                 leader = False
             count += 1
-            if plan.instr and slot >= 0:
+            if want_instr and slot >= 0:
                 sites.add("instr", fidx, ins, slot)
                 call_host("instr", ins)
             if (
-                plan.exit
+                want_exit
                 and slot >= 0
                 and (
                     opc == op.RETURN
@@ -522,7 +546,7 @@ class _Rewriter:
                         raise WasmError(f"illegal opcode 0xfd {sub:#x}", ins)
                     if kind == op.MEMARG or kind == op.MEMARG_LANE:
                         p = _skip_memarg(b, p) + (kind == op.MEMARG_LANE)
-                        if plan.memory:
+                        if want_memory:
                             sites.add("memory", fidx, ins, slot)
                             call_host("memory", ins)
                         if split_traps:
@@ -547,7 +571,7 @@ class _Rewriter:
                             raise WasmError("operators remaining after end of function", p)
                         break
                     if frame.kind == op.IF:
-                        if plan.branch and not frame.has_else:
+                        if want_branch and not frame.has_else:
                             sites.add("branch", fidx, frame.offset, frame.else_slot, p)
                         new_segment = leader = True
                     elif frame.kind == op.BLOCK:
@@ -569,7 +593,7 @@ class _Rewriter:
                 if opc == op.BR_IF:
                     new_segment = leader = True
                     arm = ins
-                    if plan.branch and not stack[-1].unreachable:
+                    if want_branch and not stack[-1].unreachable:
                         # br_if L  =>  if (t*)->(t*) probe; br L+1 end  (the taken arm)
                         if idx >= len(stack):
                             raise WasmError(f"unknown label {idx}", ins)
@@ -584,7 +608,7 @@ class _Rewriter:
                 elif opc == op.BR:
                     new_segment = leader = dead = stack[-1].unreachable = True
                 elif opc in (op.CALL, op.RETURN_CALL):
-                    if plan.call:
+                    if want_call:
                         sites.add("call", fidx, ins, slot, idx)
                         call_host("call", ins)
                     if self.shift and idx >= self.m.imported_funcs:
@@ -600,7 +624,7 @@ class _Rewriter:
                 continue
             if kind == op.MEMARG:
                 p = _skip_memarg(b, p)
-                if plan.memory:
+                if want_memory:
                     sites.add("memory", fidx, ins, slot)
                     call_host("memory", ins)
                 if split_traps:
@@ -632,7 +656,7 @@ class _Rewriter:
             if kind == op.U32X2:
                 p = _skip2(b, p)
                 if opc in (op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
-                    if plan.call:
+                    if want_call:
                         sites.add("call", fidx, ins, slot)
                         call_host("call", ins)
                     if split_traps or opc == op.RETURN_CALL_INDIRECT:
@@ -648,7 +672,7 @@ class _Rewriter:
                     labels.append(label)
                 live = not stack[-1].unreachable
                 new_segment = leader = dead = stack[-1].unreachable = True
-                if plan.branch and live:
+                if want_branch and live:
                     splice(ins, self._br_table_arms(labels, stack, sites, fidx, ins))
                     run_start = p  # the original br_table is replaced
                 continue
