@@ -48,10 +48,11 @@ class UnknownAnalysis(LookupError):
 
 
 def _builtins() -> dict[str, type[Analysis]]:
+    from .branches import Branches
     from .coverage import Coverage
     from .hotness import Hotness
 
-    return {Coverage.name: Coverage, Hotness.name: Hotness}
+    return {Coverage.name: Coverage, Hotness.name: Hotness, Branches.name: Branches}
 
 
 def available() -> dict[str, type[Analysis]]:
