@@ -8,6 +8,7 @@ Python: the arcs of every branch line, as coverage.py names them (from line, to 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -90,16 +91,16 @@ def _text(arms: list[Arm], wasm: bool, top: int | None = None) -> str:
     one_sided = sum(1 for a in ranked if sum(1 for x in a if x[4]) == 1 and len(a) > 1)
     never = sum(1 for a in ranked if not any(x[4] for x in a))
     lines = [f"{len(ranked)} branches: {never} never ran, {one_sided} always went one way"]
-    lines.append(f"{'Function':<28} {'At':>10} {'Arm to':>10} {'Taken':>14}")
+    lines.append(f"{'Function':<28} {'At':>16} {'Arm to':>10} {'Taken':>14}")
     for arms_of in ranked[:top] if top else ranked:
         for unit, func, at, target, count in arms_of:
-            where = f"{at:#x}" if wasm else str(at)
+            where = f"{at:#x}" if wasm else f"{os.path.basename(unit)}:{at}"
             to = (
                 "?"
                 if target is None
                 else (f"{target:#x}" if wasm else (str(target) if target > 0 else "exit"))
             )
-            lines.append(f"{func[:28]:<28} {where:>10} {to:>10} {count:>14,}")
+            lines.append(f"{func[:28]:<28} {where:>16} {to:>10} {count:>14,}")
     if top and len(ranked) > top:
         lines.append(f"({len(ranked) - top} more branches: probe report branches)")
     return "\n".join(lines)
