@@ -100,6 +100,7 @@ def test_summary_at_exit_goes_to_stderr(workdir) -> None:
     assert "helper.py" in got.stderr and "TOTAL" in got.stderr
 
 
-def test_analyses_lists_coverage(tmp_path) -> None:
+def test_analyses_lists_the_builtin_ones(tmp_path) -> None:
     got = run_probe(sys.executable, "analyses", cwd=tmp_path)
-    assert got.returncode == 0 and got.stdout.startswith("coverage")
+    names = [line.split()[0] for line in got.stdout.splitlines()]
+    assert got.returncode == 0 and {"coverage", "hotness", "branches"} <= set(names)
