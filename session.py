@@ -33,7 +33,10 @@ class _Recorder:
         self.spool.write(table, columns)
         kept = self.tables.setdefault(table, {})
         for name, values in columns.items():
-            kept.setdefault(name, []).extend(values)
+            if name not in kept:
+                kept[name] = values  # as given: a Wasm run hands over numpy arrays of millions
+            else:
+                kept[name] = list(kept[name]) + list(values)
 
     def close(self, outcome: Outcome) -> None:
         self.spool.close(outcome.status, outcome.exit_code, outcome.message)
