@@ -58,6 +58,9 @@ def configurations(python: str, work: Path) -> dict[str, tuple[list[str], dict[s
         "probe line": ([python, "-m", "probe", "run", "-q", "--db", db], {}),
         "probe branch": ([python, "-m", "probe", "run", "-q", "--branch", "--db", db], {}),
     }
+    if _version(python) >= (3, 12):
+        # sys.monitoring alone, with nothing recorded: what the mechanism itself costs.
+        configs["bare sys.monitoring"] = ([python, str(HERE / "bare_monitor.py")], {})
     if _has(python, "coverage"):
         cores = ["sysmon", "ctrace"] if _version(python) >= (3, 12) else ["ctrace"]
         for core in cores:
