@@ -1,4 +1,4 @@
-"""Run a program under the cheapest possible sys.monitoring coverage (3.12+), to price the mechanism.
+"""Run a program under the cheapest sys.monitoring coverage (3.12+), to price the mechanism.
 
     python benchmarks/bare_monitor.py PROGRAM ARGS
 
