@@ -45,6 +45,7 @@ from .binary import (
     enc_name,
     enc_s,
     enc_u32,
+    skip_leb,
     sleb,
     u32,
 )
@@ -153,7 +154,11 @@ class Result:
 
 def instrument(m: Module, plan: Plan) -> Result:
     """Rewrite ``m`` with the probes of ``plan``."""
-    return _Rewriter(m, plan).run()
+    try:
+        return _Rewriter(m, plan).run()
+    except IndexError:
+        # An immediate that runs past the end of the file: malformed, not a crash of probe.
+        raise WasmError("unexpected end of the module inside a function body") from None
 
 
 _ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
@@ -642,10 +647,10 @@ class _Rewriter:
                         new_segment = True
                 continue
             if kind == op.I32:
-                p = _skip_leb(b, p)
+                p = skip_leb(b, p)
                 continue
             if kind == op.I64:
-                p = _skip_leb(b, p)
+                p = skip_leb(b, p)
                 continue
             if kind == op.F32:
                 p += 4
@@ -731,7 +736,7 @@ class _Rewriter:
                 continue
             start = p
             if opc in (op.I32_CONST, op.I64_CONST, 0x23):
-                p = _skip_leb(b, p + 1)
+                p = skip_leb(b, p + 1)
             elif opc == 0x43:
                 p += 5
             elif opc == 0x44:
@@ -741,7 +746,7 @@ class _Rewriter:
                     raise NotSupported("function references (typed null reference)", p)
                 p += 2
             elif opc == op.PREFIX_SIMD:
-                p = _skip_leb(b, p + 1) + 16  # v128.const
+                p = skip_leb(b, p + 1) + 16  # v128.const
             else:
                 p += 1  # extended constant arithmetic
             out += b[start:p]
@@ -755,7 +760,7 @@ class _Rewriter:
             out += enc_u32(flags)
             if flags & 3 == 2:  # explicit table index
                 start = p
-                p = _skip_leb(b, p)
+                p = skip_leb(b, p)
                 out += b[start:p]
             if not flags & 1:  # active: an offset expression
                 p = self._const_expr(b, p, out)
@@ -864,22 +869,16 @@ class _Rewriter:
         return params, results, p
 
 
-def _skip_leb(b: bytes, p: int) -> int:
-    while b[p] & 0x80:
-        p += 1
-    return p + 1
-
-
 def _skip2(b: bytes, p: int) -> int:
-    return _skip_leb(b, _skip_leb(b, p))
+    return skip_leb(b, skip_leb(b, p))
 
 
 def _skip_memarg(b: bytes, p: int) -> int:
     flags = b[p]
-    p = _skip_leb(b, p)
+    p = skip_leb(b, p)
     if flags & 0x40:
-        p = _skip_leb(b, p)
-    return _skip_leb(b, p)
+        p = skip_leb(b, p)
+    return skip_leb(b, p)
 
 
 def _extend(
