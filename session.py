@@ -28,6 +28,7 @@ class _Recorder:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.tables: Tables = {}
+        self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
 
     def write(self, table: str, columns: dict[str, list]) -> None:
         self.spool.write(table, columns)
@@ -37,6 +38,11 @@ class _Recorder:
                 kept[name] = values  # as given: a Wasm run hands over numpy arrays of millions
             else:
                 kept[name] = list(kept[name]) + list(values)
+
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        self.spool.append(table, columns)
+        rows = len(next(iter(columns.values()), ()))
+        self.streamed[table] = self.streamed.get(table, 0) + rows
 
     def close(self, outcome: Outcome) -> None:
         self.spool.close(outcome.status, outcome.exit_code, outcome.message)

@@ -48,7 +48,11 @@ class Outcome:
 
 
 class Recorder(Protocol):
-    def write(self, table: str, columns: dict[str, list]) -> None: ...
+    def write(self, table: str, columns: dict[str, list]) -> None:
+        """A whole table (or a chunk of it), kept for the run's summary too."""
+
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        """A batch of a high-rate table (events), streamed to the journal, not kept."""
 
     def close(self, outcome: Outcome) -> None: ...
 

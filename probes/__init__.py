@@ -17,6 +17,7 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Kind(enum.IntEnum):
@@ -55,36 +56,144 @@ class Probe:
     event: str
     kind: Kind = Kind.FLAG
     site: Site | None = None
-    # CALLBACK probes: called with a SiteEvent each time the probe fires.
+    # CALLBACK probes: called with a SiteEvent each time the probe fires. A callback probe
+    # without a callback places switched-off callback points on every site of its event
+    # class, so that probes can be inserted there while the program runs.
     callback: Callable[[SiteEvent], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
             raise ValueError(f"unknown probe event {self.event!r} (known: {', '.join(EVENTS)})")
-        if (self.kind == Kind.CALLBACK) != (self.callback is not None):
-            raise ValueError("a callback probe needs a callback, and only it takes one")
+        if self.callback is not None and self.kind != Kind.CALLBACK:
+            raise ValueError("only a callback probe takes a callback")
 
 
 @dataclass(frozen=True)
 class SiteEvent:
-    """What a callback probe sees when it fires."""
+    """What a callback probe sees when it fires.
+
+    ``value`` is the operand captured at the site where the engine has one (Python: a
+    return value); ``frame`` the running Python frame (``f_locals``, ``f_code``) in the
+    CPython engine, None in Wasm; ``probes`` the run's live probes, to insert or remove
+    probes from inside a callback.
+    """
 
     site_id: int
     kind: str
     func: str
     offset: int | None = None
     line: int | None = None
+    unit: str | None = None
+    value: object = None
+    frame: Any = None
+    probes: Switchboard | None = None
+
+
+class Switchboard:
+    """The callback probes of a running program; insert and remove them while it runs.
+
+    Guarantees, on both engines:
+
+    * Probes at one site fire in the order they were inserted (a global probe counts as
+      inserted at every site of its class when it was inserted).
+    * A probe inserted while probes fire takes effect at the next execution of its site.
+    * A removal takes effect at once: a removed probe does not fire again, not even later
+      in the same round of firing.
+
+    An engine supplies ``resolve`` (a local probe's site -> the run's site ids it matches;
+    None fields of the site match anything) and ``switch`` (turn sites' callback points on
+    or off; a global probe's class is switched as a whole with ``site_id`` None).
+    """
+
+    def __init__(
+        self,
+        resolve: Callable[[Probe], Iterable[int]],
+        switch: Callable[[str, Iterable[int] | None, bool], None],
+    ) -> None:
+        self._resolve = resolve
+        self._switch = switch
+        self._seq = 0
+        self._alive: dict[int, tuple[Probe, list[int] | None]] = {}
+        self._local: dict[int, list[tuple[int, Callable[[SiteEvent], None]]]] = {}
+        self._global: dict[str, list[tuple[int, Callable[[SiteEvent], None]]]] = {}
+
+    def insert(self, probe: Probe) -> None:
+        if probe.callback is None:
+            raise ValueError("only callback probes can be inserted while the program runs")
+        self._seq += 1
+        entry = (self._seq, probe.callback)
+        if probe.site is None:
+            self._global.setdefault(probe.event, []).append(entry)
+            self._alive[self._seq] = (probe, None)
+            self._switch(probe.event, None, True)
+            return
+        sites = list(self._resolve(probe))
+        if not sites:
+            raise LookupError(f"no {probe.event} site matches {probe.site}")
+        self._alive[self._seq] = (probe, sites)
+        fresh = []
+        for site in sites:
+            at = self._local.setdefault(site, [])
+            if not at:
+                fresh.append(site)
+            at.append(entry)
+        if fresh:
+            self._switch(probe.event, fresh, True)
+
+    def remove(self, probe: Probe) -> None:
+        """Remove every inserted probe equal to ``probe`` with the same callback."""
+        gone = [
+            seq
+            for seq, (p, _) in self._alive.items()
+            if p == probe and p.callback is probe.callback
+        ]
+        if not gone:
+            raise LookupError(f"no such probe: {probe}")
+        for seq in gone:
+            p, sites = self._alive.pop(seq)
+            if sites is None:
+                left = [e for e in self._global[p.event] if e[0] != seq]
+                self._global[p.event] = left
+                if not left:
+                    self._switch(p.event, None, False)
+                continue
+            off = []
+            for site in sites:
+                left = [e for e in self._local[site] if e[0] != seq]
+                self._local[site] = left
+                if not left:
+                    off.append(site)
+            if off:
+                self._switch(p.event, off, False)
+
+    def active(self, event: str, site_id: int) -> bool:
+        return bool(self._global.get(event) or self._local.get(site_id))
+
+    def fire(self, event: str, site_id: int, what: SiteEvent) -> None:
+        """Call the callbacks at ``site_id`` in their order; new ones wait for the next time."""
+        glob, local = self._global.get(event), self._local.get(site_id)
+        if glob and local:
+            order = sorted(glob + local)
+        else:
+            order = tuple(glob or local or ())
+        alive = self._alive
+        for seq, fn in order:
+            if seq in alive:  # removed by an earlier callback of this round: skip it
+                fn(what)
 
 
 @dataclass
 class ProbeSet:
-    """The deduplicated union of the probes the analyses of one run need."""
+    """The deduplicated union of the probes the analyses of one run need.
+
+    Engines place probes per event class: a local flag, count or operand probe makes its
+    class probed (operand events are then limited to the local probes' sites where the engine
+    can tell them apart early; rows of other sites are recorded too, and analyses select).
+    Callback probes keep their identity and order: they are what a Switchboard starts with.
+    """
 
     _probes: dict[tuple[str, Site | None], Kind] = field(default_factory=dict)
-    # Callbacks per (event, site), in the order they were added: the order they fire in.
-    _callbacks: dict[tuple[str, Site | None], list[Callable[[SiteEvent], None]]] = field(
-        default_factory=dict
-    )
+    _callbacks: list[Probe] = field(default_factory=list)
 
     @classmethod
     def of(cls, probes: Iterable[Probe]) -> ProbeSet:
@@ -94,33 +203,67 @@ class ProbeSet:
         return merged
 
     def add(self, probe: Probe) -> None:
-        key = (probe.event, probe.site)
-        if probe.callback is not None:
-            self._callbacks.setdefault(key, []).append(probe.callback)
-            self._probes.setdefault(key, Kind.FLAG)  # the site is placed like any other
+        if probe.kind == Kind.CALLBACK:
+            self._callbacks.append(probe)
             return
+        key = (probe.event, probe.site)
         self._probes[key] = max(self._probes.get(key, probe.kind), probe.kind)
 
-    def callbacks(self, event: str) -> list[Callable[[SiteEvent], None]]:
-        """The callbacks of the global callback probes on ``event``, in firing order."""
-        return list(self._callbacks.get((event, None), ()))
-
     def kind_for(self, event: str) -> Kind | None:
-        """The kind of the global probe on ``event``, or None if there is none."""
-        return self._probes.get((event, None))
+        """The strongest flag, count or operand probe on ``event``, global or local."""
+        kinds = [k for (e, _), k in self._probes.items() if e == event]
+        return max(kinds) if kinds else None
+
+    def sites_for(self, event: str, kind: Kind) -> list[Site] | None:
+        """Sites of ``event`` that need ``kind`` (or stronger); None when all of them do."""
+        found = []
+        for (e, site), k in self._probes.items():
+            if e == event and k >= kind:
+                if site is None:
+                    return None
+                found.append(site)
+        return found
+
+    def callback_probes(self) -> list[Probe]:
+        """Callback probes (and callback-less callback points), in the order they were added."""
+        return list(self._callbacks)
+
+    def switchable(self) -> set[str]:
+        """Event classes that get callback points."""
+        return {p.event for p in self._callbacks}
 
     def events(self) -> set[str]:
-        return {event for event, _ in self._probes}
+        return {event for event, _ in self._probes} | self.switchable()
 
     def __iter__(self) -> Iterator[Probe]:
         for (event, site), kind in self._probes.items():
             yield Probe(event, kind, site)
-        for (event, site), fns in self._callbacks.items():
-            for fn in fns:
-                yield Probe(event, Kind.CALLBACK, site, fn)
+        yield from self._callbacks
 
     def __len__(self) -> int:
-        return len(self._probes)
+        return len(self._probes) + len(self._callbacks)
+
+
+def site_matches(
+    pattern: Site,
+    kind: str,
+    unit: str | None,
+    func: str | None,
+    line: int | None = None,
+    offset: int | None = None,
+    target: int | None = None,
+) -> bool:
+    """Whether a site has ``pattern``'s fields; None fields match anything, ``func`` is a glob."""
+    if pattern.kind != kind:
+        return False
+    if pattern.unit is not None and unit is not None and os.path.realpath(pattern.unit) != unit:
+        return False
+    if pattern.func is not None and not fnmatch.fnmatchcase(func or "", pattern.func):
+        return False
+    return all(
+        want is None or want == have
+        for want, have in ((pattern.line, line), (pattern.offset, offset), (pattern.target, target))
+    )
 
 
 @dataclass(frozen=True)

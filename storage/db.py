@@ -58,11 +58,21 @@ class Database:
 
     # -- the sink ---------------------------------------------------------------
 
-    def append(self, table: str, data: pa.Table | pa.RecordBatch) -> None:
-        """Append a whole Arrow table or batch to ``table`` (columns matched by name)."""
+    def append(
+        self, table: str, data: pa.Table | pa.RecordBatch | pa.RecordBatchReader, run_id: str = ""
+    ) -> None:
+        """Append Arrow data to ``table`` (columns matched by name), in one statement.
+
+        With ``run_id`` every row gets it: a constant in the query, not a column of
+        millions of copies.
+        """
         self.con.register("_probe_batch", data)
+        extra = ", ? AS run_id" if run_id else ""
         try:
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _probe_batch")
+            self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT *{extra} FROM _probe_batch",
+                [run_id] if run_id else [],
+            )
         finally:
             self.con.unregister("_probe_batch")
 
@@ -97,6 +107,8 @@ class Database:
         row = {name: header.get(name) for name, _ in TABLES["runs"]}
         row["started_at"] = datetime.fromtimestamp(header["started_at"])
         row["options"] = json.dumps(header.get("options") or {})
+        # Events carry their order in seq: let DuckDB write them in parallel, in any order.
+        self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
@@ -104,14 +116,15 @@ class Database:
                 if isinstance(chunk, dict):
                     schema = arrow_schema(table)
                     chunk = pa.table(chunk, schema=pa.schema([schema.field(c) for c in chunk]))
-                if not chunk.num_rows:
+                if isinstance(chunk, pa.Table) and not chunk.num_rows:
                     continue
-                ids = pa.array([run_id] * chunk.num_rows, pa.string())
-                self.append(table, chunk.append_column("run_id", ids))
+                self.append(table, chunk, run_id)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+        finally:
+            self.con.execute("RESET preserve_insertion_order")
         return True
 
     # -- reading ----------------------------------------------------------------

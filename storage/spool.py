@@ -59,6 +59,7 @@ class Spool:
         self.run_id: str = self.run["run_id"]
         self._t0 = time.perf_counter()
         self._seq = 0
+        self._streams: dict[str, Any] = {}  # table -> (file, Arrow stream writer)
         self.dir = spool_root(db_path) / self.run_id
         try:
             self.dir.mkdir(parents=True)
@@ -93,7 +94,36 @@ class Spool:
             w.write_table(data)
         os.replace(tmp, path)
 
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        """Append a batch to ``table``'s stream: one growing Arrow IPC stream file per table.
+
+        For high-rate tables (events). The file is not renamed into place: each batch is
+        flushed whole, and a reader keeps every batch before a torn one at the end.
+        """
+        import pyarrow as pa
+
+        from .schema import arrow_schema
+
+        stream = self._streams.get(table)
+        if stream is None:
+            schema = arrow_schema(table)
+            fields = pa.schema([schema.field(name) for name in columns])
+            self._seq += 1
+            sink = pa.OSFile(str(self.dir / f"{self._seq:06d}-{table}.arrows"), "wb")
+            stream = self._streams[table] = (sink, pa.ipc.new_stream(sink, fields))
+        sink, writer = stream
+        batch = pa.record_batch(
+            [pa.array(v, type=writer.schema.field(n).type) for n, v in columns.items()],
+            schema=writer.schema,
+        )
+        writer.write_batch(batch)
+        sink.flush()
+
     def close(self, status: str, exit_code: int | None, message: str | None) -> None:
+        for sink, writer in self._streams.values():
+            writer.close()
+            sink.close()
+        self._streams.clear()
         self._write_header(
             status=status,
             exit_code=exit_code,
@@ -143,21 +173,51 @@ def read_header(folder: Path) -> dict[str, Any]:
 
 
 def chunks(folder: Path) -> list[tuple[str, Any]]:
-    """The journal's table chunks in the order they were written: column dicts or Arrow tables."""
+    """The journal's table chunks in the order they were written.
+
+    Each is a column dict (JSON), an Arrow table (.arrow) or an Arrow RecordBatchReader
+    over a stream (.arrows) that stops before a torn last batch.
+    """
     out: list[tuple[str, Any]] = []
     for path in sorted(folder.iterdir()):
-        if path.name == "run.json" or path.suffix not in (".json", ".arrow"):
+        if path.name == "run.json" or path.suffix not in (".json", ".arrow", ".arrows"):
             continue
         table = path.stem.split("-", 1)[1]
         if path.suffix == ".json":
             with open(path, encoding="utf-8") as f:
                 out.append((table, json.load(f)))
-        else:
+        elif path.suffix == ".arrow":
             import pyarrow as pa
 
             with pa.OSFile(str(path), "rb") as source:
                 out.append((table, pa.ipc.open_stream(source).read_all()))
+        else:
+            reader = _whole_batches(path)
+            if reader is not None:
+                out.append((table, reader))
     return out
+
+
+def _whole_batches(path: Path) -> Any:
+    """A reader of a stream file's batches, up to the first that a crash cut short."""
+    import pyarrow as pa
+
+    try:
+        source = pa.memory_map(str(path))
+        stream = pa.ipc.open_stream(source)
+    except (pa.ArrowInvalid, OSError):
+        return None  # not even a schema: the writer died at once
+
+    def batches():  # noqa: ANN202
+        while True:
+            try:
+                yield stream.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError):
+                return  # a torn batch at the end
+
+    return pa.RecordBatchReader.from_batches(stream.schema, batches())
 
 
 def writer_alive(header: dict[str, Any]) -> bool:

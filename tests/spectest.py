@@ -28,6 +28,18 @@ COUNTS = Plan(func=COUNT, block=COUNT)
 CALLBACKS = Plan(
     func=FLAG, block=FLAG, call=FLAG, exit=FLAG, callbacks=("func", "block", "call", "exit")
 )
+# Operand events everywhere they exist: scratch locals, the event writer, a second import.
+OPERANDS = Plan(
+    func=COUNT,
+    block=COUNT,
+    branch=COUNT,
+    call=COUNT,
+    memory=COUNT,
+    exit=COUNT,
+    callbacks=("func",),
+    operand=("block", "branch", "call", "exit", "func", "memory"),
+)
+PLANS = {"everywhere": EVERYWHERE, "callbacks": CALLBACKS, "operands": OPERANDS}
 
 
 class Skip(Exception):
@@ -73,6 +85,7 @@ class _World:
         self.current: wasmtime.Instance | None = None
         self.named: dict[str, wasmtime.Instance] = {}
         self.hits = 0
+        self.flushes = 0
         self._spectest()
 
     def _spectest(self) -> None:
@@ -111,9 +124,18 @@ class _World:
 
         d(s, "probe", "hit", wasmtime.Func(s, wasmtime.FuncType([i32], []), hit))
 
+        def flush() -> None:
+            self.flushes += 1
+
+        d(s, "probe", "flush", wasmtime.Func(s, wasmtime.FuncType([], []), flush))
+
     def instantiate(self, module: wasmtime.Module, start: str | None, name: str | None) -> tuple:
         try:
             inst = self.linker.instantiate(self.store, module)
+            guards = inst.exports(self.store).get("probe:guards")
+            if isinstance(guards, wasmtime.Memory):  # every callback point on: hosts are called
+                size = guards.data_len(self.store)
+                guards.write(self.store, b"\x01" * size, 0)
             if start:
                 inst.exports(self.store)[start](self.store)
         except wasmtime.Trap as e:

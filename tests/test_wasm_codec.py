@@ -39,6 +39,17 @@ PLANS = [
     Plan(func=FLAG, block=FLAG),
     Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, memory=FLAG, exit=FLAG),
     Plan(func=COUNT, block=COUNT, instr=COUNT),
+    Plan(
+        func=COUNT,
+        block=COUNT,
+        instr=COUNT,
+        branch=COUNT,
+        call=COUNT,
+        memory=COUNT,
+        exit=COUNT,
+        callbacks=("block", "memory"),
+        operand=("block", "branch", "call", "exit", "func", "instr", "memory"),
+    ),
 ]
 
 

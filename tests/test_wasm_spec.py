@@ -18,14 +18,15 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("plan", ["everywhere", "callbacks"])
+@pytest.mark.parametrize("plan", ["everywhere", "callbacks", "operands"])
 def test_spec_suite_plain_and_probed_agree(plan: str, spec_reports) -> None:
-    """Flags at every site; then callback probes, which import a host function."""
-    from spectest import CALLBACKS, EVERYWHERE, Report, run_file
+    """Flags at every site; callback points, all switched on (a host call each); operand
+    events at every site that has them (scratch locals, an appended event writer)."""
+    from spectest import PLANS, Report, run_file
 
     total = Report()
     for wast in sorted(SUITE.glob("*.wast")):
-        total.add(run_file(wast, EVERYWHERE if plan == "everywhere" else CALLBACKS))
+        total.add(run_file(wast, PLANS[plan]))
     spec_reports.append(f"[{plan}] " + total.summary())
     assert total.failed == 0, total.summary()
     assert total.passed > 25_000  # the suite ran, not just its skips

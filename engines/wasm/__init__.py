@@ -8,6 +8,7 @@ module hash and probe-set key) → run (runner.py) → read the probe memory
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import pickle
@@ -16,12 +17,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probe.engines import Outcome, Recorder, Target, UsageError
-from probe.probes import Kind, ProbeSet, Scope
+from probe.probes import Kind, Probe, ProbeSet, Scope, SiteEvent, Switchboard, site_matches
 
 from .binary import Module, NotSupported, WasmError, parse
-from .rewrite import COUNT, FLAG, Plan, Result, instrument
+from .rewrite import (
+    COUNT,
+    CURSOR_EXPORT,
+    EVENT_BYTES,
+    EVENT_CAPACITY,
+    EVENTS_EXPORT,
+    FLAG,
+    FLUSH_IMPORT,
+    GUARDS_EXPORT,
+    HIT_IMPORT,
+    PROBE_MEMORY_EXPORT,
+    Plan,
+    Result,
+    instrument,
+)
 
-REWRITER_VERSION = "2"  # part of every cache key: bump when rewritten modules change
+REWRITER_VERSION = "3"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",
@@ -32,6 +47,8 @@ _EVENT_FIELDS = {
     "store": "memory",
     "return": "exit",
 }
+# One event in the ring, as the event writer stores it.
+_EVENT_DTYPE = [("value", "<i8"), ("site", "<i4"), ("pad", "<i4")]
 
 
 class WasmEngine:
@@ -41,7 +58,6 @@ class WasmEngine:
     def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
         from . import runner
 
-        plan = plan_for(probes, self.events)
         opts = runner.Options(**target.options)
         opts.args = list(target.args)
         path = str(target.path)
@@ -50,9 +66,12 @@ class WasmEngine:
             module = parse(original)
         except WasmError as e:
             raise UsageError(f"{path}: {e}") from None
+        plan = plan_for(probes, self.events, module)
         prepared = prepare(original, module, plan)
+        unit = os.path.realpath(path)
         engine = runner.make_engine(opts)
         compiled = compile_cached(engine, prepared, runner.config_key(opts))
+        host = _Host(probes, prepared, module, unit, recorder)
         ran = None
         outcome = Outcome("error", 1, "probe stopped before the program ended")
         try:
@@ -62,8 +81,9 @@ class WasmEngine:
                 os.path.basename(path),
                 opts,
                 prepared.deferred_start,
-                "probe:memory" if plan.any() else None,
-                _dispatcher(probes, prepared, module) if prepared.calls_host else None,
+                PROBE_MEMORY_EXPORT if plan.any() else None,
+                host.imports(),
+                host.attach,
             )
             outcome = ran.outcome
             if ran.frames:
@@ -74,64 +94,191 @@ class WasmEngine:
             elif outcome.status == "timeout":
                 print(f"probe: {outcome.message}", file=sys.stderr)
         finally:
-            memory = ran.probe_memory if ran else None
-            _write_tables(recorder, os.path.realpath(path), module, prepared, memory)
-            recorder.close(outcome)
+            try:
+                host.finish()
+            finally:
+                memory = ran.probe_memory if ran else None
+                _write_tables(recorder, unit, module, prepared, memory)
+                recorder.close(outcome)
         return outcome
 
 
-def _dispatcher(probes: ProbeSet, prepared: Result, module: Module) -> Callable[[int], None]:
-    """The host function callback probes call: site id -> each callback, in order."""
-    from probe.probes import SiteEvent
+class _Host:
+    """The host side of a probed module: callback points, the event ring, live probes."""
 
-    sites = prepared.sites
-    by_kind = {
-        kind: probes.callbacks(event)
-        for event, kind in (
-            ("func", "func"),
-            ("block", "block"),
-            ("instr", "instr"),
-            ("call", "call"),
-            ("load", "memory"),
-            ("store", "memory"),
-            ("return", "return"),
-        )
-    }
-    names: dict[int, str] = {}
+    def __init__(
+        self, probes: ProbeSet, prepared: Result, module: Module, unit: str, recorder: Recorder
+    ) -> None:
+        self.prepared = prepared
+        self.module = module
+        self.unit = unit
+        self.recorder = recorder
+        self.store = None
+        self.guards = None  # numpy view of the guard memory
+        self.ring = None  # numpy view of the event ring
+        self.cursor = None
+        self.seq = 0
+        self.names: dict[int, str] = {}
+        self._kinds = None
+        self.board = Switchboard(self._resolve, self._switch)
+        self._initial = probes.callback_probes()
 
-    def hit(site: int) -> None:
-        kind = sites.kind[site]
-        fns = by_kind.get(kind)
-        if not fns:
+    def imports(self) -> dict[str, tuple[list[str], Callable[..., None]]]:
+        found = {}
+        if self.prepared.calls_host:
+            found[HIT_IMPORT[1]] = (["i32"], self.hit)
+        if self.prepared.events:
+            found[FLUSH_IMPORT[1]] = ([], self.flush)
+        return found
+
+    def attach(self, store, exports) -> None:  # noqa: ANN001 - wasmtime types
+        """Called once the instance exists, before any guest code runs."""
+        import numpy as np
+
+        self.store = store
+        if self.prepared.calls_host:
+            self.guards = _view(store, exports[GUARDS_EXPORT], np.uint8)
+            for probe in self._initial:
+                if probe.callback is not None:
+                    self.board.insert(probe)
+        if self.prepared.events:
+            self.ring = _view(store, exports[EVENTS_EXPORT], _EVENT_DTYPE)
+            self.cursor = exports[CURSOR_EXPORT]
+
+    # -- callback points --------------------------------------------------------
+
+    def _site_kinds(self):  # noqa: ANN202 - numpy array of kind names
+        import numpy as np
+
+        if self._kinds is None:
+            self._kinds = np.array(self.prepared.sites.kind, dtype=object)
+        return self._kinds
+
+    def _resolve(self, probe: Probe) -> list[int]:
+        sites, pattern = self.prepared.sites, probe.site
+        assert pattern is not None
+        kind = probe.event  # site kinds are the event class names
+        return [
+            i
+            for i in range(len(sites))
+            if sites.kind[i] == kind
+            and site_matches(
+                pattern,
+                kind,
+                self.unit,
+                self._name(sites.func[i]),
+                offset=sites.offset[i],
+                target=sites.target[i],
+            )
+        ]
+
+    def _switch(self, event: str, site_ids, on: bool) -> None:  # noqa: ANN001 - ids or None
+        if self.guards is None:
+            raise ValueError(f"no callback points on {event} sites in this run")
+        if site_ids is None:
+            mask = self._site_kinds() == event
+            if not on:  # sites with local probes of their own stay on
+                keep = [i for i in range(len(mask)) if mask[i] and self.board.active(event, i)]
+                self.guards[: len(mask)][mask] = 0
+                self.guards[keep] = 1
+            else:
+                self.guards[: len(mask)][mask] = 1
             return
-        func = sites.func[site]
-        name = names.get(func) or names.setdefault(func, module.func_name(func))
-        event = SiteEvent(site, kind, name, sites.offset[site])
-        for fn in fns:
-            fn(event)
+        for i in site_ids:
+            self.guards[i] = 1 if on else int(self.board.active(event, i))
 
-    return hit
+    def _name(self, func: int) -> str:
+        name = self.names.get(func)
+        if name is None:
+            name = self.names[func] = self.module.func_name(func)
+        return name
+
+    def hit(self, site: int) -> None:
+        sites = self.prepared.sites
+        kind = sites.kind[site]
+        self.board.fire(
+            kind,
+            site,
+            SiteEvent(
+                site,
+                kind,
+                self._name(sites.func[site]),
+                offset=sites.offset[site],
+                unit=self.unit,
+                probes=self.board,
+            ),
+        )
+
+    # -- the event ring ---------------------------------------------------------
+
+    def flush(self, count: int = EVENT_CAPACITY) -> None:
+        """Move ``count`` events from the ring to the run's events table, as one batch."""
+        import numpy as np
+
+        if not count:
+            return
+        events = self.ring[:count]
+        self.recorder.append(
+            "events",
+            {
+                "seq": np.arange(self.seq, self.seq + count, dtype=np.int64),
+                "site_id": events["site"].astype(np.int64),
+                "value": events["value"].copy(),
+            },
+        )
+        self.seq += count
+
+    def finish(self) -> None:
+        """Take the events still in the ring, however the run ended."""
+        if self.ring is not None and self.store is not None:
+            self.flush(self.cursor.value(self.store) // EVENT_BYTES)
 
 
-def plan_for(probes: ProbeSet, events: frozenset[str]) -> Plan:
+def _view(store, memory, dtype):  # noqa: ANN001, ANN202 - wasmtime and numpy types
+    """A numpy view of a memory the guest never grows (so its address stays put)."""
+    import ctypes
+
+    import numpy as np
+
+    size = memory.data_len(store)
+    buf = (ctypes.c_ubyte * size).from_address(ctypes.addressof(memory.data_ptr(store).contents))
+    return np.frombuffer(buf, dtype=dtype)
+
+
+def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = None) -> Plan:
     unsupported = probes.events() - events
     if unsupported:
         raise UsageError(f"the wasm engine has no {', '.join(sorted(unsupported))} probes")
     plan = Plan()
-    callbacks = []
+    callbacks, operand = set(), set()
+    switchable = probes.switchable()
+    only: set[str] | None = set()  # operand events limited to these function name patterns
     for event, field_name in _EVENT_FIELDS.items():
         kind = probes.kind_for(event)
-        if kind is None:
-            continue
-        if kind == Kind.OPERAND:
-            raise UsageError("the wasm engine has no operand probes yet")
-        count = COUNT if kind == Kind.COUNT else FLAG
-        setattr(plan, field_name, max(getattr(plan, field_name), count))
-        if probes.callbacks(event):
+        if event in switchable:
             if event == "branch":
                 raise UsageError("the wasm engine has no callback probes on branch arms yet")
-            callbacks.append(field_name)
-    plan.callbacks = tuple(sorted(set(callbacks)))
+            callbacks.add(field_name)
+            kind = max(kind or Kind.FLAG, Kind.FLAG)
+        if kind is None:
+            continue
+        count = COUNT if kind >= Kind.COUNT else FLAG
+        setattr(plan, field_name, max(getattr(plan, field_name), count))
+        if kind == Kind.OPERAND:
+            operand.add(field_name)
+            sites = probes.sites_for(event, Kind.OPERAND)
+            if sites is None or any(s.func is None for s in sites):
+                only = None
+            elif only is not None:
+                only.update(s.func for s in sites if s.func)
+    plan.callbacks = tuple(sorted(callbacks))
+    plan.operand = tuple(sorted(operand))
+    if operand and only is not None and module is not None:
+        plan.operand_funcs = tuple(
+            b.index
+            for b in module.bodies
+            if any(fnmatch.fnmatchcase(module.func_name(b.index), pat) for pat in sorted(only))
+        )
     return plan
 
 

@@ -164,6 +164,8 @@ class Module:
     imported_funcs: int = 0
     imported_memories: int = 0
     memories: int = 0  # defined memories
+    imported_globals: int = 0
+    globals: int = 0  # defined globals
     exports: list[tuple[str, int, int]] = field(default_factory=list)
     start: int | None = None
     bodies: list[Body] = field(default_factory=list)
@@ -172,6 +174,10 @@ class Module:
     @property
     def total_memories(self) -> int:
         return self.imported_memories + self.memories
+
+    @property
+    def total_globals(self) -> int:
+        return self.imported_globals + self.globals
 
     def section(self, sid: int) -> Section | None:
         return next((s for s in self.sections if s.id == sid), None)
@@ -315,6 +321,7 @@ def _imports(m: Module, sec: Section) -> None:
             _valtype(b, p)
             p += 2
             desc = None
+            m.imported_globals += 1
         elif kind == 4:
             raise NotSupported("exception handling (tag import)", p - 1)
         elif kind in (0x7E, 0x7F):
@@ -339,6 +346,10 @@ def _memories(m: Module, sec: Section) -> None:
         p = _limits(m.data, p)
     m.memories = n
     _done(sec, p)
+
+
+def _globals(m: Module, sec: Section) -> None:
+    m.globals, _ = u32(m.data, sec.start)  # their initializers are copied, not read
 
 
 def _tables(m: Module, sec: Section) -> None:
@@ -401,6 +412,7 @@ _PARSERS = {
     SEC_FUNCTION: _functions,
     SEC_TABLE: _tables,
     SEC_MEMORY: _memories,
+    SEC_GLOBAL: _globals,
     SEC_EXPORT: _exports,
     SEC_START: _start,
     SEC_CODE: _code,

@@ -33,6 +33,7 @@ from .binary import (
     SEC_CODE,
     SEC_ELEMENT,
     SEC_EXPORT,
+    SEC_FUNCTION,
     SEC_GLOBAL,
     SEC_IMPORT,
     SEC_MEMORY,
@@ -54,6 +55,26 @@ FLAG, COUNT = 1, 2
 PROBE_MEMORY_EXPORT = "probe:memory"
 START_EXPORT = "probe:start"  # the start function, exported: the host calls it (runner)
 HIT_IMPORT = ("probe", "hit")  # (param i32 site): what callback probes call
+GUARDS_EXPORT = "probe:guards"  # one byte per site: 1 = its callback point calls the host
+EVENTS_EXPORT = "probe:events"  # the event ring: EVENT_BYTES per event
+CURSOR_EXPORT = "probe:cursor"  # i32 global: bytes of the ring in use
+FLUSH_IMPORT = ("probe", "flush")  # () -> (): the ring is full, take its events
+EVENT_BYTES = 16  # i64 value, i32 site id, 4 bytes unused
+EVENT_CAPACITY = 65536  # events per ring: one host call and one Arrow batch per 1 MiB
+_RESERVED = (PROBE_MEMORY_EXPORT, START_EXPORT, GUARDS_EXPORT, EVENTS_EXPORT, CURSOR_EXPORT)
+
+# How a value of each type becomes an event's i64: integers sign-extended, floats as bits.
+_TO_I64 = {0x7F: b"\xac", 0x7E: b"", 0x7D: b"\xbc\xad", 0x7C: b"\xbd"}
+# Stores: the type of the value stored (it sits above the address on the stack).
+_STORED = {0x36: 0x7F, 0x37: 0x7E, 0x38: 0x7D, 0x39: 0x7C, 0x3A: 0x7F, 0x3B: 0x7F}
+_STORED.update({0x3C: 0x7E, 0x3D: 0x7E, 0x3E: 0x7E})
+# SIMD memory instructions: bytes accessed; stores and lane loads also hold a v128 above.
+_SIMD_BYTES = {0: 16, 1: 8, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 16}
+_SIMD_BYTES.update({0x5C: 4, 0x5D: 8, 0x54: 1, 0x55: 2, 0x56: 4, 0x57: 8})
+_SIMD_BYTES.update({0x58: 1, 0x59: 2, 0x5A: 4, 0x5B: 8})
+_SIMD_STORES = {11, 0x58, 0x59, 0x5A, 0x5B}
+_SIMD_V128_ABOVE = _SIMD_STORES | {0x54, 0x55, 0x56, 0x57}
+_HELD = 0x100  # scratch local keys: valtype, or _HELD | valtype for a second one
 
 # Instructions that may trap or leave the function: what follows them may not run.
 _TRAPS = set(op.ACCESS) | {
@@ -96,9 +117,17 @@ class Plan:
     call: int = 0
     memory: int = 0  # loads and stores
     exit: int = 0
-    # Event classes whose sites also call the host (import "probe" "hit" (param i32)): func,
-    # block, instr, call, memory, exit. Each such site must also be probed above.
+    # Event classes whose sites get a callback point: a guard byte per site, and when it is
+    # set, a call to the host (import "probe" "hit" (param i32)): func, block, instr, call,
+    # memory, exit. Each such site must also be probed above.
     callbacks: tuple[str, ...] = ()
+    # Event classes whose sites write operand events into the event ring, in execution order:
+    # func (one per numeric argument), exit (the returned value), branch (the arm taken, with
+    # the condition or br_table index), call (an indirect call's callee; -1 for an import),
+    # memory (the effective address), block and instr (value 0: the order is the trace).
+    # Each such class must also be counted above.
+    operand: tuple[str, ...] = ()
+    operand_funcs: tuple[int, ...] | None = None  # operand events only in these functions
 
     def any(self) -> bool:
         return any(
@@ -141,6 +170,7 @@ class Result:
     probe_memory: int  # index of the probe memory, -1 if none
     deferred_start: str | None  # export to call before anything else, if the start was moved
     calls_host: bool = False  # imports ("probe", "hit") for callback probes
+    events: bool = False  # has an event ring and imports ("probe", "flush")
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
@@ -211,10 +241,25 @@ class _Rewriter:
         self.sites = Sites()
         self.slots = 0
         self.mem = m.total_memories  # the probe memory's index
-        # Callback probes import a host function; every defined function's index moves up one.
-        self.hit = m.imported_funcs if plan.callbacks else -1
-        self.shift = 1 if plan.callbacks else 0
         self.new_types: list[tuple[bytes, bytes]] = []
+        # Host functions are imported, so every defined function's index moves up by their number.
+        added = 0
+        self.hit = self.flush = self.ev = -1
+        self.guard_mem = self.event_mem = -1
+        nextmem = self.mem + 1
+        if plan.callbacks:
+            self.hit, added = m.imported_funcs + added, added + 1
+            self.guard_mem, nextmem = nextmem, nextmem + 1
+        self.operand = set(plan.operand) if m.section(SEC_CODE) is not None else set()
+        if self.operand:
+            self.flush, added = m.imported_funcs + added, added + 1
+            self.event_mem = nextmem
+            self.ev = len(m.func_types) + added  # the event writer, a function appended
+            self.cursor, self.pending = m.total_globals, m.total_globals + 1
+            self.ev_type = self._type_index(b"\x7e\x7f", b"")
+            self.flush_type = self._type_index(b"", b"")
+        self.shift = added
+        self._operand_funcs = frozenset(plan.operand_funcs or ())
         self.marks_new = array("q")
         self.marks_old = array("q")
         self._code_marks = 0  # where the code section's marks begin
@@ -228,6 +273,7 @@ class _Rewriter:
         self._flag_head = b"\x41\x00\x41\x01\x3a" + bytes((flagged,)) + mem
         self._count_mem = bytes((3 | flagged,)) + mem
         self._count_head = b"\x41\x00\x41\x00\x29" + self._count_mem
+        self._call_ev = b"\x10" + enc_u32(self.ev) if self.operand else b""
 
     def _fast_table(self) -> bytes:
         """Per opcode: 1 no immediate, 2 one LEB128, 3 a memarg, when it needs no attention."""
@@ -279,6 +325,54 @@ class _Rewriter:
         self.slots += 1
         return self.slots - 1
 
+    def guarded_hit(self, site: int) -> bytes:
+        # if (guards[site]) probe.hit(site): a disabled point costs a load and a branch
+        return (
+            b"\x41\x00\x2d"
+            + _memarg(0, self.guard_mem, site)
+            + b"\x04\x40\x41"
+            + enc_s(site)
+            + b"\x10"
+            + enc_u32(self.hit)
+            + b"\x0b"
+        )
+
+    def event(self, site: int, value: bytes = b"\x42\x00") -> bytes:
+        """Code writing one event: ``value`` leaves the i64 to record on the stack."""
+        return value + b"\x41" + enc_s(site) + self._call_ev
+
+    def _pending_out(self, callee: bytes) -> bytes:
+        # if (pending) { event(pending - 1, callee); pending = 0 }: an indirect call's callee
+        g = enc_u32(self.pending)
+        return (
+            b"\x23"
+            + g
+            + b"\x04\x40"
+            + callee
+            + b"\x23"
+            + g
+            + b"\x41\x01\x6b"
+            + self._call_ev
+            + b"\x41\x00\x24"
+            + g
+            + b"\x0b"
+        )
+
+    def _helpers(self) -> list[bytes]:
+        """Bodies of the functions the rewriter appends: the event writer."""
+        if not self.operand:
+            return []
+        cur, lim = enc_u32(self.cursor), enc_s(EVENT_CAPACITY * EVENT_BYTES)
+        body = (
+            b"\x01\x01\x7f"  # (local $c i32)
+            + b"\x23" + cur + b"\x22\x02\x20\x00\x37" + _memarg(3, self.event_mem, 0)
+            + b"\x20\x02\x20\x01\x36" + _memarg(2, self.event_mem, 8)
+            + b"\x20\x02\x41" + enc_s(EVENT_BYTES) + b"\x6a\x22\x02\x24" + cur
+            + b"\x20\x02\x41" + lim + b"\x4f\x04\x40\x10" + enc_u32(self.flush)
+            + b"\x41\x00\x24" + cur + b"\x0b\x0b"
+        )  # fmt: skip
+        return [body]
+
     # -- the module -------------------------------------------------------------
 
     def run(self) -> Result:
@@ -289,35 +383,66 @@ class _Rewriter:
         added: dict[int, bytes] = {}  # section id -> whole new section
         if probing:
             size = self.slots * (8 if self.counting else 1)
-            pages = max(1, -(-size // 65536))
+            memories = [max(1, -(-size // 65536))]
+            exports = [(PROBE_MEMORY_EXPORT, 2, self.mem)]
+            if self.guard_mem >= 0:
+                memories.append(max(1, -(-len(self.sites) // 65536)))
+                exports.append((GUARDS_EXPORT, 2, self.guard_mem))
+            if self.operand:
+                memories.append(-(-EVENT_CAPACITY * EVENT_BYTES // 65536))
+                exports += [(EVENTS_EXPORT, 2, self.event_mem), (CURSOR_EXPORT, 3, self.cursor)]
             added[SEC_MEMORY] = _extend(
-                b, m.section(SEC_MEMORY), SEC_MEMORY, b"\x00" + enc_u32(pages)
+                b,
+                m.section(SEC_MEMORY),
+                SEC_MEMORY,
+                b"".join(b"\x00" + enc_u32(n) for n in memories),
+                count=len(memories),
             )
             taken = {name for name, _, _ in m.exports}
-            if PROBE_MEMORY_EXPORT in taken or START_EXPORT in taken:
-                raise WasmError(f"the module already exports {PROBE_MEMORY_EXPORT!r}")
-            exports = enc_name(PROBE_MEMORY_EXPORT) + b"\x02" + enc_u32(self.mem)
+            clash = sorted(taken.intersection(_RESERVED))
+            if clash:
+                raise WasmError(f"the module already exports {clash[0]!r}")
             if m.start is not None:
                 # Run the start function from the host, after it holds the probe memory.
-                exports += enc_name(START_EXPORT) + b"\x00" + enc_u32(self._func(m.start))
+                exports.append((START_EXPORT, 0, self._func(m.start)))
             added[SEC_EXPORT] = _extend(
                 b,
                 m.section(SEC_EXPORT),
                 SEC_EXPORT,
-                exports,
-                count=1 + (m.start is not None),
+                b"".join(enc_name(n) + bytes((k,)) + enc_u32(i) for n, k, i in exports),
+                count=len(exports),
                 rest=self._exports() if self.shift else None,
             )
             if self.shift:
-                hit_type = self._type_index(b"\x7f", b"")
-                entry = enc_name(HIT_IMPORT[0]) + enc_name(HIT_IMPORT[1]) + b"\x00"
+                imports = b""
+                if self.hit >= 0:
+                    hit_type = self._type_index(b"\x7f", b"")
+                    imports += enc_name(HIT_IMPORT[0]) + enc_name(HIT_IMPORT[1])
+                    imports += b"\x00" + enc_u32(hit_type)
+                if self.flush >= 0:
+                    imports += enc_name(FLUSH_IMPORT[0]) + enc_name(FLUSH_IMPORT[1])
+                    imports += b"\x00" + enc_u32(self.flush_type)
                 added[SEC_IMPORT] = _extend(
-                    b, m.section(SEC_IMPORT), SEC_IMPORT, entry + enc_u32(hit_type)
+                    b, m.section(SEC_IMPORT), SEC_IMPORT, imports, count=self.shift
                 )
-                for sid, rewrite in ((SEC_ELEMENT, self._elements), (SEC_GLOBAL, self._globals)):
-                    sec = m.section(sid)
-                    if sec is not None:
-                        added[sid] = rewrite(sec)
+                sec = m.section(SEC_ELEMENT)
+                if sec is not None:
+                    added[SEC_ELEMENT] = self._elements(sec)
+            sec = m.section(SEC_GLOBAL)
+            new_globals = b"\x7f\x01\x41\x00\x0b" * 2 if self.operand else b""
+            if new_globals or (sec is not None and self.shift):
+                added[SEC_GLOBAL] = _extend(
+                    b,
+                    sec,
+                    SEC_GLOBAL,
+                    new_globals,
+                    count=2 if new_globals else 0,
+                    rest=self._globals(sec) if sec is not None and self.shift else None,
+                )
+            if self.operand:
+                added[SEC_FUNCTION] = _extend(
+                    b, m.section(SEC_FUNCTION), SEC_FUNCTION, enc_u32(self.ev_type)
+                )
             if self.new_types:
                 extra = b"".join(
                     b"\x60" + enc_u32(len(p)) + p + enc_u32(len(r)) + r for p, r in self.new_types
@@ -356,7 +481,8 @@ class _Rewriter:
             counting=self.counting,
             probe_memory=self.mem if probing else -1,
             deferred_start=START_EXPORT if probing and m.start is not None else None,
-            calls_host=bool(self.shift),
+            calls_host=self.hit >= 0,
+            events=bool(self.operand),
             new_starts=array("q", (self.marks_new[i] for i in order)),
             old_starts=array("q", (self.marks_old[i] for i in order)),
         )
@@ -368,7 +494,8 @@ class _Rewriter:
     def _code_payload(self, sec) -> bytes:  # noqa: ANN001 - Section
         """The new code section payload; marks are relative to it until run() adds its base."""
         self._code_marks = len(self.marks_new)
-        out = bytearray(enc_u32(len(self.m.bodies)))
+        helpers = self._helpers()
+        out = bytearray(enc_u32(len(self.m.bodies) + len(helpers)))
         for body in self.m.bodies:
             first = len(self.marks_new)
             new = self._function(body)
@@ -378,6 +505,8 @@ class _Rewriter:
                 self.marks_new[i] += len(out) + len(size)
             out += size
             out += new
+        for helper in helpers:
+            out += enc_u32(len(helper)) + helper
         return bytes(out)
 
     # -- one function -----------------------------------------------------------
@@ -398,6 +527,26 @@ class _Rewriter:
             else (b"", b"")
         )
         stack = [_Frame(0, body.start, b"", ftype[1], body.code)]
+        marks_from = len(self.marks_new)
+        operand = self.operand
+        if plan.operand_funcs is not None and fidx not in self._operand_funcs:
+            operand = set()
+        ev_branch, ev_call, ev_memory = "branch" in operand, "call" in operand, "memory" in operand
+        ev_block, ev_instr = "block" in operand, "instr" in operand
+        pending_in = "call" in self.operand  # every function takes an indirect call's callee
+        # Scratch locals for operand events, appended to the function's own: valtype -> index.
+        # _HELD + valtype: a second one, for a value held while the first is in use.
+        scratch: dict[int, int] = {}
+        first_scratch = len(ftype[0]) + sum(n for n, _ in body.locals)
+
+        def local(t: int) -> bytes:
+            if t not in scratch:
+                scratch[t] = first_scratch + len(scratch)
+            return enc_u32(scratch[t])
+
+        def cond_event(site: int) -> bytes:  # the condition saved by a tee before the branch
+            return self.event(site, b"\x20" + local(0x7F) + b"\xad")
+
         single, misc, simd = op.SINGLE, op.MISC, op.SIMD
         new_segment, leader = True, True
         slot = -1
@@ -423,12 +572,11 @@ class _Rewriter:
             sites.size.append,
         )
         callbacks = set(plan.callbacks)
-        hit_call = b"\x10" + enc_u32(self.hit) if callbacks else b""
 
         def call_host(kind: str, at_offset: int) -> None:
-            """After sites.add(kind, ...): the site's callback probe, before ``at_offset``."""
+            """After sites.add(kind, ...): the site's callback point, before ``at_offset``."""
             if kind in callbacks:
-                splice(at_offset, b"\x41" + enc_s(len(sites) - 1) + hit_call)
+                splice(at_offset, self.guarded_hit(len(sites) - 1))
 
         fast = self._fast
         while p < end:
@@ -473,7 +621,10 @@ class _Rewriter:
                 # An if without else: give its false arm a home for a probe.
                 frame = stack[-1]
                 frame.else_slot = self.new_slot()
-                splice(ins, b"\x05" + self.flag(frame.else_slot))
+                arm_site = len(sites)
+                sites.add("branch", fidx, frame.offset, frame.else_slot, ins + 1)
+                code = b"\x05" + self.flag(frame.else_slot)
+                splice(ins, code + cond_event(arm_site) if ev_branch else code)
             if dead:
                 dead = False
                 if opc == op.END or opc == op.ELSE:
@@ -491,12 +642,19 @@ class _Rewriter:
                 out += flag_head + enc_u32(slot) if flag_head else self.flag(slot)
                 run_start = ins
                 new_segment = False
-                if ins == body.code and want_func:
-                    sites.add("func", fidx, body.start, slot)
-                    call_host("func", ins)
+                if ins == body.code:
+                    if want_func:
+                        sites.add("func", fidx, body.start, slot, fidx)
+                        call_host("func", ins)
+                        if "func" in operand:
+                            out += self._arguments(ftype[0], len(sites) - 1)
+                    if pending_in:
+                        out += self._pending_out(b"\x42" + enc_s(fidx))
                 if arm >= 0:
                     if want_branch:
                         sites.add("branch", fidx, arm, slot, ins)
+                        if ev_branch:
+                            out += cond_event(len(sites) - 1)
                     arm = -1
             if leader:
                 if want_block:
@@ -510,11 +668,15 @@ class _Rewriter:
                     site_slot(slot)
                     site_size(0)
                     call_host("block", ins)
+                    if ev_block:
+                        splice(ins, self.event(block))
                 leader = False
             count += 1
             if want_instr and slot >= 0:
                 sites.add("instr", fidx, ins, slot)
                 call_host("instr", ins)
+                if ev_instr:
+                    splice(ins, self.event(len(sites) - 1))
             if (
                 want_exit
                 and slot >= 0
@@ -529,6 +691,13 @@ class _Rewriter:
                 splice(ins, self.flag(leaving))
                 sites.add("return", fidx, ins, leaving)
                 call_host("exit", ins)
+                results = ftype[1]
+                if "exit" in operand and (opc == op.RETURN or opc == op.END) and results:
+                    conv = _TO_I64.get(results[-1])
+                    if conv is not None:  # the returned value (the last, if there are several)
+                        tmp = local(results[-1])
+                        value = b"\x22" + tmp + conv
+                        splice(ins, self.event(len(sites) - 1, value) + b"\x20" + tmp)
             p += 1
             kind = single.get(opc)
             if kind is None:
@@ -550,10 +719,16 @@ class _Rewriter:
                     if kind is None:
                         raise WasmError(f"illegal opcode 0xfd {sub:#x}", ins)
                     if kind == op.MEMARG or kind == op.MEMARG_LANE:
-                        p = _skip_memarg(b, p) + (kind == op.MEMARG_LANE)
+                        offset, p = _memarg_offset(b, p)
+                        p += kind == op.MEMARG_LANE
                         if want_memory:
-                            sites.add("memory", fidx, ins, slot)
+                            store = sub in _SIMD_STORES
+                            sites.add("store" if store else "load", fidx, ins, slot)
+                            sites.size[-1] = _SIMD_BYTES[sub]
                             call_host("memory", ins)
+                            if ev_memory:
+                                above = 0x7B if sub in _SIMD_V128_ABOVE else None
+                                splice(ins, self._address(len(sites) - 1, offset, above, local))
                         if split_traps:
                             new_segment = True
                     elif kind == op.BYTES16:
@@ -576,8 +751,6 @@ class _Rewriter:
                             raise WasmError("operators remaining after end of function", p)
                         break
                     if frame.kind == op.IF:
-                        if want_branch and not frame.has_else:
-                            sites.add("branch", fidx, frame.offset, frame.else_slot, p)
                         new_segment = leader = True
                     elif frame.kind == op.BLOCK:
                         new_segment = leader = True
@@ -604,9 +777,18 @@ class _Rewriter:
                             raise WasmError(f"unknown label {idx}", ins)
                         taken = self.new_slot()
                         bt = self._blocktype_for(stack[-1 - idx].label_types())
+                        tee = b"\x22" + local(0x7F) if ev_branch else b""
+                        arm_event = cond_event(len(sites)) if ev_branch else b""
                         splice(
                             ins,
-                            b"\x04" + bt + self.flag(taken) + b"\x0c" + enc_u32(idx + 1) + b"\x0b",
+                            tee
+                            + b"\x04"
+                            + bt
+                            + self.flag(taken)
+                            + arm_event
+                            + b"\x0c"
+                            + enc_u32(idx + 1)
+                            + b"\x0b",
                         )
                         run_start = p  # the original br_if is replaced
                         self._branch_site(sites, fidx, ins, taken, stack, idx)
@@ -628,10 +810,14 @@ class _Rewriter:
                     run_start = p
                 continue
             if kind == op.MEMARG:
-                p = _skip_memarg(b, p)
+                offset, p = _memarg_offset(b, p)
                 if want_memory:
-                    sites.add("memory", fidx, ins, slot)
+                    size, store = op.ACCESS[opc]
+                    sites.add("store" if store else "load", fidx, ins, slot)
+                    sites.size[-1] = size
                     call_host("memory", ins)
+                    if ev_memory:
+                        splice(ins, self._address(len(sites) - 1, offset, _STORED.get(opc), local))
                 if split_traps:
                     new_segment = True
                 continue
@@ -641,6 +827,8 @@ class _Rewriter:
                 if opc == op.IF:
                     new_segment = leader = True
                     arm = ins
+                    if ev_branch:
+                        splice(ins, b"\x22" + local(0x7F))
                 elif opc == op.LOOP:
                     leader = True
                     if counting:
@@ -664,6 +852,12 @@ class _Rewriter:
                     if want_call:
                         sites.add("call", fidx, ins, slot)
                         call_host("call", ins)
+                        if ev_call and not stack[-1].unreachable:
+                            # The callee's entry records (this site, its index): see _pending_out.
+                            mark = b"\x41" + enc_s(len(sites)) + b"\x24" + enc_u32(self.pending)
+                            splice(ins, mark)
+                            if opc == op.CALL_INDIRECT:  # an import as callee: recorded as -1
+                                splice(p, self._pending_out(b"\x42\x7f"))
                     if split_traps or opc == op.RETURN_CALL_INDIRECT:
                         new_segment = True
                     if opc == op.RETURN_CALL_INDIRECT:
@@ -678,7 +872,8 @@ class _Rewriter:
                 live = not stack[-1].unreachable
                 new_segment = leader = dead = stack[-1].unreachable = True
                 if want_branch and live:
-                    splice(ins, self._br_table_arms(labels, stack, sites, fidx, ins))
+                    index = local(0x7F) if ev_branch else None
+                    splice(ins, self._br_table_arms(labels, stack, sites, fidx, ins, index))
                     run_start = p  # the original br_table is replaced
                 continue
             if kind == op.SELECT_T:
@@ -695,7 +890,35 @@ class _Rewriter:
         if run_start < end:
             self._mark(len(out), run_start)
             out.extend(b[run_start:end])
+        if scratch:
+            # Declare the scratch locals: the body starts with the local declarations.
+            groups, q = u32(b, body.start)
+            decls = enc_u32(groups + len(scratch)) + b[q : body.code]
+            decls += b"".join(b"\x01" + bytes((t & 0xFF,)) for t in scratch)
+            grown = len(decls) - (body.code - body.start)
+            out[: body.code - body.start] = decls
+            for i in range(marks_from, len(self.marks_new)):
+                if self.marks_new[i] > 0:
+                    self.marks_new[i] += grown
         return bytes(out)
+
+    def _arguments(self, params: bytes, site: int) -> bytes:
+        """Events of a function's numeric arguments, at its entry."""
+        return b"".join(
+            self.event(site, b"\x20" + enc_u32(i) + _TO_I64[t])
+            for i, t in enumerate(params)
+            if t in _TO_I64
+        )
+
+    def _address(self, site: int, offset: int, above: int | None, local) -> bytes:  # noqa: ANN001
+        """An access's effective address as an event; ``above``: the type of a value over it."""
+        addr = local(0x7F)
+        value = b"\x22" + addr + b"\xad" + (b"\x42" + enc_s(offset) + b"\x7c" if offset else b"")
+        code = self.event(site, value) + b"\x20" + addr
+        if above is None:
+            return code
+        held = local(_HELD | above)
+        return b"\x21" + held + code + b"\x20" + held
 
     def _type_index(self, params: bytes, results: bytes) -> int:
         """The index of the function type params -> results, added if the module lacks it."""
@@ -781,13 +1004,14 @@ class _Rewriter:
         return bytes((SEC_ELEMENT,)) + enc_u32(len(out)) + out
 
     def _globals(self, sec) -> bytes:  # noqa: ANN001 - Section
+        """The global entries (without their count), ref.func indices moved."""
         b = self.m.data
         n, p = u32(b, sec.start)
-        out = bytearray(enc_u32(n))
+        out = bytearray()
         for _ in range(n):
             out += b[p : p + 2]  # value type, mutability
             p = self._const_expr(b, p + 2, out)
-        return bytes((SEC_GLOBAL,)) + enc_u32(len(out)) + out
+        return bytes(out)
 
     def _names(self, sec) -> bytes:  # noqa: ANN001 - Section
         """The name section with function indices moved (function, local and label names)."""
@@ -834,7 +1058,13 @@ class _Rewriter:
             sites.add("branch", fidx, ins, slot, None)
 
     def _br_table_arms(
-        self, labels: list[int], stack: list[_Frame], sites: Sites, fidx: int, ins: int
+        self,
+        labels: list[int],
+        stack: list[_Frame],
+        sites: Sites,
+        fidx: int,
+        ins: int,
+        index: bytes | None = None,
     ) -> bytes:
         """br_table rewritten so that each distinct arm passes a probe on its way out.
 
@@ -846,13 +1076,17 @@ class _Rewriter:
             raise WasmError(f"unknown label {max(arms)}", ins)
         carried = stack[-1 - labels[-1]].label_types()
         bt = self._blocktype_for(carried, b"\x7f")
-        out = bytearray(b"\x02" + bt) * len(arms)
+        out = bytearray(b"\x22" + index) if index is not None else bytearray()
+        out += (b"\x02" + bt) * len(arms)
         out += b"\x0e" + enc_u32(len(labels) - 1)
         for label in labels:
             out += enc_u32(arms.index(label))
         for j, label in enumerate(arms):
             slot = self.new_slot()
-            out += b"\x0b" + self.flag(slot) + b"\x0c" + enc_u32(label + len(arms) - 1 - j)
+            out += b"\x0b" + self.flag(slot)
+            if index is not None:  # the br_table's index, saved by the tee above
+                out += self.event(len(sites), b"\x20" + index + b"\xad")
+            out += b"\x0c" + enc_u32(label + len(arms) - 1 - j)
             self._branch_site(sites, fidx, ins, slot, stack, label)
         return bytes(out)
 
@@ -871,6 +1105,21 @@ class _Rewriter:
 
 def _skip2(b: bytes, p: int) -> int:
     return skip_leb(b, skip_leb(b, p))
+
+
+def _memarg(align: int, mem: int, offset: int) -> bytes:
+    if mem == 0:
+        return bytes((align,)) + enc_u32(offset)
+    return bytes((align | 0x40,)) + enc_u32(mem) + enc_u32(offset)
+
+
+def _memarg_offset(b: bytes, p: int) -> tuple[int, int]:
+    """A memarg's offset, and where the memarg ends."""
+    flags = b[p]
+    p = skip_leb(b, p)
+    if flags & 0x40:
+        p = skip_leb(b, p)
+    return u32(b, p)
 
 
 def _skip_memarg(b: bytes, p: int) -> int:

@@ -65,8 +65,11 @@ def run(
     opts: Options,
     deferred_start: str | None,
     probe_export: str | None,
-    hit: Callable[[int], None] | None = None,
+    host_funcs: dict[str, tuple[list[str], Callable[..., None]]] | None = None,
+    attach: Callable[[wasmtime.Store, Any], None] | None = None,
 ) -> Ran:
+    """Run the module; ``host_funcs`` are imported from module "probe" by name (with
+    their parameter types); ``attach`` sees the instance's exports before any guest code."""
     store = wasmtime.Store(engine)
     wasi = wasmtime.WasiConfig()
     wasi.argv = [name, *opts.args]
@@ -88,14 +91,17 @@ def run(
         timer.daemon = True
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
-    if hit is not None:
-        i32 = wasmtime.ValType.i32()
-        linker.define_func("probe", "hit", wasmtime.FuncType([i32], []), hit)
+    types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
+    for name, (params, fn) in (host_funcs or {}).items():
+        linker.define_func("probe", name, wasmtime.FuncType([types[t] for t in params], []), fn)
     try:
         instance = linker.instantiate(store, module)
     except wasmtime.WasmtimeError as e:
         raise UsageError(_first_line(str(e))) from None
-    memory = instance.exports(store).get(probe_export) if probe_export else None
+    exports = instance.exports(store)
+    memory = exports.get(probe_export) if probe_export else None
+    if attach is not None:
+        attach(store, exports)
     sys.stdout.flush()
     sys.stderr.flush()
     if timer:
