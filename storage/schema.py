@@ -46,7 +46,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("run_id", "VARCHAR"),
         ("seq", "BIGINT"),
         ("site_id", "BIGINT"),
-        ("value", "BIGINT"),
+        ("value", "BIGINT"),  # the operand: Wasm values as i64 (floats as bits); Python ints
+        ("detail", "VARCHAR"),  # Python: the value's repr where it has one (return values)
     ),
 }
 

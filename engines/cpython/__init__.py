@@ -23,6 +23,7 @@ from collections.abc import Callable
 from probe.engines import Outcome, Recorder, Target, UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
+from .events import SiteIds, Tracer
 from .loader import Compiler, ImportHook
 from .source import MARKER_BASE, SourceInfo, analyze
 
@@ -35,31 +36,40 @@ class _Terminated(BaseException):
 
 class CPythonEngine:
     name = "cpython"
-    events = frozenset({"line", "branch"})
+    events = frozenset({"line", "branch", "func", "call", "return"})
 
     def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
         unsupported = probes.events() - self.events
         if unsupported:
             raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
+        if probes.switchable() - {"line", "func", "return"}:
+            raise UsageError("the cpython engine has callback probes on line, func, return only")
         kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
-        if any(k > Kind.COUNT for k in kinds):
-            raise UsageError("the cpython engine supports flag and count probes only")
-        count = Kind.COUNT in kinds
+        count = any(k >= Kind.COUNT for k in kinds)
         branch = probes.kind_for("branch") is not None
-        return _Run(target, scope, recorder, count=count, branch=branch).execute()
+        return _Run(target, scope, recorder, probes, count=count, branch=branch).execute()
 
 
 class _Run:
     """One execution of a target, from placing probes to writing what they saw."""
 
     def __init__(
-        self, target: Target, scope: Scope, recorder: Recorder, count: bool, branch: bool
+        self,
+        target: Target,
+        scope: Scope,
+        recorder: Recorder,
+        probes: ProbeSet,
+        count: bool,
+        branch: bool,
     ) -> None:
         self.target = target
         self.scope = scope
         self.recorder = recorder
         self.branch = branch
+        self.lines = probes.kind_for("line") is not None or branch
         self.wanted = _Wanted(scope)
+        self.ids = SiteIds()
+        self._infos: dict[str, SourceInfo | None] = {}
         if MONITORING:
             from .monitor import Monitor
 
@@ -72,13 +82,29 @@ class _Run:
             self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
+        self.tracer = Tracer(probes, self.wanted, self.info_for, self.ids, recorder)
+
+    def info_for(self, path: str) -> SourceInfo | None:
+        """Static facts about the file at real path ``path``, computed once."""
+        if path in self._infos:
+            return self._infos[path]
+        info = next(
+            (i for f, i in self.compiler.infos.items() if os.path.realpath(f) == path), None
+        )
+        if info is None:
+            info = _analyze_file(path)
+        self._infos[path] = info
+        return info
 
     def execute(self) -> Outcome:
         saved = (sys.argv[:], sys.path[:], sys.modules.get("__main__"))
         # Probes go in before the main module is found: `-m pkg.mod` imports pkg first.
         if self.compiler.needed:
             self.hook.install()
-        self.collector.start()
+        if self.lines:
+            self.collector.start()
+        if self.tracer.needed:
+            self.tracer.start()
         try:
             code, main = self._prepare()
         except BaseException:
@@ -155,7 +181,10 @@ class _Run:
 
     def _stop(self) -> None:
         self.hook.remove()
-        self.collector.stop()
+        if self.tracer.needed:
+            self.tracer.stop()
+        if self.lines:
+            self.collector.stop()
 
     def _finish(self, outcome: Outcome) -> None:
         if self.finished:
@@ -163,14 +192,16 @@ class _Run:
         self.finished = True
         self._stop()
         real = os.path.realpath
-        hits = {real(f): lines for f, lines in self.collector.hits().items()}
-        infos = {real(f): info for f, info in self.compiler.infos.items()}
-        for path in list(hits) + [real(p) for p in _sources(self.scope, self.wanted)]:
-            if path not in infos:
-                info = _analyze_file(path)
+        hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
+        infos = {}
+        if self.lines:
+            for path in list(hits) + [real(p) for p in _sources(self.scope, self.wanted)]:
+                info = self.info_for(path)
                 if info is not None:
                     infos[path] = info
-        _write_tables(self.recorder, infos, hits, self.branch)
+        tracer = self.tracer
+        counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
+        _write_tables(self.recorder, infos, hits, self.branch, self.ids, counts)
         self.recorder.close(outcome)
 
 
@@ -247,6 +278,11 @@ class _Wanted:
             known = self.cache[filename] = self._decide(filename)
         return known
 
+    def is_probe(self, filename: str) -> bool:
+        """Whether ``filename`` is one of probe's own files: where the program's calls begin."""
+        path = os.path.realpath(filename)
+        return path in self.ours[0] or path.startswith(self.ours[1])
+
     def _decide(self, filename: str) -> bool:
         if not filename or filename.startswith("<") or not filename.endswith(".py"):
             return False
@@ -295,19 +331,15 @@ def _analyze_file(path: str) -> SourceInfo | None:
 
 
 def _write_tables(
-    recorder: Recorder, infos: dict[str, SourceInfo], hits: dict[str, dict[int, int]], branch: bool
+    recorder: Recorder,
+    infos: dict[str, SourceInfo],
+    hits: dict[str, dict[int, int]],
+    branch: bool,
+    ids: SiteIds,
+    counted: dict[int, int],
 ) -> None:
-    sites: dict[str, list] = {c: [] for c in ("site_id", "kind", "unit", "func", "line", "target")}
-    counts: dict[str, list] = {"site_id": [], "count": []}
-
-    def site(kind: str, unit: str, func: str, line: int, target: int | None, n: int) -> None:
-        site_id = len(sites["site_id"])
-        for col, value in zip(sites, (site_id, kind, unit, func, line, target), strict=True):
-            sites[col].append(value)
-        if n:
-            counts["site_id"].append(site_id)
-            counts["count"].append(n)
-
+    """The sites table (every site, with the ids events used) and the counts table."""
+    counts = dict(counted)
     for path in sorted(infos):
         info, ran = infos[path], hits.get(path, {})
         per_stmt: dict[int, int] = {}
@@ -316,13 +348,21 @@ def _write_tables(
             if stmt is not None:
                 per_stmt[stmt] = max(per_stmt.get(stmt, 0), n)
         for line in sorted(info.statements):
-            site("line", path, info.funcs.get(line, "<module>"), line, None, per_stmt.get(line, 0))
+            sid = ids.get("line", path, info.funcs.get(line, "<module>"), line)
+            counts[sid] = per_stmt.get(line, 0)
         for line in sorted(info.excluded):
-            site("excluded", path, info.funcs.get(line, "<module>"), line, None, 0)
+            ids.get("excluded", path, info.funcs.get(line, "<module>"), line)
         if branch:
             for (src, dst), witness in sorted(info.arcs.items()):
-                func = info.funcs.get(src, "<module>")
                 seen = ran if witness >= MARKER_BASE else per_stmt
-                site("branch", path, func, src, dst, seen.get(witness, 0))
+                sid = ids.get("branch", path, info.funcs.get(src, "<module>"), src, dst)
+                counts[sid] = seen.get(witness, 0)
+    sites: dict[str, list] = {c: [] for c in ("site_id", "kind", "unit", "func", "line", "target")}
+    for sid, (kind, unit, func, line, target) in enumerate(ids.rows):
+        if kind == "func":
+            target = sid  # a function's number, what call sites name as their target
+        for col, value in zip(sites, (sid, kind, unit, func, line, target), strict=True):
+            sites[col].append(value)
+    hit = sorted(sid for sid, n in counts.items() if n)
     recorder.write("sites", sites)
-    recorder.write("counts", counts)
+    recorder.write("counts", {"site_id": hit, "count": [counts[sid] for sid in hit]})

@@ -113,6 +113,9 @@ class Rewriter:
         if consts != code.co_consts:
             code = code.replace(co_consts=consts)
         bc = Bytecode.from_code(code)
+        if self._count:
+            bc[:] = self._count_probes(list(bc), slots, index)
+            return bc.to_code()
         out: list[object] = []
         resumed = False
         last_line: int | None = None
@@ -132,6 +135,79 @@ class Rewriter:
             out.append(item)
         bc[:] = out
         return bc.to_code()
+
+    def _count_probes(
+        self, items: list[object], slots: list[int], index: dict[int, int]
+    ) -> list[object]:
+        """Count probes where sys.settrace reports a line event, and only there.
+
+        A line event comes at a function's first line, when execution moves to another line,
+        and when a jump goes back. So a jump target gets two entries: jumps back or from
+        another line come in before the probe; forward jumps from its own line, and falling
+        through from its own line, come in after it.
+        """
+        pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
+        line_at: dict[int, int | None] = {}  # label -> line of the instruction it marks
+        pending: list[Label] = []
+        for item in items:
+            if isinstance(item, Label):
+                pending.append(item)
+            elif isinstance(item, Instr):
+                for label in pending:
+                    line_at[id(label)] = item.lineno
+                pending = []
+        quiet: dict[int, Label] = {}  # label -> its entry after the probe
+        counted: set[int] = set()  # labels some jump enters through the probe
+        for k, item in enumerate(items):
+            if isinstance(item, Instr) and isinstance(item.arg, Label):
+                label = item.arg
+                if pos[id(label)] < k or item.lineno != line_at.get(id(label)):
+                    counted.add(id(label))
+                else:
+                    item.arg = quiet.setdefault(id(label), Label())
+            elif not isinstance(item, Instr | Label):
+                counted.update(id(t) for t in _labels_of(item))  # exception handlers
+        out: list[object] = []
+        labels: list[Label] = []
+        resumed = first = False
+        before: Instr | None = None  # the instruction before, in the code's order
+        for item in items:
+            if isinstance(item, Label):
+                labels.append(item)
+                continue
+            if not isinstance(item, Instr):
+                out.append(item)
+                continue
+            line = item.lineno
+            if resumed and line and line > 0:
+                falls_in = before is None or _falls_through(before)
+                moved = first or before is None or before.lineno != line
+                jumped_in = any(id(lb) in counted for lb in labels)
+                if (falls_in and moved) or jumped_in:
+                    after = [quiet[id(lb)] for lb in labels if id(lb) in quiet]
+                    if falls_in and not moved:
+                        skip = Label()
+                        out.append(Instr("JUMP_FORWARD", skip, lineno=line))
+                        after.append(skip)
+                    out.extend(labels)
+                    out.extend(self._probe(slots, index.setdefault(line, len(index)), line))
+                    out.extend(after)
+                else:
+                    out.extend(labels)
+                    out.extend(quiet[id(lb)] for lb in labels if id(lb) in quiet)
+                labels = []
+                first = False
+            else:
+                out.extend(labels)
+                out.extend(quiet[id(lb)] for lb in labels if id(lb) in quiet)
+                labels = []
+            if item.name == "RESUME":
+                resumed = True
+                first = item.arg == 0  # a function's start, not a resumption after a yield
+            out.append(item)
+            before = item
+        out.extend(labels)
+        return out
 
     def _probe(self, slots: list[int], i: int, line: int) -> list[Instr]:
         if not self._count:
@@ -154,3 +230,35 @@ class Rewriter:
             Instr("SWAP", 2, lineno=line),
             Instr("STORE_SUBSCR", lineno=line),
         ]
+
+
+def _backward_targets(bc: Bytecode) -> set[Label]:
+    """Labels that some jump after them goes back to."""
+    seen: set[Label] = set()
+    back: set[Label] = set()
+    for item in bc:
+        if isinstance(item, Label):
+            seen.add(item)
+        elif isinstance(item, Instr) and isinstance(item.arg, Label) and item.arg in seen:
+            back.add(item.arg)
+    return back
+
+
+def _labels_of(item: object) -> list[Label]:
+    """Labels a pseudo-instruction (an exception table entry) refers to."""
+    target = getattr(item, "target", None)
+    return [target] if isinstance(target, Label) else []
+
+
+def _falls_through(item: object) -> bool:
+    """Whether execution can run on from ``item`` to what follows it."""
+    if not isinstance(item, Instr):
+        return True
+    return item.name not in (
+        "JUMP_FORWARD",
+        "JUMP_BACKWARD",
+        "JUMP_BACKWARD_NO_INTERRUPT",
+        "RETURN_VALUE",
+        "RAISE_VARARGS",
+        "RERAISE",
+    )

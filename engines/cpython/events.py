@@ -1,0 +1,427 @@
+"""Python probes beyond flags and counts of lines: events in order, calls, returns, callbacks.
+
+What it records, for the files in scope:
+
+* ``line`` operand probes: one event per statement executed, in order (a trace);
+* ``branch`` operand probes: one event per branch arc taken (its marker line ran), value
+  the line it leads to (negative: an exit);
+* ``func``: entries of each function (counts; operand: one event per entry);
+* ``call``: the dynamic call graph, one site per (caller, line, callee) with its count
+  (operand: one event per call, value the callee's function number);
+* ``return``: returns of each function (operand: the returned value, as an integer where
+  it is one, and its repr);
+* callback probes on ``line``, ``func`` and ``return`` sites, with the frame, through a
+  Switchboard: they can be inserted and removed while the program runs.
+
+3.12+: sys.monitoring, a tool of its own (coverage's line probes use another one).
+3.11: sys.settrace and threading.settrace; slower, the same results.
+
+Events are buffered and handed to the recorder as one batch per EVENT_BATCH events.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from probe.engines import Recorder
+from probe.probes import Kind, Probe, ProbeSet, SiteEvent, Switchboard, site_matches
+
+from .source import MARKER_BASE, SourceInfo
+
+EVENT_BATCH = 65536
+MONITORING = sys.version_info >= (3, 12)
+_DETAIL_CHARS = 200  # a returned value's repr is cut here
+
+
+class SiteIds:
+    """Site ids of a Python run, given out as sites are first seen (during the run or after)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple, int] = {}
+        self.rows: list[tuple] = []  # (kind, unit, func, line, target), by id
+
+    def get(
+        self, kind: str, unit: str, func: str, line: int | None, target: int | None = None
+    ) -> int:
+        key = (kind, unit, func, line, target)
+        sid = self.ids.get(key)
+        if sid is None:
+            sid = self.ids[key] = len(self.rows)
+            self.rows.append((kind, unit, func, line, target))
+        return sid
+
+
+def _qualname(code: CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+class Tracer:
+    """Records the run's events, calls and returns, and fires its callback probes."""
+
+    def __init__(
+        self,
+        probes: ProbeSet,
+        wanted: Callable[[str], bool],
+        info_for: Callable[[str], SourceInfo | None],
+        ids: SiteIds,
+        recorder: Recorder,
+    ) -> None:
+        self.wanted = wanted
+        self.is_probe = getattr(wanted, "is_probe", lambda filename: False)
+        self.info_for = info_for
+        self.ids = ids
+        self.recorder = recorder
+        self.trace_lines = probes.kind_for("line") == Kind.OPERAND
+        self.line_funcs = _patterns(probes, "line")
+        self.trace_branches = probes.kind_for("branch") == Kind.OPERAND
+        self.entries = probes.kind_for("func") is not None or probes.kind_for("call") is not None
+        self.func_events = probes.kind_for("func") == Kind.OPERAND
+        self.calls = probes.kind_for("call") is not None
+        self.call_events = probes.kind_for("call") == Kind.OPERAND
+        self.returns = probes.kind_for("return") is not None
+        self.return_events = probes.kind_for("return") == Kind.OPERAND
+        switchable = probes.switchable()
+        self.line_points = "line" in switchable
+        self.func_points = "func" in switchable
+        self.return_points = "return" in switchable
+        self.board = Switchboard(self._resolve, self._switch)
+        self._initial = [p for p in probes.callback_probes() if p.callback is not None]
+        # What each code object needs, decided once: (func site, wants lines, wants returns).
+        # Keyed by id: 3.11's probed code objects hold a list, so they can't be hashed; the
+        # code object is kept alongside so that its id is not reused.
+        self._codes: dict[int, tuple[int, bool, bool] | None] = {}
+        self._held: list[CodeType] = []
+        self._lines: dict[tuple[str, int], int | None] = {}  # (file, line) -> site to trace
+        self.entry_counts: Counter[int] = Counter()
+        self.call_counts: Counter[int] = Counter()
+        self.return_counts: Counter[int] = Counter()
+        self._sites: list[int] = []
+        self._values: list[int | None] = []
+        self._details: list[str | None] = []
+        self._seq = 0
+        self._tool: int | None = None
+        self._lock = threading.Lock()
+        self._unwinding: set[FrameType] = set()  # 3.11: frames an exception is leaving
+        self._real: dict[str, str] = {}
+
+    @property
+    def needed(self) -> bool:
+        return bool(
+            self.trace_lines
+            or self.trace_branches
+            or self.entries
+            or self.returns
+            or self.line_points
+            or self.func_points
+            or self.return_points
+        )
+
+    # -- starting and stopping --------------------------------------------------------
+
+    def start(self) -> None:
+        for probe in self._initial:
+            self.board.insert(probe)
+        if MONITORING:
+            mon = sys.monitoring
+            for tool in (mon.PROFILER_ID, 3, 4, 5):
+                if mon.get_tool(tool) is None:
+                    mon.use_tool_id(tool, "probe-events")
+                    self._tool = tool
+                    break
+            else:
+                raise RuntimeError("every sys.monitoring tool id is taken by another tool")
+            mon.register_callback(self._tool, mon.events.PY_START, self._on_start)
+            mon.register_callback(self._tool, mon.events.LINE, self._on_line)
+            mon.register_callback(self._tool, mon.events.PY_RETURN, self._on_return)
+            mon.set_events(self._tool, mon.events.PY_START)
+        else:
+            threading.settrace(self._on_call)
+            sys.settrace(self._on_call)
+
+    def stop(self) -> None:
+        if MONITORING:
+            if self._tool is None:
+                return
+            mon = sys.monitoring
+            mon.set_events(self._tool, 0)
+            for event in (mon.events.PY_START, mon.events.LINE, mon.events.PY_RETURN):
+                mon.register_callback(self._tool, event, None)
+            mon.free_tool_id(self._tool)
+            self._tool = None
+        else:
+            sys.settrace(None)
+            threading.settrace(None)  # type: ignore[arg-type]
+        self.flush()
+
+    # -- events -------------------------------------------------------------------------
+
+    def event(self, site: int, value: int | None = None, detail: str | None = None) -> None:
+        self._sites.append(site)
+        self._values.append(value)
+        self._details.append(detail)
+        if len(self._sites) >= EVENT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            sites, values, details = self._sites, self._values, self._details
+            if not sites:
+                return
+            self._sites, self._values, self._details = [], [], []
+            n = len(sites)
+            self.recorder.append(
+                "events",
+                {
+                    "seq": list(range(self._seq, self._seq + n)),
+                    "site_id": sites,
+                    "value": values,
+                    "detail": details,
+                },
+            )
+            self._seq += n
+
+    # -- what a code object needs, once ---------------------------------------------------
+
+    def _code(self, code: CodeType) -> tuple[int, bool, bool] | None:
+        known = self._codes.get(id(code), False)
+        if known is not False:
+            return known
+        self._held.append(code)
+        if not self.wanted(code.co_filename):
+            self._codes[id(code)] = None
+            return None
+        func = _qualname(code) if code.co_name != "<module>" else "<module>"
+        site = self.ids.get("func", self.real(code.co_filename), func, code.co_firstlineno)
+        lines = self.trace_branches or self.line_points
+        if self.trace_lines:
+            lines = lines or self.line_funcs is None or _any_match(func, self.line_funcs)
+        returns = self.returns or self.return_points
+        found = self._codes[id(code)] = (site, lines, returns)
+        return found
+
+    def real(self, filename: str) -> str:
+        path = self._real.get(filename)
+        if path is None:
+            import os
+
+            path = self._real[filename] = os.path.realpath(filename)
+        return path
+
+    def _line_site(self, filename: str, line: int) -> int | None:
+        """The site a line event belongs to: its statement, or a branch arc for a marker."""
+        key = (filename, line)
+        if key in self._lines:
+            return self._lines[key]
+        site = None
+        filename = self.real(filename)
+        info = self.info_for(filename)
+        if info is not None:
+            if line >= MARKER_BASE:
+                arc = next((a for a, w in info.arcs.items() if w == line), None)
+                if arc is not None:
+                    func = info.funcs.get(arc[0], "<module>")
+                    site = self.ids.get("branch", filename, func, arc[0], arc[1])
+            else:
+                stmt = info.statement_of(line)
+                if stmt is not None:
+                    site = self.ids.get("line", filename, info.funcs.get(stmt, "<module>"), stmt)
+        self._lines[key] = site
+        return site
+
+    def _entered(self, code: CodeType, frame: FrameType) -> tuple[int, bool, bool] | None:
+        need = self._code(code)
+        if need is None:
+            return None
+        site = need[0]
+        if self.entries:
+            self.entry_counts[site] += 1
+            if self.func_events:
+                self.event(site)
+        if self.calls:
+            caller = frame.f_back
+            while caller is not None and self._code(caller.f_code) is None:
+                if self.is_probe(caller.f_code.co_filename):
+                    caller = None  # the program's own calls begin below probe's frames
+                    break
+                caller = caller.f_back
+            if caller is not None:
+                ccode = caller.f_code
+                cfunc = _qualname(ccode) if ccode.co_name != "<module>" else "<module>"
+                unit = self.real(ccode.co_filename)
+                edge = self.ids.get("call", unit, cfunc, caller.f_lineno, site)
+                self.call_counts[edge] += 1
+                if self.call_events:
+                    self.event(edge, site)
+        if self.func_points and self.board.active("func", site):
+            self._fire("func", site, code, frame, code.co_firstlineno)
+        return need
+
+    def _line(self, code: CodeType, line: int, frame: FrameType) -> None:
+        site = self._line_site(code.co_filename, line)
+        if site is None:
+            return
+        if line >= MARKER_BASE:
+            if self.trace_branches:
+                self.event(site, self.ids.rows[site][4])
+            return
+        if self.trace_lines and (
+            self.line_funcs is None or _any_match(self.ids.rows[site][2], self.line_funcs)
+        ):
+            self.event(site)
+        if self.line_points and self.board.active("line", site):
+            self._fire("line", site, code, frame, line)
+
+    def _returned(self, code: CodeType, value: object, frame: FrameType) -> None:
+        need = self._code(code)
+        if need is None:
+            return
+        unit, func = self.ids.rows[need[0]][1:3]
+        site = self.ids.get("return", unit, func, code.co_firstlineno)
+        self.return_counts[site] += 1
+        if self.return_events:
+            number = value if type(value) is int and -(2**63) <= value < 2**63 else None
+            if type(value) is bool:
+                number = int(value)
+            try:
+                detail = repr(value)[:_DETAIL_CHARS]
+            except Exception:  # noqa: BLE001 - a broken __repr__ of the program's object
+                detail = f"<{type(value).__name__}>"
+            self.event(site, number, detail)
+        if self.return_points and self.board.active("return", site):
+            self._fire("return", site, code, frame, code.co_firstlineno, value)
+
+    def _fire(
+        self,
+        event: str,
+        site: int,
+        code: CodeType,
+        frame: FrameType,
+        line: int,
+        value: object = None,
+    ) -> None:
+        kind, unit, func, _, _ = self.ids.rows[site]
+        what = SiteEvent(
+            site, kind, func, line=line, unit=unit, value=value, frame=frame, probes=self.board
+        )
+        self.board.fire(event, site, what)
+
+    # -- sys.monitoring (3.12+) -----------------------------------------------------------
+
+    def _on_start(self, code: CodeType, offset: int) -> object:
+        need = self._entered(code, sys._getframe(1))
+        if need is None:
+            return sys.monitoring.DISABLE
+        mon = sys.monitoring
+        events = (mon.events.LINE if need[1] else 0) | (mon.events.PY_RETURN if need[2] else 0)
+        if events and mon.get_local_events(self._tool, code) != events:
+            mon.set_local_events(self._tool, code, events)
+        if not (self.entries or self.func_points):
+            return mon.DISABLE  # nothing to do at the next call of this code
+        return None
+
+    def _on_line(self, code: CodeType, line: int) -> object:
+        self._line(code, line, sys._getframe(1))
+        return None
+
+    def _on_return(self, code: CodeType, offset: int, value: object) -> object:
+        self._returned(code, value, sys._getframe(1))
+        return None
+
+    # -- sys.settrace (3.11) --------------------------------------------------------------
+
+    def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if event != "call":
+            return None
+        if code.co_flags & 0x2A0 and _resumed(frame):  # a generator or coroutine resumed
+            need = self._code(code)
+        else:
+            need = self._entered(code, frame)
+        if need is None or not (need[1] or need[2]):
+            return None
+        return self._local
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            self._unwinding.discard(frame)
+            code = frame.f_code
+            need = self._codes.get(id(code))
+            if need and need[1]:
+                self._line(code, frame.f_lineno, frame)
+        elif event == "return":
+            if frame in self._unwinding:  # an exception leaving the frame: no return
+                self._unwinding.discard(frame)
+                return self._local
+            code = frame.f_code
+            if code.co_flags & 0x2A0 and _suspended(frame):
+                return self._local  # a yield or await, not a return
+            need = self._codes.get(id(code))
+            if need and need[2]:
+                self._returned(code, arg, frame)
+        elif event == "exception":
+            self._unwinding.add(frame)  # cleared if a line of this frame runs (handled)
+        return self._local
+
+    # -- live probes ----------------------------------------------------------------------
+
+    def _resolve(self, probe: Probe) -> list[int]:
+        pattern = probe.site
+        assert pattern is not None
+        if pattern.unit is None:
+            raise ValueError(f"a Python {probe.event} probe needs the file its site is in")
+        import os
+
+        unit = os.path.realpath(pattern.unit)
+        info = self.info_for(unit)
+        if info is None:
+            return []
+        if probe.event == "line":
+            return [
+                self.ids.get("line", unit, info.funcs.get(stmt, "<module>"), stmt)
+                for stmt in sorted(info.statements)
+                if site_matches(pattern, "line", unit, info.funcs.get(stmt, "<module>"), stmt)
+            ]
+        return [
+            sid
+            for sid, (kind, u, func, line, _) in enumerate(self.ids.rows)
+            if kind == probe.event and u == unit and site_matches(pattern, kind, u, func, line)
+        ]
+
+    def _switch(self, event: str, site_ids: object, on: bool) -> None:
+        if MONITORING and on and self._tool is not None:
+            sys.monitoring.restart_events()  # lines returned DISABLE before may now have probes
+
+
+def _resumed(frame: FrameType) -> bool:
+    """3.11: whether a generator or coroutine's 'call' resumes it (RESUME with oparg > 0)."""
+    import dis
+
+    code, i = frame.f_code.co_code, frame.f_lasti
+    return 0 <= i < len(code) - 1 and code[i] == dis.opmap["RESUME"] and code[i + 1] != 0
+
+
+def _suspended(frame: FrameType) -> bool:
+    """Whether a generator or coroutine frame that just 'returned' only yielded."""
+    import dis
+
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    return 0 <= i < len(code) and dis.opname[code[i]] in ("YIELD_VALUE", "SEND")
+
+
+def _patterns(probes: ProbeSet, event: str) -> tuple[str, ...] | None:
+    sites = probes.sites_for(event, Kind.OPERAND)
+    if sites is None or any(s.func is None for s in sites):
+        return None
+    return tuple(s.func for s in sites if s.func)
+
+
+def _any_match(func: str, patterns: tuple[str, ...]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(func, p) for p in patterns)
