@@ -92,8 +92,9 @@ def run(
         raise
     ingest_in_background(db_path)
     if summary is not None:
+        run = dict(recorder.spool.run, streamed=recorder.streamed)
         for analysis in chosen:
-            text = analysis.summary(recorder.spool.run, recorder.tables)
+            text = analysis.summary(run, recorder.tables)
             if text:
                 print(text, file=summary)
         print(

@@ -26,6 +26,9 @@ class Analysis:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     formats: ClassVar[tuple[str, ...]] = ("text",)
+    # Views this analysis's results are, over the tables of the SQL contract: {name: SELECT}.
+    # They are created in the database for `probe query` and before the report.
+    views: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -49,10 +52,20 @@ class UnknownAnalysis(LookupError):
 
 def _builtins() -> dict[str, type[Analysis]]:
     from .branches import Branches
+    from .calls import Calls
     from .coverage import Coverage
     from .hotness import Hotness
+    from .memory import Memory
+    from .trace import Trace
 
-    return {Coverage.name: Coverage, Hotness.name: Hotness, Branches.name: Branches}
+    return {a.name: a for a in (Coverage, Hotness, Branches, Calls, Memory, Trace)}
+
+
+def create_views(db: Database, analyses: Iterable[type[Analysis]] | None = None) -> None:
+    """Create (or refresh) the views of ``analyses`` (default: every available one) in ``db``."""
+    for analysis in analyses if analyses is not None else available().values():
+        for name, select in getattr(analysis, "views", {}).items():
+            db.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
 
 def available() -> dict[str, type[Analysis]]:

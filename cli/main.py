@@ -89,6 +89,10 @@ def run(
     instr: Annotated[
         bool, typer.Option("--instr", help="Wasm: cover every instruction, exactly.")
     ] = False,
+    sites: Annotated[
+        list[str] | None,
+        typer.Option("--sites", help="trace: func:GLOB or an event class; repeat for several."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Wasm: set K=V in the guest's environment.")
     ] = None,
@@ -140,7 +144,7 @@ def run(
         analysis or ["coverage"],
         db=db,
         scope=scope,
-        options={"branch": branch, "instr": instr},
+        options={"branch": branch, "instr": instr, **({"sites": sites} if sites else {})},
         summary=None if quiet else sys.stderr,
     )
     raise typer.Exit(outcome.exit_code)
@@ -173,12 +177,14 @@ def report(
 @app.command()
 @_one_line_errors
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL over runs, sites, counts, events.")],
+    sql: Annotated[
+        str, typer.Argument(help="SQL over runs, sites, counts, events and the analyses' views.")
+    ],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
     db: DbOption = None,
 ) -> None:
-    """Run SQL against the recorded data."""
-    _show(sql, fmt, db)
+    """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...)."""
+    _show(sql, fmt, db, views=True)
 
 
 @app.command()
@@ -193,11 +199,14 @@ def runs(db: DbOption = None) -> None:
     )
 
 
-def _show(sql: str, fmt: str, db: str | None) -> None:
+def _show(sql: str, fmt: str, db: str | None, views: bool = False) -> None:
+    from probe.analyses import create_views
     from probe.storage import Database
     from probe.storage.render import render
 
     with Database(db) as database:
+        if views:
+            create_views(database)
         result = database.execute(sql)
         if not result.columns:
             return

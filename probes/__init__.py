@@ -25,8 +25,9 @@ class Kind(enum.IntEnum):
 
     FLAG = 1  # first execution only; count is stored as 1
     COUNT = 2  # every execution, exact count
-    OPERAND = 3  # every execution, with values, as ordered events
-    CALLBACK = 4  # arbitrary Python at every execution
+    RANGE = 3  # a count, and the lowest and highest operand seen (Wasm memory addresses)
+    OPERAND = 4  # every execution, with values, as ordered events
+    CALLBACK = 5  # arbitrary Python at every execution
 
 
 # Event classes a probe can attach to. Engines list which they support.

@@ -41,6 +41,8 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("run_id", "VARCHAR"),
         ("site_id", "BIGINT"),
         ("count", "BIGINT"),  # flag probes store 1: "ran at least once"
+        ("low", "BIGINT"),  # range probes: the lowest operand seen (Wasm: address)
+        ("high", "BIGINT"),  # range probes: the highest
     ),
     "events": (
         ("run_id", "VARCHAR"),

@@ -110,17 +110,16 @@ class Spool:
             fields = pa.schema([schema.field(name) for name in columns])
             self._seq += 1
             sink = pa.OSFile(str(self.dir / f"{self._seq:06d}-{table}.arrows"), "wb")
-            stream = self._streams[table] = (sink, pa.ipc.new_stream(sink, fields))
-        sink, writer = stream
+            stream = self._streams[table] = (sink, pa.ipc.new_stream(sink, fields), fields)
+        sink, writer, fields = stream
         batch = pa.record_batch(
-            [pa.array(v, type=writer.schema.field(n).type) for n, v in columns.items()],
-            schema=writer.schema,
+            [pa.array(v, type=fields.field(n).type) for n, v in columns.items()], schema=fields
         )
         writer.write_batch(batch)
         sink.flush()
 
     def close(self, status: str, exit_code: int | None, message: str | None) -> None:
-        for sink, writer in self._streams.values():
+        for sink, writer, _ in self._streams.values():
             writer.close()
             sink.close()
         self._streams.clear()

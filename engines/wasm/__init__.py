@@ -31,6 +31,7 @@ from .rewrite import (
     GUARDS_EXPORT,
     HIT_IMPORT,
     PROBE_MEMORY_EXPORT,
+    RANGES_EXPORT,
     Plan,
     Result,
     instrument,
@@ -98,7 +99,7 @@ class WasmEngine:
                 host.finish()
             finally:
                 memory = ran.probe_memory if ran else None
-                _write_tables(recorder, unit, module, prepared, memory)
+                _write_tables(recorder, unit, module, prepared, memory, host.ranges)
                 recorder.close(outcome)
         return outcome
 
@@ -117,6 +118,7 @@ class _Host:
         self.guards = None  # numpy view of the guard memory
         self.ring = None  # numpy view of the event ring
         self.cursor = None
+        self.ranges = None  # numpy (sites, 2) view: lowest and highest operand per site
         self.seq = 0
         self.names: dict[int, str] = {}
         self._kinds = None
@@ -144,6 +146,9 @@ class _Host:
         if self.prepared.events:
             self.ring = _view(store, exports[EVENTS_EXPORT], _EVENT_DTYPE)
             self.cursor = exports[CURSOR_EXPORT]
+        if self.prepared.ranges:
+            self.ranges = _view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
+            self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
 
     # -- callback points --------------------------------------------------------
 
@@ -250,7 +255,7 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
     if unsupported:
         raise UsageError(f"the wasm engine has no {', '.join(sorted(unsupported))} probes")
     plan = Plan()
-    callbacks, operand = set(), set()
+    callbacks, operand, ranges = set(), set(), set()
     switchable = probes.switchable()
     only: set[str] | None = set()  # operand events limited to these function name patterns
     for event, field_name in _EVENT_FIELDS.items():
@@ -264,6 +269,8 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
             continue
         count = COUNT if kind >= Kind.COUNT else FLAG
         setattr(plan, field_name, max(getattr(plan, field_name), count))
+        if kind == Kind.RANGE:
+            ranges.add(field_name)
         if kind == Kind.OPERAND:
             operand.add(field_name)
             sites = probes.sites_for(event, Kind.OPERAND)
@@ -273,6 +280,7 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
                 only.update(s.func for s in sites if s.func)
     plan.callbacks = tuple(sorted(callbacks))
     plan.operand = tuple(sorted(operand))
+    plan.ranges = tuple(sorted(ranges - operand))
     if operand and only is not None and module is not None:
         plan.operand_funcs = tuple(
             b.index
@@ -378,7 +386,12 @@ def _backtrace(frames: list[tuple[int, str, int]], prepared: Result, module: Mod
 
 
 def _write_tables(
-    recorder: Recorder, unit: str, module: Module, prepared: Result, memory: bytes | None
+    recorder: Recorder,
+    unit: str,
+    module: Module,
+    prepared: Result,
+    memory: bytes | None,
+    ranges=None,  # noqa: ANN001 - numpy (sites, 2) lowest and highest operands, or None
 ) -> None:
     import numpy as np
 
@@ -392,18 +405,46 @@ def _write_tables(
     else:
         counts = np.zeros(n, np.int64)
     funcs = np.frombuffer(sites.func, dtype=np.int64) if n else np.zeros(0, np.int64)
+    # Imported functions are sites too (kind 'import', never counted): call sites name them.
+    imports = range(module.imported_funcs)
     names = {int(f): module.func_name(int(f)) for f in np.unique(funcs)}
+    names.update((i, module.func_name(i)) for i in imports)
+    targets = list(sites.target) + list(imports)
     recorder.write(
         "sites",
         {
-            "site_id": np.arange(n, dtype=np.int64),
-            "kind": sites.kind,
-            "unit": [unit] * n,
-            "func": [names[int(f)] for f in funcs],
-            "offset": np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
-            "target": sites.target,
-            "size": np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
+            "site_id": np.arange(n + len(imports), dtype=np.int64),
+            "kind": list(sites.kind) + ["import"] * len(imports),
+            "unit": [unit] * (n + len(imports)),
+            "func": [names[int(f)] for f in funcs] + [names[i] for i in imports],
+            "offset": np.concatenate(
+                [
+                    np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
+                    np.full(len(imports), -1, np.int64),
+                ]
+            ),
+            "target": targets,
+            "size": np.concatenate(
+                [
+                    np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
+                    np.zeros(len(imports), np.int64),
+                ]
+            ),
         },
     )
     hit = np.nonzero(counts)[0]
-    recorder.write("counts", {"site_id": hit.astype(np.int64), "count": counts[hit]})
+    columns = {"site_id": hit.astype(np.int64), "count": counts[hit]}
+    if ranges is not None:
+        seen = ranges[:n][hit]
+        low = seen[:, 0].astype(np.int64)
+        has = seen[:, 0] <= seen[:, 1]
+        columns["low"] = np.where(has, low, 0)
+        columns["high"] = np.where(has, seen[:, 1].astype(np.int64), 0)
+        if not has.all():  # sites without a range keeper (not loads or stores)
+            columns["low"] = [
+                int(v) if h else None for v, h in zip(columns["low"], has, strict=True)
+            ]
+            columns["high"] = [
+                int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
+            ]
+    recorder.write("counts", columns)

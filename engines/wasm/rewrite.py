@@ -59,9 +59,17 @@ GUARDS_EXPORT = "probe:guards"  # one byte per site: 1 = its callback point call
 EVENTS_EXPORT = "probe:events"  # the event ring: EVENT_BYTES per event
 CURSOR_EXPORT = "probe:cursor"  # i32 global: bytes of the ring in use
 FLUSH_IMPORT = ("probe", "flush")  # () -> (): the ring is full, take its events
+RANGES_EXPORT = "probe:ranges"  # per site: lowest and highest operand, two u64
 EVENT_BYTES = 16  # i64 value, i32 site id, 4 bytes unused
 EVENT_CAPACITY = 65536  # events per ring: one host call and one Arrow batch per 1 MiB
-_RESERVED = (PROBE_MEMORY_EXPORT, START_EXPORT, GUARDS_EXPORT, EVENTS_EXPORT, CURSOR_EXPORT)
+_RESERVED = (
+    PROBE_MEMORY_EXPORT,
+    START_EXPORT,
+    GUARDS_EXPORT,
+    EVENTS_EXPORT,
+    CURSOR_EXPORT,
+    RANGES_EXPORT,
+)
 
 # How a value of each type becomes an event's i64: integers sign-extended, floats as bits.
 _TO_I64 = {0x7F: b"\xac", 0x7E: b"", 0x7D: b"\xbc\xad", 0x7C: b"\xbd"}
@@ -128,6 +136,9 @@ class Plan:
     # Each such class must also be counted above.
     operand: tuple[str, ...] = ()
     operand_funcs: tuple[int, ...] | None = None  # operand events only in these functions
+    # Event classes whose sites keep the lowest and highest operand, inline, in a memory of
+    # their own (16 bytes per site): memory (addresses). Not with operand on the same class.
+    ranges: tuple[str, ...] = ()
 
     def any(self) -> bool:
         return any(
@@ -171,6 +182,7 @@ class Result:
     deferred_start: str | None  # export to call before anything else, if the start was moved
     calls_host: bool = False  # imports ("probe", "hit") for callback probes
     events: bool = False  # has an event ring and imports ("probe", "flush")
+    ranges: bool = False  # has a range memory (probe:ranges)
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
@@ -250,14 +262,25 @@ class _Rewriter:
         if plan.callbacks:
             self.hit, added = m.imported_funcs + added, added + 1
             self.guard_mem, nextmem = nextmem, nextmem + 1
-        self.operand = set(plan.operand) if m.section(SEC_CODE) is not None else set()
+        has_code = m.section(SEC_CODE) is not None
+        self.operand = set(plan.operand) if has_code else set()
+        self.ranges = set(plan.ranges) - self.operand if has_code else set()
+        self.range_mem = self.rng = -1
+        helpers = 0
         if self.operand:
             self.flush, added = m.imported_funcs + added, added + 1
-            self.event_mem = nextmem
-            self.ev = len(m.func_types) + added  # the event writer, a function appended
+            self.event_mem, nextmem = nextmem, nextmem + 1
             self.cursor, self.pending = m.total_globals, m.total_globals + 1
-            self.ev_type = self._type_index(b"\x7e\x7f", b"")
             self.flush_type = self._type_index(b"", b"")
+        if self.operand or self.ranges:
+            self.ev_type = self._type_index(b"\x7e\x7f", b"")
+        if self.operand:
+            self.ev = len(m.func_types) + added + helpers  # the event writer, appended
+            helpers += 1
+        if self.ranges:
+            self.range_mem = nextmem
+            self.rng = len(m.func_types) + added + helpers  # the range keeper, appended
+            helpers += 1
         self.shift = added
         self._operand_funcs = frozenset(plan.operand_funcs or ())
         self.marks_new = array("q")
@@ -274,6 +297,7 @@ class _Rewriter:
         self._count_mem = bytes((3 | flagged,)) + mem
         self._count_head = b"\x41\x00\x41\x00\x29" + self._count_mem
         self._call_ev = b"\x10" + enc_u32(self.ev) if self.operand else b""
+        self._call_range = b"\x10" + enc_u32(self.rng) if self.ranges else b""
 
     def _fast_table(self) -> bytes:
         """Per opcode: 1 no immediate, 2 one LEB128, 3 a memarg, when it needs no attention."""
@@ -337,9 +361,9 @@ class _Rewriter:
             + b"\x0b"
         )
 
-    def event(self, site: int, value: bytes = b"\x42\x00") -> bytes:
-        """Code writing one event: ``value`` leaves the i64 to record on the stack."""
-        return value + b"\x41" + enc_s(site) + self._call_ev
+    def event(self, site: int, value: bytes = b"\x42\x00", keep_range: bool = False) -> bytes:
+        """Code writing one event (or widening the site's range): ``value`` leaves the i64."""
+        return value + b"\x41" + enc_s(site) + (self._call_range if keep_range else self._call_ev)
 
     def _pending_out(self, callee: bytes) -> bytes:
         # if (pending) { event(pending - 1, callee); pending = 0 }: an indirect call's callee
@@ -359,9 +383,26 @@ class _Rewriter:
         )
 
     def _helpers(self) -> list[bytes]:
-        """Bodies of the functions the rewriter appends: the event writer."""
-        if not self.operand:
-            return []
+        """Bodies of the functions the rewriter appends: the event writer, the range keeper."""
+        found = []
+        if self.operand:
+            found.append(self._event_writer())
+        if self.ranges:
+            # (param $v i64) (param $s i32) (local $p i32): p = s * 16;
+            # if v < low[p] then low[p] = v; if v > high[p + 8] then high[p + 8] = v
+            low, high = _memarg(3, self.range_mem, 0), _memarg(3, self.range_mem, 8)
+            found.append(
+                b"\x01\x01\x7f"
+                + b"\x20\x01\x41\x04\x74\x21\x02"
+                + b"\x20\x00\x20\x02\x29" + low + b"\x54\x04\x40"
+                + b"\x20\x02\x20\x00\x37" + low + b"\x0b"
+                + b"\x20\x00\x20\x02\x29" + high + b"\x56\x04\x40"
+                + b"\x20\x02\x20\x00\x37" + high + b"\x0b"
+                + b"\x0b"
+            )  # fmt: skip
+        return found
+
+    def _event_writer(self) -> bytes:
         cur, lim = enc_u32(self.cursor), enc_s(EVENT_CAPACITY * EVENT_BYTES)
         body = (
             b"\x01\x01\x7f"  # (local $c i32)
@@ -371,7 +412,7 @@ class _Rewriter:
             + b"\x20\x02\x41" + lim + b"\x4f\x04\x40\x10" + enc_u32(self.flush)
             + b"\x41\x00\x24" + cur + b"\x0b\x0b"
         )  # fmt: skip
-        return [body]
+        return body
 
     # -- the module -------------------------------------------------------------
 
@@ -391,6 +432,9 @@ class _Rewriter:
             if self.operand:
                 memories.append(-(-EVENT_CAPACITY * EVENT_BYTES // 65536))
                 exports += [(EVENTS_EXPORT, 2, self.event_mem), (CURSOR_EXPORT, 3, self.cursor)]
+            if self.ranges:
+                memories.append(max(1, -(-len(self.sites) * 16 // 65536)))
+                exports.append((RANGES_EXPORT, 2, self.range_mem))
             added[SEC_MEMORY] = _extend(
                 b,
                 m.section(SEC_MEMORY),
@@ -439,9 +483,14 @@ class _Rewriter:
                     count=2 if new_globals else 0,
                     rest=self._globals(sec) if sec is not None and self.shift else None,
                 )
-            if self.operand:
+            helpers = (self.ev >= 0) + (self.rng >= 0)
+            if helpers:
                 added[SEC_FUNCTION] = _extend(
-                    b, m.section(SEC_FUNCTION), SEC_FUNCTION, enc_u32(self.ev_type)
+                    b,
+                    m.section(SEC_FUNCTION),
+                    SEC_FUNCTION,
+                    enc_u32(self.ev_type) * helpers,
+                    count=helpers,
                 )
             if self.new_types:
                 extra = b"".join(
@@ -483,6 +532,7 @@ class _Rewriter:
             deferred_start=START_EXPORT if probing and m.start is not None else None,
             calls_host=self.hit >= 0,
             events=bool(self.operand),
+            ranges=bool(self.ranges),
             new_starts=array("q", (self.marks_new[i] for i in order)),
             old_starts=array("q", (self.marks_old[i] for i in order)),
         )
@@ -531,7 +581,9 @@ class _Rewriter:
         operand = self.operand
         if plan.operand_funcs is not None and fidx not in self._operand_funcs:
             operand = set()
-        ev_branch, ev_call, ev_memory = "branch" in operand, "call" in operand, "memory" in operand
+        ev_branch, ev_call = "branch" in operand, "call" in operand
+        range_memory = "memory" in self.ranges
+        ev_memory = "memory" in operand or range_memory
         ev_block, ev_instr = "block" in operand, "instr" in operand
         pending_in = "call" in self.operand  # every function takes an indirect call's callee
         # Scratch locals for operand events, appended to the function's own: valtype -> index.
@@ -728,7 +780,12 @@ class _Rewriter:
                             call_host("memory", ins)
                             if ev_memory:
                                 above = 0x7B if sub in _SIMD_V128_ABOVE else None
-                                splice(ins, self._address(len(sites) - 1, offset, above, local))
+                                splice(
+                                    ins,
+                                    self._address(
+                                        len(sites) - 1, offset, above, local, range_memory
+                                    ),
+                                )
                         if split_traps:
                             new_segment = True
                     elif kind == op.BYTES16:
@@ -817,7 +874,9 @@ class _Rewriter:
                     sites.size[-1] = size
                     call_host("memory", ins)
                     if ev_memory:
-                        splice(ins, self._address(len(sites) - 1, offset, _STORED.get(opc), local))
+                        held = _STORED.get(opc)
+                        code = self._address(len(sites) - 1, offset, held, local, range_memory)
+                        splice(ins, code)
                 if split_traps:
                     new_segment = True
                 continue
@@ -910,11 +969,19 @@ class _Rewriter:
             if t in _TO_I64
         )
 
-    def _address(self, site: int, offset: int, above: int | None, local) -> bytes:  # noqa: ANN001
-        """An access's effective address as an event; ``above``: the type of a value over it."""
+    def _address(
+        self,
+        site: int,
+        offset: int,
+        above: int | None,
+        local,  # noqa: ANN001 - the function's scratch local allocator
+        keep_range: bool = False,
+    ) -> bytes:
+        """An access's effective address as an event (or into the site's range); ``above``:
+        the type of a value over the address on the stack."""
         addr = local(0x7F)
         value = b"\x22" + addr + b"\xad" + (b"\x42" + enc_s(offset) + b"\x7c" if offset else b"")
-        code = self.event(site, value) + b"\x20" + addr
+        code = self.event(site, value, keep_range) + b"\x20" + addr
         if above is None:
             return code
         held = local(_HELD | above)

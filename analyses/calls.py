@@ -1,0 +1,131 @@
+"""Calls: the dynamic call graph, with how often each edge was taken.
+
+Wasm: a count on every call site (a direct call's callee is in the module) and,
+for ``call_indirect``, the callee each call reached, as an operand event (the
+engine records the function that was entered, or -1 for an imported one).
+Python: every call between functions in scope, by caller line, counted.
+Results: the view ``call_edges``; a function's entries are its ``func`` site count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from probe.probes import Kind, Probe
+
+from . import Analysis, Tables, create_views
+
+if TYPE_CHECKING:
+    from probe.storage import Database
+
+_EDGES = """
+WITH counted AS (
+    SELECT c.run_id, c.unit, c.func AS caller, c.line, c."offset", c.target AS callee_id,
+           n.count AS calls, false AS indirect
+    FROM sites c JOIN counts n USING (run_id, site_id)
+    WHERE c.kind = 'call' AND c.target IS NOT NULL
+), resolved AS (
+    SELECT c.run_id, c.unit, c.func, c.line, c."offset", e.value, count(*), true
+    FROM events e JOIN sites c USING (run_id, site_id)
+    WHERE c.kind = 'call' AND c.target IS NULL
+    GROUP BY ALL
+), edges AS (SELECT * FROM counted UNION ALL SELECT * FROM resolved)
+SELECT x.run_id, x.unit, x.caller, x.line, x."offset", x.callee_id,
+       coalesce(f.func, CASE WHEN x.callee_id < 0 THEN '<import>'
+                             ELSE 'func[' || x.callee_id || ']' END) AS callee,
+       x.calls, x.indirect
+FROM edges x
+LEFT JOIN sites f ON f.run_id = x.run_id AND f.kind IN ('func', 'import')
+                 AND f.target = x.callee_id
+"""
+
+
+class Calls(Analysis):
+    name = "calls"
+    description = "dynamic call graph: caller -> callee with counts, indirect calls resolved"
+    formats = ("text", "json", "dot")
+    views = {"call_edges": _EDGES}
+
+    def probes(self, events: frozenset[str]) -> Iterable[Probe]:
+        yield Probe("func", Kind.COUNT)
+        yield Probe("call", Kind.OPERAND if "block" in events else Kind.COUNT)
+
+    def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
+        sites, counts = tables.get("sites", {}), tables.get("counts", {})
+        ran = dict(
+            zip(map(int, counts.get("site_id", [])), map(int, counts.get("count", [])), strict=True)
+        )
+        rows = list(
+            zip(
+                map(int, sites.get("site_id", [])),
+                sites.get("kind", []),
+                sites.get("func", []),
+                sites.get("target", []),
+                strict=True,
+            )
+        )
+        names = {int(t): f for _, k, f, t in rows if k in ("func", "import") and t is not None}
+        edges: dict[tuple[str, str], int] = {}
+        indirect = 0
+        for sid, kind, func, target in rows:
+            if kind != "call" or not ran.get(sid):
+                continue
+            if target is None:
+                indirect += ran[sid]
+                continue
+            key = (func, names.get(int(target), f"func[{target}]"))
+            edges[key] = edges.get(key, 0) + ran[sid]
+        if not edges and not indirect:
+            return "No calls measured."
+        top = sorted(edges.items(), key=lambda e: -e[1])[:10]
+        lines = [f"{'Caller':<30} {'Callee':<30} {'Calls':>12}"]
+        lines += [f"{a[:30]:<30} {b[:30]:<30} {c:>12,}" for (a, b), c in top]
+        if len(edges) > len(top):
+            lines.append(f"({len(edges) - len(top)} more edges: probe report calls)")
+        if indirect:
+            lines.append(f"{indirect:,} indirect calls, their callees in: probe report calls")
+        return "\n".join(lines)
+
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+        if fmt not in self.formats:
+            raise ValueError(f"call reports come as {', '.join(self.formats)}, not {fmt!r}")
+        create_views(db, [Calls])
+        edges = db.execute(
+            "SELECT caller, callee, sum(calls)::BIGINT, bool_or(indirect) FROM call_edges "
+            "WHERE run_id = ? GROUP BY caller, callee ORDER BY 3 DESC, 1, 2",
+            [run_id],
+        ).fetchall()
+        if fmt == "json":
+            return json.dumps(
+                [{"caller": a, "callee": b, "calls": c, "indirect": i} for a, b, c, i in edges],
+                indent=2,
+            )
+        if fmt == "dot":
+            out = ["digraph calls {"]
+            for a, b, c, i in edges:
+                style = ", style=dashed" if i else ""
+                out.append(f'  "{_esc(a)}" -> "{_esc(b)}" [label="{c}"{style}];')
+            return "\n".join([*out, "}"])
+        if not edges:
+            return "No calls measured."
+        entries = dict(
+            db.execute(
+                "SELECT s.func, sum(c.count)::BIGINT FROM sites s JOIN counts c "
+                "USING (run_id, site_id) WHERE s.run_id = ? AND s.kind = 'func' GROUP BY 1",
+                [run_id],
+            ).fetchall()
+        )
+        lines = [f"{'Caller':<32} {'Callee':<32} {'Calls':>14}  "]
+        for a, b, c, i in edges:
+            lines.append(f"{a[:32]:<32} {b[:32]:<32} {c:>14,}  {'indirect' if i else ''}")
+        lines.append("")
+        lines.append(
+            f"{len(edges)} edges; {len(entries)} functions entered {sum(entries.values()):,} times"
+        )
+        return "\n".join(lines)
+
+
+def _esc(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')

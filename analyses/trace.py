@@ -1,0 +1,100 @@
+"""Trace: the ordered events of chosen sites, with their values.
+
+With no ``--sites``: every basic-block entry (Wasm) or every line (Python), in
+execution order. ``--sites`` narrows or widens it; each value is one of
+
+* ``func:GLOB`` — only sites in functions whose names match (``func:main``);
+* an event class — ``block``, ``line``, ``branch`` (the arm taken, with the
+  condition), ``call``, ``func`` (arguments), ``return`` (return values),
+  ``load``/``store`` (addresses), ``instr``.
+
+Results: the view ``trace`` (events joined to their sites; order by ``seq``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from probe.probes import EVENTS, Kind, Probe, Site
+
+from . import Analysis, Tables, create_views
+
+if TYPE_CHECKING:
+    from probe.storage import Database
+
+_TRACE = """
+SELECT e.run_id, e.seq, e.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target,
+       e.value, e.detail
+FROM events e JOIN sites s USING (run_id, site_id)
+"""
+_SHOWN = 50  # events the text report prints from the start
+
+
+class Trace(Analysis):
+    name = "trace"
+    description = "ordered events of chosen sites with their values (--sites)"
+    formats = ("text", "json", "jsonl")
+    views = {"trace": _TRACE}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.classes: list[str] = []
+        self.funcs: list[str] = []
+        for spec in options.get("sites") or ():
+            if spec.startswith("func:") and len(spec) > 5:
+                self.funcs.append(spec[5:])
+            elif spec in EVENTS:
+                self.classes.append(spec)
+            else:
+                raise ValueError(f"--sites {spec!r}: give func:GLOB or one of {', '.join(EVENTS)}")
+
+    def probes(self, events: frozenset[str]) -> Iterable[Probe]:
+        default = "block" if "block" in events else "line"
+        classes = [c for c in self.classes if c in events] or [default]
+        for event in classes:
+            if not self.funcs:
+                yield Probe(event, Kind.OPERAND)
+            for pattern in self.funcs:
+                yield Probe(event, Kind.OPERAND, Site(event, None, func=pattern))
+
+    def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
+        n = run.get("streamed", {}).get("events", 0)
+        return f"trace: {n:,} events recorded: probe report trace"
+
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+        if fmt not in self.formats:
+            raise ValueError(f"trace reports come as {', '.join(self.formats)}, not {fmt!r}")
+        create_views(db, [Trace])
+        query = (
+            'SELECT seq, kind, unit, func, line, "offset", target, value, detail FROM trace '
+            "WHERE run_id = ? ORDER BY seq"
+        )
+        keys = ("seq", "kind", "unit", "func", "line", "offset", "target", "value", "detail")
+        if fmt in ("json", "jsonl"):
+            rows = db.execute(query, [run_id]).fetchall()
+            records = [
+                {k: v for k, v in zip(keys, row, strict=True) if v is not None} for row in rows
+            ]
+            if fmt == "jsonl":
+                return "\n".join(json.dumps(r) for r in records)
+            return json.dumps(records, indent=2)
+        total = db.execute("SELECT count(*) FROM events WHERE run_id = ?", [run_id]).fetchone()
+        rows = db.execute(query + f" LIMIT {_SHOWN}", [run_id]).fetchall()
+        if not rows:
+            return "No events recorded."
+        lines = [f"{'Seq':>10}  {'Kind':<7} {'Where':<40} {'Value':>20}"]
+        for seq, kind, unit, func, line, offset, _, value, detail in rows:
+            where = (
+                f"{func} {offset:#x}"
+                if offset is not None
+                else f"{func} {os.path.basename(unit)}:{line}"
+            )
+            shown = detail if detail is not None else ("" if value is None else str(value))
+            lines.append(f"{seq:>10}  {kind:<7} {where[:40]:<40} {shown[:20]:>20}")
+        count = total[0] if total else len(rows)
+        if count > len(rows):
+            lines.append(f"({count - len(rows):,} more events: probe report trace --format jsonl)")
+        return "\n".join(lines)
