@@ -50,7 +50,7 @@ class _Recorder:
 
 def run(
     target: Target,
-    analyses: Sequence[str] = ("coverage",),
+    analyses: Sequence[str | registry.Analysis] = ("coverage",),
     *,
     db: str | None = None,
     scope: Scope | None = None,
@@ -59,12 +59,17 @@ def run(
 ) -> tuple[str, Outcome]:
     """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
 
+    ``analyses`` are names (built in or installed) or Analysis objects of your own.
+
     Raises UsageError, StorageError or UnknownAnalysis before the target
     starts when the request can't be carried out.
     """
     options = dict(options or {})
-    names = list(dict.fromkeys(analyses)) or ["coverage"]
-    chosen = [registry.load(name)(**options) for name in names]
+    chosen = [
+        a if isinstance(a, registry.Analysis) else registry.load(a)(**options)
+        for a in (list(dict.fromkeys(analyses)) or ["coverage"])
+    ]
+    names = [a.name for a in chosen]
     engine = engine_for(target)
     probes = ProbeSet.of(p for a in chosen for p in a.probes(engine.events))
     if not len(probes):

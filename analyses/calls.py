@@ -15,38 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from probe.probes import Kind, Probe
 
-from . import Analysis, Tables, create_views
+from . import Analysis, Tables
 
 if TYPE_CHECKING:
     from probe.storage import Database
-
-_EDGES = """
-WITH counted AS (
-    SELECT c.run_id, c.unit, c.func AS caller, c.line, c."offset", c.target AS callee_id,
-           n.count AS calls, false AS indirect
-    FROM sites c JOIN counts n USING (run_id, site_id)
-    WHERE c.kind = 'call' AND c.target IS NOT NULL
-), resolved AS (
-    SELECT c.run_id, c.unit, c.func, c.line, c."offset", e.value, count(*), true
-    FROM events e JOIN sites c USING (run_id, site_id)
-    WHERE c.kind = 'call' AND c.target IS NULL
-    GROUP BY ALL
-), edges AS (SELECT * FROM counted UNION ALL SELECT * FROM resolved)
-SELECT x.run_id, x.unit, x.caller, x.line, x."offset", x.callee_id,
-       coalesce(f.func, CASE WHEN x.callee_id < 0 THEN '<import>'
-                             ELSE 'func[' || x.callee_id || ']' END) AS callee,
-       x.calls, x.indirect
-FROM edges x
-LEFT JOIN sites f ON f.run_id = x.run_id AND f.kind IN ('func', 'import')
-                 AND f.target = x.callee_id
-"""
 
 
 class Calls(Analysis):
     name = "calls"
     description = "dynamic call graph: caller -> callee with counts, indirect calls resolved"
     formats = ("text", "json", "dot")
-    views = {"call_edges": _EDGES}
 
     def probes(self, events: frozenset[str]) -> Iterable[Probe]:
         yield Probe("func", Kind.COUNT)
@@ -91,7 +69,6 @@ class Calls(Analysis):
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
         if fmt not in self.formats:
             raise ValueError(f"call reports come as {', '.join(self.formats)}, not {fmt!r}")
-        create_views(db, [Calls])
         edges = db.execute(
             "SELECT caller, callee, sum(calls)::BIGINT, bool_or(indirect) FROM call_edges "
             "WHERE run_id = ? GROUP BY caller, callee ORDER BY 3 DESC, 1, 2",

@@ -15,28 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from probe.probes import Kind, Probe
 
-from . import Analysis, Tables, create_views
+from . import Analysis, Tables
 
 if TYPE_CHECKING:
     from probe.storage import Database
-
-_SITES = """
-SELECT s.run_id, s.unit, s.func, s."offset", s.kind, s.size,
-       coalesce(c.count, 0) AS count, coalesce(c.count, 0) * s.size AS bytes,
-       coalesce(c.low, e.low) AS lowest, coalesce(c.high, e.high) + s.size - 1 AS highest
-FROM sites s
-LEFT JOIN counts c USING (run_id, site_id)
-LEFT JOIN (SELECT run_id, site_id, min(value) AS low, max(value) AS high
-           FROM events GROUP BY ALL) e USING (run_id, site_id)
-WHERE s.kind IN ('load', 'store')
-"""
 
 
 class Memory(Analysis):
     name = "memory"
     description = "Wasm loads and stores per site: count, bytes and address range"
     formats = ("text", "json")
-    views = {"memory_sites": _SITES}
 
     def probes(self, events: frozenset[str]) -> Iterable[Probe]:
         if "load" in events:
@@ -60,7 +48,6 @@ class Memory(Analysis):
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
         if fmt not in self.formats:
             raise ValueError(f"memory reports come as {', '.join(self.formats)}, not {fmt!r}")
-        create_views(db, [Memory])
         rows = db.execute(
             'SELECT func, "offset", kind, size, count, bytes, lowest, highest FROM memory_sites '
             'WHERE run_id = ? AND count > 0 ORDER BY bytes DESC, "offset"',

@@ -165,12 +165,14 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Report a recorded run."""
-    from probe.analyses import load
+    from probe.analyses import create_views, load
     from probe.storage import Database
 
     with Database(db) as database:
         chosen = run_id or database.latest_run(analysis)
-        text = load(analysis)().report(database, chosen, fmt)
+        kind = load(analysis)
+        create_views(database, [kind])
+        text = kind().report(database, chosen, fmt)
     _emit(text, output)
 
 

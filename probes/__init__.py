@@ -103,16 +103,20 @@ class Switchboard:
 
     An engine supplies ``resolve`` (a local probe's site -> the run's site ids it matches;
     None fields of the site match anything) and ``switch`` (turn sites' callback points on
-    or off; a global probe's class is switched as a whole with ``site_id`` None).
+    or off; a global probe's class is switched as a whole with ``site_id`` None). An engine
+    that learns its sites as the program runs (``lazy``) reports each new one through
+    ``discovered``, and local probes inserted earlier take it up.
     """
 
     def __init__(
         self,
         resolve: Callable[[Probe], Iterable[int]],
         switch: Callable[[str, Iterable[int] | None, bool], None],
+        lazy: bool = False,
     ) -> None:
         self._resolve = resolve
         self._switch = switch
+        self._lazy = lazy
         self._seq = 0
         self._alive: dict[int, tuple[Probe, list[int] | None]] = {}
         self._local: dict[int, list[tuple[int, Callable[[SiteEvent], None]]]] = {}
@@ -129,7 +133,7 @@ class Switchboard:
             self._switch(probe.event, None, True)
             return
         sites = list(self._resolve(probe))
-        if not sites:
+        if not sites and not self._lazy:
             raise LookupError(f"no {probe.event} site matches {probe.site}")
         self._alive[self._seq] = (probe, sites)
         fresh = []
@@ -166,6 +170,21 @@ class Switchboard:
                     off.append(site)
             if off:
                 self._switch(p.event, off, False)
+
+    def discovered(self, event: str, site_id: int, matches: Callable[[Site], bool]) -> None:
+        """A site the engine just met: local probes of ``event`` whose site ``matches`` it
+        start firing there, in their order."""
+        at = self._local.setdefault(site_id, [])
+        fresh = not at
+        for seq, (probe, sites) in self._alive.items():
+            if sites is None or probe.event != event or site_id in sites:
+                continue
+            if probe.site is not None and matches(probe.site):
+                sites.append(site_id)
+                at.append((seq, probe.callback))  # type: ignore[arg-type]
+        at.sort(key=lambda entry: entry[0])
+        if fresh and at:
+            self._switch(event, [site_id], True)
 
     def active(self, event: str, site_id: int) -> bool:
         return bool(self._global.get(event) or self._local.get(site_id))

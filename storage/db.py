@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import spool
-from .schema import TABLES, arrow_schema, ddl
+from .schema import TABLES, VIEWS, arrow_schema, ddl, view_ddl
 from .spool import StorageError, resolve_path
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class Database:
             for table in TABLES:
                 self.con.execute(ddl(table))
                 _add_missing_columns(self.con, table)
+            for view in VIEWS:
+                self.con.execute(view_ddl(view))
             self.ingest()
         except BaseException:
             self._lock.close()

@@ -53,6 +53,52 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+# Views over the tables: the analyses' results, part of the contract like the tables.
+VIEWS: dict[str, str] = {
+    # calls: one row per call site and callee, with how often that edge was taken. Direct
+    # calls (target = the callee's number) are counted; indirect ones (target NULL) have an
+    # operand event per call whose value is the callee's number (-1: an import). A function's
+    # number is its func (or import) site's target: Wasm, its index; Python, its site id.
+    "call_edges": """
+WITH counted AS (
+    SELECT c.run_id, c.unit, c.func AS caller, c.line, c."offset", c.target AS callee_id,
+           n.count AS calls, false AS indirect
+    FROM sites c JOIN counts n USING (run_id, site_id)
+    WHERE c.kind = 'call' AND c.target IS NOT NULL
+), resolved AS (
+    SELECT c.run_id, c.unit, c.func, c.line, c."offset", e.value, count(*), true
+    FROM events e JOIN sites c USING (run_id, site_id)
+    WHERE c.kind = 'call' AND c.target IS NULL
+    GROUP BY ALL
+), edges AS (SELECT * FROM counted UNION ALL SELECT * FROM resolved)
+SELECT x.run_id, x.unit, x.caller, x.line, x."offset", x.callee_id,
+       coalesce(f.func, CASE WHEN x.callee_id < 0 THEN '<import>'
+                             ELSE 'func[' || x.callee_id || ']' END) AS callee,
+       x.calls, x.indirect
+FROM edges x
+LEFT JOIN sites f ON f.run_id = x.run_id AND f.kind IN ('func', 'import')
+                 AND f.target = x.callee_id
+""",
+    # memory: every load and store site with its count, bytes moved and address range (from
+    # the range probe's low/high, else from operand events of the site).
+    "memory_sites": """
+SELECT s.run_id, s.unit, s.func, s."offset", s.kind, s.size,
+       coalesce(c.count, 0) AS count, coalesce(c.count, 0) * s.size AS bytes,
+       coalesce(c.low, e.low) AS lowest, coalesce(c.high, e.high) + s.size - 1 AS highest
+FROM sites s
+LEFT JOIN counts c USING (run_id, site_id)
+LEFT JOIN (SELECT run_id, site_id, min(value) AS low, max(value) AS high
+           FROM events GROUP BY ALL) e USING (run_id, site_id)
+WHERE s.kind IN ('load', 'store')
+""",
+    # trace: events with their sites; order by seq.
+    "trace": """
+SELECT e.run_id, e.seq, e.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target,
+       e.value, e.detail
+FROM events e JOIN sites s USING (run_id, site_id)
+""",
+}
+
 _ARROW_TYPES = {
     "VARCHAR": "string",
     "BIGINT": "int64",
@@ -61,6 +107,10 @@ _ARROW_TYPES = {
     "TIMESTAMP": "timestamp",
     "VARCHAR[]": "list_string",
 }
+
+
+def view_ddl(name: str) -> str:
+    return f"CREATE OR REPLACE VIEW {name} AS {VIEWS[name].strip()}"
 
 
 def ddl(table: str) -> str:

@@ -29,7 +29,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from probe.engines import Recorder
-from probe.probes import Kind, Probe, ProbeSet, SiteEvent, Switchboard, site_matches
+from probe.probes import Kind, Probe, ProbeSet, Site, SiteEvent, Switchboard, site_matches
 
 from .source import MARKER_BASE, SourceInfo
 
@@ -89,7 +89,7 @@ class Tracer:
         self.line_points = "line" in switchable
         self.func_points = "func" in switchable
         self.return_points = "return" in switchable
-        self.board = Switchboard(self._resolve, self._switch)
+        self.board = Switchboard(self._resolve, self._switch, lazy=True)
         self._initial = [p for p in probes.callback_probes() if p.callback is not None]
         # What each code object needs, decided once: (func site, wants lines, wants returns).
         # Keyed by id: 3.11's probed code objects hold a list, so they can't be hashed; the
@@ -196,7 +196,10 @@ class Tracer:
             self._codes[id(code)] = None
             return None
         func = _qualname(code) if code.co_name != "<module>" else "<module>"
-        site = self.ids.get("func", self.real(code.co_filename), func, code.co_firstlineno)
+        unit, line = self.real(code.co_filename), code.co_firstlineno
+        site = self.ids.get("func", unit, func, line)
+        if self.func_points:
+            self.board.discovered("func", site, _matcher("func", unit, func, line))
         lines = self.trace_branches or self.line_points
         if self.trace_lines:
             lines = lines or self.line_funcs is None or _any_match(func, self.line_funcs)
@@ -281,7 +284,12 @@ class Tracer:
         if need is None:
             return
         unit, func = self.ids.rows[need[0]][1:3]
+        known = len(self.ids.rows)
         site = self.ids.get("return", unit, func, code.co_firstlineno)
+        if self.return_points and site == known:  # a return site seen for the first time
+            self.board.discovered(
+                "return", site, _matcher("return", unit, func, code.co_firstlineno)
+            )
         self.return_counts[site] += 1
         if self.return_events:
             number = value if type(value) is int and -(2**63) <= value < 2**63 else None
@@ -412,6 +420,10 @@ def _suspended(frame: FrameType) -> bool:
     code = frame.f_code.co_code
     i = frame.f_lasti
     return 0 <= i < len(code) and dis.opname[code[i]] in ("YIELD_VALUE", "SEND")
+
+
+def _matcher(kind: str, unit: str, func: str, line: int) -> Callable[[Site], bool]:
+    return lambda pattern: site_matches(pattern, kind, unit, func, line)
 
 
 def _patterns(probes: ProbeSet, event: str) -> tuple[str, ...] | None:

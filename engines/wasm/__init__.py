@@ -37,7 +37,7 @@ from .rewrite import (
     instrument,
 )
 
-REWRITER_VERSION = "3"  # part of every cache key: bump when rewritten modules change
+REWRITER_VERSION = "4"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",

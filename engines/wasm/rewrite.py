@@ -695,13 +695,13 @@ class _Rewriter:
                 run_start = ins
                 new_segment = False
                 if ins == body.code:
+                    if pending_in:  # the call that led here comes before the entry
+                        out += self._pending_out(b"\x42" + enc_s(fidx))
                     if want_func:
                         sites.add("func", fidx, body.start, slot, fidx)
                         call_host("func", ins)
                         if "func" in operand:
                             out += self._arguments(ftype[0], len(sites) - 1)
-                    if pending_in:
-                        out += self._pending_out(b"\x42" + enc_s(fidx))
                 if arm >= 0:
                     if want_branch:
                         sites.add("branch", fidx, arm, slot, ins)

@@ -1,5 +1,6 @@
 /* Indirect calls through a table of operations, recursion, and array traffic:
-   a sample for the calls, memory and trace analyses. Usage: calc.wasm [N] (N <= 64). */
+   a sample for the calls, memory and trace analyses. Usage: calc.wasm [N [F]]: fold N <= 64
+   numbers, and compute fib(F) (default 15) the slow way. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     int total = 0;
     for (int k = 0; k < 4; k++)
         total += fold(n, k);
-    printf("fold %d fib %d\n", total, fib(15));
+    int f = argc > 2 ? atoi(argv[2]) : 15;
+    printf("fold %d fib %d\n", total, fib(f));
     return 0;
 }
