@@ -52,7 +52,8 @@ class Hotness(Analysis):
                 raise ValueError("hotness LCOV is for Wasm runs; use coverage's for Python")
             rows = db.execute(
                 "SELECT s.unit, s.line, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
-                "WHERE s.run_id = ? AND s.kind = 'line' ORDER BY c.count DESC LIMIT 50",
+                "WHERE s.run_id = ? AND s.kind = 'line' "
+                "ORDER BY c.count DESC, s.unit, s.line LIMIT 50",
                 [run_id],
             ).fetchall()
             if fmt == "json":

@@ -31,6 +31,7 @@ from typing import Any
 from probe.engines import Recorder
 from probe.probes import Kind, Probe, ProbeSet, Site, SiteEvent, Switchboard, site_matches
 
+from .monitor import START_DISABLE_HIDES_LINE
 from .source import MARKER_BASE, SourceInfo
 
 EVENT_BATCH = 65536
@@ -328,9 +329,9 @@ class Tracer:
         events = (mon.events.LINE if need[1] else 0) | (mon.events.PY_RETURN if need[2] else 0)
         if events and mon.get_local_events(self._tool, code) != events:
             mon.set_local_events(self._tool, code, events)
-        if not (self.entries or self.func_points):
-            return mon.DISABLE  # nothing to do at the next call of this code
-        return None
+        if self.entries or self.func_points or (need[1] and START_DISABLE_HIDES_LINE):
+            return None
+        return mon.DISABLE  # nothing to do at the next call of this code
 
     def _on_line(self, code: CodeType, line: int) -> object:
         self._line(code, line, sys._getframe(1))

@@ -13,6 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from types import CodeType
 
+# 3.13.0: a PY_START callback returning DISABLE also silences later LINE events at the
+# code's first instruction (a one-line lambda then counts once, however often it runs).
+# Counts keep PY_START on in measured code there; flags only need the first event anyway.
+START_DISABLE_HIDES_LINE = sys.version_info >= (3, 13)
+
 
 class Monitor:
     """Records which lines ran (flags) or how often (counts) in wanted files."""
@@ -62,6 +67,8 @@ class Monitor:
             sys.monitoring.set_local_events(self._tool, code, sys.monitoring.events.LINE)
             if self._count:
                 self.counts.setdefault(filename, Counter())
+                if START_DISABLE_HIDES_LINE:
+                    return None
             else:
                 self.lines.setdefault(filename, set())
         return sys.monitoring.DISABLE
