@@ -25,8 +25,9 @@ from probe.storage import Spool, ingest_in_background, resolve_path
 class _Recorder:
     """Writes tables to the journal and keeps them for the end-of-run summary."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(self, spool: Spool, analyses: Sequence[registry.Analysis] = ()) -> None:
         self.spool = spool
+        self.analyses = analyses
         self.tables: Tables = {}
         self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
 
@@ -45,6 +46,13 @@ class _Recorder:
         self.streamed[table] = self.streamed.get(table, 0) + rows
 
     def close(self, outcome: Outcome) -> None:
+        # The analyses' own tables go in before the run is closed, so ingest sees them all.
+        for analysis in self.analyses:
+            try:
+                for table, columns in analysis.tables().items():
+                    self.spool.write(table, columns)
+            except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run
+                print(f"probe: {analysis.name}: its tables were not saved: {e}", file=sys.stderr)
         self.spool.close(outcome.status, outcome.exit_code, outcome.message)
 
 
@@ -86,7 +94,7 @@ def run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    recorder = _Recorder(Spool(db_path, header))
+    recorder = _Recorder(Spool(db_path, header), chosen)
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
     except UsageError:

@@ -37,6 +37,12 @@ class Analysis:
         """The probes this analysis needs in a run whose engine can probe ``events``."""
         raise NotImplementedError
 
+    def tables(self) -> Tables:
+        """Tables this analysis gathered itself while the program ran (in callback probes):
+        {name: {column: values}}. Each is stored as table ``name`` with a run_id column,
+        created from the first rows' types; never a name of the SQL contract."""
+        return {}
+
     def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
         """A short text printed when a run ends, from the run's own tables."""
         return None

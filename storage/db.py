@@ -120,6 +120,13 @@ class Database:
                     chunk = pa.table(chunk, schema=pa.schema([schema.field(c) for c in chunk]))
                 if isinstance(chunk, pa.Table) and not chunk.num_rows:
                     continue
+                if table not in TABLES:  # an analysis's own table: made to fit its first rows
+                    self.con.register("_probe_batch", chunk)
+                    self.con.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} AS "
+                        "SELECT ''::VARCHAR AS run_id, * FROM _probe_batch LIMIT 0"
+                    )
+                    self.con.unregister("_probe_batch")
                 self.append(table, chunk, run_id)
             self.con.execute("COMMIT")
         except BaseException:

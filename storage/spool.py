@@ -71,7 +71,14 @@ class Spool:
             ) from None
 
     def write(self, table: str, columns: dict[str, Any]) -> None:
-        """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC."""
+        """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC.
+
+        A table outside the contract (an analysis's own) is kept as Arrow with the types
+        Arrow infers, and created in the database at ingest.
+        """
+        if table not in TABLES:
+            self._write_own(table, columns)
+            return
         known = {name for name, _ in TABLES[table]}
         unknown = set(columns) - known
         if unknown:
@@ -88,6 +95,25 @@ class Spool:
         data = pa.table(
             {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
         )
+        path = self.dir / f"{self._seq:06d}-{table}.arrow"
+        tmp = path.with_name(path.name + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
+            w.write_table(data)
+        os.replace(tmp, path)
+
+    def _write_own(self, table: str, columns: dict[str, Any]) -> None:
+        import re
+
+        import pyarrow as pa
+
+        from .schema import VIEWS
+
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", table) or table in VIEWS or "run_id" in columns:
+            raise ValueError(
+                f"an analysis's table needs a lower-case name of its own, without run_id: {table!r}"
+            )
+        self._seq += 1
+        data = pa.table(columns)
         path = self.dir / f"{self._seq:06d}-{table}.arrow"
         tmp = path.with_name(path.name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
