@@ -26,7 +26,13 @@ EVERYWHERE = Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, mem
 COUNTS = Plan(func=COUNT, block=COUNT)
 # Callback probes import a host function, which moves every defined function's index.
 CALLBACKS = Plan(
-    func=FLAG, block=FLAG, call=FLAG, exit=FLAG, callbacks=("func", "block", "call", "exit")
+    func=FLAG,
+    block=FLAG,
+    call=FLAG,
+    memory=FLAG,
+    exit=FLAG,
+    callbacks=("func", "block", "call", "exit", "memory"),
+    ranges=("memory",),
 )
 # Operand events everywhere they exist: scratch locals, the event writer, a second import.
 OPERANDS = Plan(
@@ -119,10 +125,11 @@ class _World:
         )
         d(s, "spectest", "memory", wasmtime.Memory(s, wasmtime.MemoryType(wasmtime.Limits(1, 2))))
 
-        def hit(site: int) -> None:
+        def hit(site: int, value: int) -> None:
             self.hits += 1
 
-        d(s, "probe", "hit", wasmtime.Func(s, wasmtime.FuncType([i32], []), hit))
+        i64 = wasmtime.ValType.i64()
+        d(s, "probe", "hit", wasmtime.Func(s, wasmtime.FuncType([i32, i64], []), hit))
 
         def flush() -> None:
             self.flushes += 1

@@ -155,3 +155,42 @@ def test_bad_sites_are_one_line_errors(tmp_path: Path) -> None:
     assert (
         out.stderr.startswith("probe: error: --sites 'nonsense'") and "Traceback" not in out.stderr
     )
+
+
+def test_a_killed_run_keeps_every_whole_batch(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    monkeypatch.setenv("PROBE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "spin.wat").write_text(
+        """(module (func (export "go") (local $i i32)
+            loop $l
+              local.get $i i32.const 1 i32.add local.tee $i
+              i32.const 0 i32.ne br_if $l
+            end))"""
+    )
+    cmd = [sys.executable, "-m", "probe", "run", "-q", "--db", "p.duckdb", "-a", "trace"]
+    proc = subprocess.Popen(
+        [*cmd, "--sites", "branch", "spin.wat", "--invoke", "go"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    spool = tmp_path / "p.duckdb.spool"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        streams = list(spool.glob("*/*.arrows")) if spool.exists() else []
+        if streams and streams[0].stat().st_size > 10 * 65536 * 16:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_probe(sys.executable, "runs", "--db", "p.duckdb", cwd=tmp_path)
+    status, n, top = query(
+        tmp_path / "p.duckdb",
+        "SELECT status, (SELECT count(*) FROM events), (SELECT max(seq) FROM events) FROM runs",
+    )[0]
+    assert status == "killed"
+    assert n >= 10 * 65536 and n % 65536 == 0 and top == n - 1  # whole batches, in order

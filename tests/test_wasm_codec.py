@@ -50,6 +50,14 @@ PLANS = [
         callbacks=("block", "memory"),
         operand=("block", "branch", "call", "exit", "func", "instr", "memory"),
     ),
+    Plan(
+        func=FLAG,
+        call=FLAG,
+        memory=COUNT,
+        exit=FLAG,
+        callbacks=("call", "exit", "func", "memory"),
+        ranges=("memory",),
+    ),
 ]
 
 

@@ -37,7 +37,7 @@ from .rewrite import (
     instrument,
 )
 
-REWRITER_VERSION = "4"  # part of every cache key: bump when rewritten modules change
+REWRITER_VERSION = "6"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",
@@ -121,6 +121,7 @@ class _Host:
         self.ranges = None  # numpy (sites, 2) view: lowest and highest operand per site
         self.seq = 0
         self.names: dict[int, str] = {}
+        self._has_value: dict[int, bool] = {}
         self._kinds = None
         self.board = Switchboard(self._resolve, self._switch)
         self._initial = probes.callback_probes()
@@ -128,7 +129,7 @@ class _Host:
     def imports(self) -> dict[str, tuple[list[str], Callable[..., None]]]:
         found = {}
         if self.prepared.calls_host:
-            found[HIT_IMPORT[1]] = (["i32"], self.hit)
+            found[HIT_IMPORT[1]] = (["i32", "i64"], self.hit)
         if self.prepared.events:
             found[FLUSH_IMPORT[1]] = ([], self.flush)
         return found
@@ -198,7 +199,7 @@ class _Host:
             name = self.names[func] = self.module.func_name(func)
         return name
 
-    def hit(self, site: int) -> None:
+    def hit(self, site: int, value: int) -> None:
         sites = self.prepared.sites
         kind = sites.kind[site]
         self.board.fire(
@@ -210,9 +211,32 @@ class _Host:
                 self._name(sites.func[site]),
                 offset=sites.offset[site],
                 unit=self.unit,
+                value=value if self._valued(site) else None,
                 probes=self.board,
             ),
         )
+
+    def _valued(self, site: int) -> bool:
+        """Whether the rewriter passed an operand at this site's callback point."""
+        known = self._has_value.get(site)
+        if known is None:
+            sites, m = self.prepared.sites, self.module
+            kind, func = sites.kind[site], sites.func[site]
+            params, results = m.types[m.func_types[func]]
+            numeric = (0x7F, 0x7E, 0x7D, 0x7C)
+            if kind in ("load", "store"):
+                known = True
+            elif kind == "call":
+                known = sites.target[site] is None  # an indirect call: the table index
+            elif kind == "func":
+                known = params[:1] != b"" and params[0] in numeric  # the first argument
+            elif kind == "return":
+                returning = m.data[sites.offset[site]] in (0x0F, 0x0B)  # not a tail call
+                known = returning and results[-1:] != b"" and results[-1] in numeric
+            else:
+                known = False
+            self._has_value[site] = known
+        return known
 
     # -- the event ring ---------------------------------------------------------
 

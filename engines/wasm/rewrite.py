@@ -54,7 +54,7 @@ from .binary import (
 FLAG, COUNT = 1, 2
 PROBE_MEMORY_EXPORT = "probe:memory"
 START_EXPORT = "probe:start"  # the start function, exported: the host calls it (runner)
-HIT_IMPORT = ("probe", "hit")  # (param i32 site): what callback probes call
+HIT_IMPORT = ("probe", "hit")  # (param i32 site, i64 operand): what callback points call
 GUARDS_EXPORT = "probe:guards"  # one byte per site: 1 = its callback point calls the host
 EVENTS_EXPORT = "probe:events"  # the event ring: EVENT_BYTES per event
 CURSOR_EXPORT = "probe:cursor"  # i32 global: bytes of the ring in use
@@ -83,6 +83,7 @@ _SIMD_BYTES.update({0x58: 1, 0x59: 2, 0x5A: 4, 0x5B: 8})
 _SIMD_STORES = {11, 0x58, 0x59, 0x5A, 0x5B}
 _SIMD_V128_ABOVE = _SIMD_STORES | {0x54, 0x55, 0x56, 0x57}
 _HELD = 0x100  # scratch local keys: valtype, or _HELD | valtype for a second one
+_RANGE = 0x200  # ... or _RANGE | i64 for the address a range probe widens its range with
 
 # Instructions that may trap or leave the function: what follows them may not run.
 _TRAPS = set(op.ACCESS) | {
@@ -136,8 +137,9 @@ class Plan:
     # Each such class must also be counted above.
     operand: tuple[str, ...] = ()
     operand_funcs: tuple[int, ...] | None = None  # operand events only in these functions
-    # Event classes whose sites keep the lowest and highest operand, inline, in a memory of
-    # their own (16 bytes per site): memory (addresses). Not with operand on the same class.
+    # Event classes whose sites keep the lowest and highest operand, by inline compares, in a
+    # memory of their own (16 bytes per site): memory (addresses). Not with operand on the
+    # same class.
     ranges: tuple[str, ...] = ()
 
     def any(self) -> bool:
@@ -265,22 +267,16 @@ class _Rewriter:
         has_code = m.section(SEC_CODE) is not None
         self.operand = set(plan.operand) if has_code else set()
         self.ranges = set(plan.ranges) - self.operand if has_code else set()
-        self.range_mem = self.rng = -1
-        helpers = 0
+        self.range_mem = -1
         if self.operand:
             self.flush, added = m.imported_funcs + added, added + 1
             self.event_mem, nextmem = nextmem, nextmem + 1
             self.cursor, self.pending = m.total_globals, m.total_globals + 1
             self.flush_type = self._type_index(b"", b"")
-        if self.operand or self.ranges:
             self.ev_type = self._type_index(b"\x7e\x7f", b"")
-        if self.operand:
-            self.ev = len(m.func_types) + added + helpers  # the event writer, appended
-            helpers += 1
+            self.ev = len(m.func_types) + added  # the event writer, appended
         if self.ranges:
             self.range_mem = nextmem
-            self.rng = len(m.func_types) + added + helpers  # the range keeper, appended
-            helpers += 1
         self.shift = added
         self._operand_funcs = frozenset(plan.operand_funcs or ())
         self.marks_new = array("q")
@@ -297,7 +293,6 @@ class _Rewriter:
         self._count_mem = bytes((3 | flagged,)) + mem
         self._count_head = b"\x41\x00\x41\x00\x29" + self._count_mem
         self._call_ev = b"\x10" + enc_u32(self.ev) if self.operand else b""
-        self._call_range = b"\x10" + enc_u32(self.rng) if self.ranges else b""
 
     def _fast_table(self) -> bytes:
         """Per opcode: 1 no immediate, 2 one LEB128, 3 a memarg, when it needs no attention."""
@@ -349,21 +344,35 @@ class _Rewriter:
         self.slots += 1
         return self.slots - 1
 
-    def guarded_hit(self, site: int) -> bytes:
-        # if (guards[site]) probe.hit(site): a disabled point costs a load and a branch
+    def guarded_hit(self, site: int, value: bytes = b"\x42\x00") -> bytes:
+        # if (guards[site]) probe.hit(site, value): switched off, a load and a branch
         return (
             b"\x41\x00\x2d"
             + _memarg(0, self.guard_mem, site)
             + b"\x04\x40\x41"
             + enc_s(site)
+            + value
             + b"\x10"
             + enc_u32(self.hit)
             + b"\x0b"
         )
 
-    def event(self, site: int, value: bytes = b"\x42\x00", keep_range: bool = False) -> bytes:
-        """Code writing one event (or widening the site's range): ``value`` leaves the i64."""
-        return value + b"\x41" + enc_s(site) + (self._call_range if keep_range else self._call_ev)
+    def event(self, site: int, value: bytes = b"\x42\x00") -> bytes:
+        """Code writing one event: ``value`` leaves the i64 to record on the stack."""
+        return value + b"\x41" + enc_s(site) + self._call_ev
+
+    def widen(self, site: int, value: bytes, v: bytes) -> bytes:
+        """Code widening the site's [low, high] to take ``value`` (an i64, via local ``v``)."""
+        low = _memarg(3, self.range_mem, site * 16)
+        high = _memarg(3, self.range_mem, site * 16 + 8)
+        return (
+            value
+            + b"\x21" + v  # local.set v
+            + b"\x41\x00\x29" + low + b"\x20" + v + b"\x56\x04\x40"  # if low > v
+            + b"\x41\x00\x20" + v + b"\x37" + low + b"\x0b"  # low = v
+            + b"\x20" + v + b"\x41\x00\x29" + high + b"\x56\x04\x40"  # if v > high
+            + b"\x41\x00\x20" + v + b"\x37" + high + b"\x0b"  # high = v
+        )  # fmt: skip
 
     def _pending_out(self, callee: bytes) -> bytes:
         # if (pending) { event(pending - 1, callee); pending = 0 }: an indirect call's callee
@@ -383,24 +392,8 @@ class _Rewriter:
         )
 
     def _helpers(self) -> list[bytes]:
-        """Bodies of the functions the rewriter appends: the event writer, the range keeper."""
-        found = []
-        if self.operand:
-            found.append(self._event_writer())
-        if self.ranges:
-            # (param $v i64) (param $s i32) (local $p i32): p = s * 16;
-            # if v < low[p] then low[p] = v; if v > high[p + 8] then high[p + 8] = v
-            low, high = _memarg(3, self.range_mem, 0), _memarg(3, self.range_mem, 8)
-            found.append(
-                b"\x01\x01\x7f"
-                + b"\x20\x01\x41\x04\x74\x21\x02"
-                + b"\x20\x00\x20\x02\x29" + low + b"\x54\x04\x40"
-                + b"\x20\x02\x20\x00\x37" + low + b"\x0b"
-                + b"\x20\x00\x20\x02\x29" + high + b"\x56\x04\x40"
-                + b"\x20\x02\x20\x00\x37" + high + b"\x0b"
-                + b"\x0b"
-            )  # fmt: skip
-        return found
+        """Bodies of the functions the rewriter appends: the event writer."""
+        return [self._event_writer()] if self.operand else []
 
     def _event_writer(self) -> bytes:
         cur, lim = enc_u32(self.cursor), enc_s(EVENT_CAPACITY * EVENT_BYTES)
@@ -460,7 +453,7 @@ class _Rewriter:
             if self.shift:
                 imports = b""
                 if self.hit >= 0:
-                    hit_type = self._type_index(b"\x7f", b"")
+                    hit_type = self._type_index(b"\x7f\x7e", b"")
                     imports += enc_name(HIT_IMPORT[0]) + enc_name(HIT_IMPORT[1])
                     imports += b"\x00" + enc_u32(hit_type)
                 if self.flush >= 0:
@@ -483,14 +476,9 @@ class _Rewriter:
                     count=2 if new_globals else 0,
                     rest=self._globals(sec) if sec is not None and self.shift else None,
                 )
-            helpers = (self.ev >= 0) + (self.rng >= 0)
-            if helpers:
+            if self.ev >= 0:
                 added[SEC_FUNCTION] = _extend(
-                    b,
-                    m.section(SEC_FUNCTION),
-                    SEC_FUNCTION,
-                    enc_u32(self.ev_type) * helpers,
-                    count=helpers,
+                    b, m.section(SEC_FUNCTION), SEC_FUNCTION, enc_u32(self.ev_type)
                 )
             if self.new_types:
                 extra = b"".join(
@@ -625,10 +613,14 @@ class _Rewriter:
         )
         callbacks = set(plan.callbacks)
 
-        def call_host(kind: str, at_offset: int) -> None:
-            """After sites.add(kind, ...): the site's callback point, before ``at_offset``."""
+        def call_host(kind: str, at_offset: int, operand=None, *args: object) -> None:  # noqa: ANN001
+            """After sites.add(kind, ...): the site's callback point, before ``at_offset``.
+
+            ``operand(*args)``, if given: code saving the operand, code pushing it as an i64,
+            code restoring the stack (called only where there is a point: it takes locals)."""
             if kind in callbacks:
-                splice(at_offset, self.guarded_hit(len(sites) - 1))
+                before, value, after = operand(*args) if operand else (b"", b"\x42\x00", b"")
+                splice(at_offset, before + self.guarded_hit(len(sites) - 1, value) + after)
 
         fast = self._fast
         while p < end:
@@ -699,7 +691,11 @@ class _Rewriter:
                         out += self._pending_out(b"\x42" + enc_s(fidx))
                     if want_func:
                         sites.add("func", fidx, body.start, slot, fidx)
-                        call_host("func", ins)
+                        first = ftype[0][:1]
+                        if first and first[0] in _TO_I64:  # the first argument
+                            call_host("func", ins, _first_argument, first[0])
+                        else:
+                            call_host("func", ins)
                         if "func" in operand:
                             out += self._arguments(ftype[0], len(sites) - 1)
                 if arm >= 0:
@@ -742,8 +738,16 @@ class _Rewriter:
                 leaving = self.new_slot()
                 splice(ins, self.flag(leaving))
                 sites.add("return", fidx, ins, leaving)
-                call_host("exit", ins)
                 results = ftype[1]
+                if (
+                    "exit" in callbacks
+                    and (opc == op.RETURN or opc == op.END)
+                    and results
+                    and results[-1] in _TO_I64
+                ):
+                    call_host("exit", ins, _held_result, results[-1], local)
+                else:
+                    call_host("exit", ins)
                 if "exit" in operand and (opc == op.RETURN or opc == op.END) and results:
                     conv = _TO_I64.get(results[-1])
                     if conv is not None:  # the returned value (the last, if there are several)
@@ -777,9 +781,9 @@ class _Rewriter:
                             store = sub in _SIMD_STORES
                             sites.add("store" if store else "load", fidx, ins, slot)
                             sites.size[-1] = _SIMD_BYTES[sub]
-                            call_host("memory", ins)
+                            above = 0x7B if sub in _SIMD_V128_ABOVE else None
+                            call_host("memory", ins, _held_address, offset, above, local)
                             if ev_memory:
-                                above = 0x7B if sub in _SIMD_V128_ABOVE else None
                                 splice(
                                     ins,
                                     self._address(
@@ -872,9 +876,9 @@ class _Rewriter:
                     size, store = op.ACCESS[opc]
                     sites.add("store" if store else "load", fidx, ins, slot)
                     sites.size[-1] = size
-                    call_host("memory", ins)
+                    held = _STORED.get(opc)
+                    call_host("memory", ins, _held_address, offset, held, local)
                     if ev_memory:
-                        held = _STORED.get(opc)
                         code = self._address(len(sites) - 1, offset, held, local, range_memory)
                         splice(ins, code)
                 if split_traps:
@@ -910,7 +914,7 @@ class _Rewriter:
                 if opc in (op.CALL_INDIRECT, op.RETURN_CALL_INDIRECT):
                     if want_call:
                         sites.add("call", fidx, ins, slot)
-                        call_host("call", ins)
+                        call_host("call", ins, _held_index, local)
                         if ev_call and not stack[-1].unreachable:
                             # The callee's entry records (this site, its index): see _pending_out.
                             mark = b"\x41" + enc_s(len(sites)) + b"\x24" + enc_u32(self.pending)
@@ -981,7 +985,10 @@ class _Rewriter:
         the type of a value over the address on the stack."""
         addr = local(0x7F)
         value = b"\x22" + addr + b"\xad" + (b"\x42" + enc_s(offset) + b"\x7c" if offset else b"")
-        code = self.event(site, value, keep_range) + b"\x20" + addr
+        if keep_range:
+            code = self.widen(site, value, local(_RANGE | 0x7E)) + b"\x20" + addr
+        else:
+            code = self.event(site, value) + b"\x20" + addr
         if above is None:
             return code
         held = local(_HELD | above)
@@ -1168,6 +1175,41 @@ class _Rewriter:
             raise WasmError(f"unknown block type {idx}", p)
         params, results = self.m.types[idx]
         return params, results, p
+
+
+# A callback point's operand, as (code saving it, code pushing it as an i64, code restoring
+# the stack): each takes the function's scratch local allocator where it needs a local.
+
+
+def _first_argument(valtype: int) -> tuple[bytes, bytes, bytes]:
+    return b"", b"\x20\x00" + _TO_I64[valtype], b""
+
+
+def _held_result(valtype: int, local) -> tuple[bytes, bytes, bytes]:  # noqa: ANN001
+    """The value a function returns (the last, if several)."""
+    tmp = local(valtype)
+    return b"\x22" + tmp, b"\x20" + tmp + _TO_I64[valtype], b""
+
+
+def _held_index(local) -> tuple[bytes, bytes, bytes]:  # noqa: ANN001
+    """A callback point's operand at call_indirect: the table index it goes through."""
+    index = local(0x7F)
+    return b"\x22" + index, b"\x20" + index + b"\xad", b""
+
+
+def _held_address(
+    offset: int,
+    above: int | None,
+    local,  # noqa: ANN001 - the function's scratch local allocator
+) -> tuple[bytes, bytes, bytes]:
+    """A callback point's operand at a load or store: save the address (and the value over
+    it), push the effective address as an i64, put the value back."""
+    addr = local(0x7F)
+    value = b"\x20" + addr + b"\xad" + (b"\x42" + enc_s(offset) + b"\x7c" if offset else b"")
+    if above is None:
+        return b"\x22" + addr, value, b""
+    held = local(_HELD | above)
+    return b"\x21" + held + b"\x22" + addr, value, b"\x20" + held
 
 
 def _skip2(b: bytes, p: int) -> int:
