@@ -1,7 +1,7 @@
 """What each analysis costs, alone and composed; switched-off probes; events into DuckDB.
 
     python benchmarks/analyses.py [--reps 3] [--wasm-scale 0.1] [--python PATH ...]
-                                  [--skip-python] [--skip-wasm]
+                                  [--parts wasm,points,events,python]
 
 Wasm: each analysis's probes on the C kernels, run by the engine in this process exactly as
 `probe run` does (rewrite from the cache, run, read back, journal to a scratch database), timed
@@ -170,7 +170,7 @@ def wasm_points(reps: int) -> None:
         r = instrument(m, plan)
         built[name] = (wasmtime.Module(engine, r.module), r.deferred_start, plan, len(r.sites))
     times = {k: {c: [] for c in plans} for k in SCALES}
-    host = {"hit": (["i32"], lambda site: None)}
+    host = {"hit": (["i32", "i64"], lambda site, value: None)}
     for _ in range(reps):
         for k, n in SCALES.items():
             opts = runner.Options(args=[k, str(n)])
@@ -257,19 +257,25 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--wasm-scale", type=float, default=0.1)
     parser.add_argument("--python", action="append", help="interpreter(s) for the Python part")
-    parser.add_argument("--skip-python", action="store_true")
-    parser.add_argument("--skip-wasm", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="wasm,points,events,python",
+        help="which parts, comma-separated: wasm, points, events, python",
+    )
     args = parser.parse_args()
     print(f"# Analyses: cost alone and composed (median of {args.reps} rounds)")
     print(f"machine: {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as tmp:
         work = Path(tmp)
         os.environ["PROBE_CACHE"] = str(work / "cache")
-        if not args.skip_wasm:
+        parts = set(args.parts.split(","))
+        if "wasm" in parts:
             wasm_analyses(args.reps, args.wasm_scale, work)
+        if "points" in parts:
             wasm_points(args.reps)
+        if "events" in parts:
             events_rate(work)
-        if not args.skip_python:
+        if "python" in parts:
             for python in args.python or [sys.executable]:
                 if _has(python, "probe"):
                     python_analyses(python, args.reps, work)
