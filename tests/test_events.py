@@ -194,3 +194,21 @@ def test_a_killed_run_keeps_every_whole_batch(tmp_path: Path, monkeypatch) -> No
     )[0]
     assert status == "killed"
     assert n >= 10 * 65536 and n % 65536 == 0 and top == n - 1  # whole batches, in order
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_python_events_from_several_threads_are_all_kept(python: str, tmp_path: Path) -> None:
+    shutil.copy(PROGRAMS / "threads.py", tmp_path)
+    out = probe_run(tmp_path, "-a", "trace", "-a", "hotness", "threads.py", python=python)
+    assert out.returncode == 0, out.stderr
+    db = tmp_path / "p.duckdb"
+    differ = query(
+        db,
+        "SELECT count(*) FROM (SELECT site_id, count(*) AS n FROM events GROUP BY 1) t "
+        "FULL JOIN (SELECT site_id, c.count AS n FROM counts c JOIN sites s "
+        "USING (run_id, site_id) WHERE s.kind = 'line') h USING (site_id) "
+        "WHERE t.n IS DISTINCT FROM h.n",
+    )
+    assert differ == [(0,)]
+    (loop,) = query(db, "SELECT count(*) FROM trace WHERE func = 'worker' AND line = 10")[0]
+    assert loop == 1000 + 2000 + 3000 + 10  # `if i % 7 == 0` once per round, on every thread

@@ -101,9 +101,7 @@ class Tracer:
         self.entry_counts: Counter[int] = Counter()
         self.call_counts: Counter[int] = Counter()
         self.return_counts: Counter[int] = Counter()
-        self._sites: list[int] = []
-        self._values: list[int | None] = []
-        self._details: list[str | None] = []
+        self._buffer: list[tuple[int, int | None, str | None]] = []
         self._seq = 0
         self._tool: int | None = None
         self._lock = threading.Lock()
@@ -162,19 +160,19 @@ class Tracer:
     # -- events -------------------------------------------------------------------------
 
     def event(self, site: int, value: int | None = None, detail: str | None = None) -> None:
-        self._sites.append(site)
-        self._values.append(value)
-        self._details.append(detail)
-        if len(self._sites) >= EVENT_BATCH:
+        self._buffer.append((site, value, detail))  # one append: whole, whichever thread runs
+        if len(self._buffer) >= EVENT_BATCH:
             self.flush()
 
     def flush(self) -> None:
         with self._lock:
-            sites, values, details = self._sites, self._values, self._details
-            if not sites:
+            n = len(self._buffer)
+            if not n:
                 return
-            self._sites, self._values, self._details = [], [], []
-            n = len(sites)
+            # Copy, then cut, the first n: events other threads add meanwhile land after them.
+            taken = self._buffer[:n]
+            del self._buffer[:n]
+            sites, values, details = (list(column) for column in zip(*taken, strict=True))
             self.recorder.append(
                 "events",
                 {
