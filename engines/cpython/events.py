@@ -263,20 +263,26 @@ class Tracer:
             self._fire("func", site, code, frame, code.co_firstlineno)
         return need
 
-    def _line(self, code: CodeType, line: int, frame: FrameType) -> None:
+    def _line(self, code: CodeType, line: int, frame: FrameType) -> bool:
+        """Record a line event; False when nothing wants this line's events at present."""
         site = self._line_site(code.co_filename, line)
         if site is None:
-            return
+            return False
         if line >= MARKER_BASE:
             if self.trace_branches:
                 self.event(site, self.ids.rows[site][4])
-            return
+                return True
+            return False
+        wanted = False
         if self.trace_lines and (
             self.line_funcs is None or _any_match(self.ids.rows[site][2], self.line_funcs)
         ):
             self.event(site)
+            wanted = True
         if self.line_points and self.board.active("line", site):
             self._fire("line", site, code, frame, line)
+            wanted = True
+        return wanted
 
     def _returned(self, code: CodeType, value: object, frame: FrameType) -> None:
         need = self._code(code)
@@ -332,8 +338,11 @@ class Tracer:
         return mon.DISABLE  # nothing to do at the next call of this code
 
     def _on_line(self, code: CodeType, line: int) -> object:
-        self._line(code, line, sys._getframe(1))
-        return None
+        if self._line(code, line, sys._getframe(1)):
+            return None
+        # Nothing here wants this line now: stop its events until a probe is inserted
+        # (restart_events, in _switch), so switched-off callback points cost nothing.
+        return sys.monitoring.DISABLE
 
     def _on_return(self, code: CodeType, offset: int, value: object) -> object:
         self._returned(code, value, sys._getframe(1))

@@ -1,4 +1,4 @@
-"""Line probes on Python 3.11 by rewriting code objects with ``bytecode``.
+"""Line probes by rewriting code objects with ``bytecode``: flags on 3.11, counts on all.
 
 3.11 has no sys.monitoring, and sys.settrace costs a Python call per line
 for ever. Instead, where a new line starts (or a jump lands), the rewriter
@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import ctypes
 import dis
+import sys
 import threading
 from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
 _NB_INPLACE_ADD = 13
+# 3.11's sys.settrace reports a line event after every backward jump; 3.12's sys.monitoring
+# LINE only when the line changes. Counts follow the events the version's tracer sees.
+_BACK_IS_LINE_EVENT = sys.version_info < (3, 12)
 _NOP = dis.opmap["NOP"]
 _JUMP_FORWARD = dis.opmap["JUMP_FORWARD"]
 _PATCH_EVERY_S = 0.05
@@ -139,11 +143,11 @@ class Rewriter:
     def _count_probes(
         self, items: list[object], slots: list[int], index: dict[int, int]
     ) -> list[object]:
-        """Count probes where sys.settrace reports a line event, and only there.
+        """Count probes where the interpreter reports a line event, and only there.
 
         A line event comes at a function's first line, when execution moves to another line,
-        and when a jump goes back. So a jump target gets two entries: jumps back or from
-        another line come in before the probe; forward jumps from its own line, and falling
+        and (sys.settrace on 3.11) when a jump goes back. So a jump target gets two entries:
+        jumps that make a line event come in before the probe; the others, and falling
         through from its own line, come in after it.
         """
         pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
@@ -161,7 +165,8 @@ class Rewriter:
         for k, item in enumerate(items):
             if isinstance(item, Instr) and isinstance(item.arg, Label):
                 label = item.arg
-                if pos[id(label)] < k or item.lineno != line_at.get(id(label)):
+                back = pos[id(label)] < k and _BACK_IS_LINE_EVENT
+                if back or item.lineno != line_at.get(id(label)):
                     counted.add(id(label))
                 else:
                     item.arg = quiet.setdefault(id(label), Label())
