@@ -106,6 +106,11 @@ class Tracer:
         self._tool: int | None = None
         self._lock = threading.Lock()
         self._unwinding: set[FrameType] = set()  # 3.11: frames an exception is leaving
+        # 3.11: line events are only for callback points (no trace of lines or branches), so
+        # frames of code without probes can run with line events off.
+        self._points_only = self.line_points and not (self.trace_lines or self.trace_branches)
+        self._switches = 0
+        self._probed_codes: dict[tuple[int, int], bool] = {}
         self._real: dict[str, str] = {}
 
     @property
@@ -360,7 +365,20 @@ class Tracer:
             need = self._entered(code, frame)
         if need is None or not (need[1] or need[2]):
             return None
+        if self._points_only and not need[2] and not self._has_line_probes(code):
+            frame.f_trace_lines = False  # switched-off points cost nothing here (see _switch)
         return self._local
+
+    def _has_line_probes(self, code: CodeType) -> bool:
+        """3.11: whether a line of ``code`` has a callback probe now (cached until a switch)."""
+        key = (id(code), self._switches)
+        known = self._probed_codes.get(key)
+        if known is None:
+            lines = {line for _, _, line in code.co_lines() if line}
+            sites = (self._line_site(code.co_filename, line) for line in lines)
+            known = any(s is not None and self.board.active("line", s) for s in sites)
+            self._probed_codes[key] = known
+        return known
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
@@ -411,6 +429,16 @@ class Tracer:
     def _switch(self, event: str, site_ids: object, on: bool) -> None:
         if MONITORING and on and self._tool is not None:
             sys.monitoring.restart_events()  # lines returned DISABLE before may now have probes
+        if not MONITORING and on and event == "line":
+            # 3.11: frames running with line events off get them back (their next line).
+            self._switches += 1
+            self._probed_codes.clear()
+            for top in sys._current_frames().values():
+                frame = top
+                while frame is not None:
+                    if frame.f_trace is not None:
+                        frame.f_trace_lines = True
+                    frame = frame.f_back
 
 
 def _resumed(frame: FrameType) -> bool:
