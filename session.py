@@ -25,9 +25,12 @@ from probe.storage import Spool, ingest_in_background, resolve_path
 class _Recorder:
     """Writes tables to the journal and keeps them for the end-of-run summary."""
 
-    def __init__(self, spool: Spool, analyses: Sequence[registry.Analysis] = ()) -> None:
+    def __init__(
+        self, spool: Spool, analyses: Sequence[registry.Analysis] = (), stat: Any = None
+    ) -> None:
         self.spool = spool
         self.analyses = analyses
+        self.stat = stat  # engines.perf.Stat counting the whole run, if asked for
         self.tables: Tables = {}
         self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
 
@@ -46,6 +49,20 @@ class _Recorder:
         self.streamed[table] = self.streamed.get(table, 0) + rows
 
     def close(self, outcome: Outcome) -> None:
+        if self.stat is not None:
+            readings = self.stat.stop()
+            self.write(
+                "counters",
+                {
+                    "region": ["run"] * len(readings),
+                    "event": [r.event for r in readings],
+                    "value": [r.value for r in readings],
+                    "unit": [r.unit for r in readings],
+                    "status": [r.status for r in readings],
+                    "time_enabled": [r.time_enabled for r in readings],
+                    "time_running": [r.time_running for r in readings],
+                },
+            )
         # The analyses' own tables go in before the run is closed, so ingest sees them all.
         for analysis in self.analyses:
             try:
@@ -64,10 +81,12 @@ def run(
     scope: Scope | None = None,
     options: dict[str, Any] | None = None,
     summary: TextIO | None = sys.stderr,
+    counters: Sequence[str] = (),
 ) -> tuple[str, Outcome]:
     """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
 
     ``analyses`` are names (built in or installed) or Analysis objects of your own.
+    ``counters``: perf events counted over the whole run (the ``counters`` table).
 
     Raises UsageError, StorageError or UnknownAnalysis before the target
     starts when the request can't be carried out.
@@ -94,7 +113,21 @@ def run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    recorder = _Recorder(Spool(db_path, header), chosen)
+    stat = None
+    if counters:
+        from probe.engines.perf import PerfError, Stat
+
+        try:
+            stat = Stat(list(counters))
+        except PerfError as e:
+            raise UsageError(str(e)) from None
+    recorder = _Recorder(Spool(db_path, header), chosen, stat)
+    if stat is not None:
+        try:
+            stat.start()
+        except PerfError as e:
+            recorder.spool.discard()
+            raise UsageError(str(e)) from None
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
     except UsageError:
@@ -110,6 +143,19 @@ def run(
             text = analysis.summary(run, recorder.tables)
             if text:
                 print(text, file=summary)
+        counted = recorder.tables.get("counters")
+        if counted:
+            shown = [
+                f"{e} {v:,.2f} {u}".rstrip() if st == "ok" else f"{e} {st}"
+                for e, v, u, st in zip(
+                    counted["event"],
+                    counted["value"],
+                    counted["unit"],
+                    counted["status"],
+                    strict=True,
+                )
+            ]
+            print(f"counters: {', '.join(shown)}", file=summary)
         print(
             f"probe: run {recorder.spool.run_id} ({outcome.status}) saved to {db_path}",
             file=summary,

@@ -93,6 +93,10 @@ def run(
         list[str] | None,
         typer.Option("--sites", help="trace: func:GLOB or an event class; repeat for several."),
     ] = None,
+    counters: Annotated[
+        str | None,
+        typer.Option(help="perf events counted over the run: instructions,task-clock,..."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Wasm: set K=V in the guest's environment.")
     ] = None,
@@ -146,6 +150,7 @@ def run(
         scope=scope,
         options={"branch": branch, "instr": instr, **({"sites": sites} if sites else {})},
         summary=None if quiet else sys.stderr,
+        counters=_split([counters]) if counters else (),
     )
     raise typer.Exit(outcome.exit_code)
 

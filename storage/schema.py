@@ -44,6 +44,16 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("low", "BIGINT"),  # range probes: the lowest operand seen (Wasm: address)
         ("high", "BIGINT"),  # range probes: the highest
     ),
+    "counters": (
+        ("run_id", "VARCHAR"),
+        ("region", "VARCHAR"),  # 'run' for the whole run
+        ("event", "VARCHAR"),  # perf's name: task-clock, instructions, ...
+        ("value", "DOUBLE"),  # NULL unless status is 'ok'
+        ("unit", "VARCHAR"),  # 'msec' for task-clock, '' for plain counts
+        ("status", "VARCHAR"),  # 'ok' | 'unsupported' | 'not counted'
+        ("time_enabled", "BIGINT"),  # ns; enabled > running: multiplexed, value is scaled
+        ("time_running", "BIGINT"),
+    ),
     "events": (
         ("run_id", "VARCHAR"),
         ("seq", "BIGINT"),

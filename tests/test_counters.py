@@ -1,0 +1,76 @@
+"""Whole-run counters from `perf stat`, attached to the run: the counters table."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import PROGRAMS, SAMPLES, run_probe
+from probe.engines.perf import parse_stat_csv
+
+needs_perf = pytest.mark.skipif(shutil.which("perf") is None, reason="perf is not installed")
+
+
+def hardware_counters() -> bool:
+    out = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "instructions", "true"], capture_output=True, text=True
+    )
+    return out.returncode == 0 and "<not supported>" not in out.stderr
+
+
+def test_perf_csv_lines_become_readings() -> None:
+    # The shapes `perf stat -x,` prints: counted, unsupported, not counted, multiplexed.
+    text = (
+        "# started on Thu Nov 26 07:00:55 2026\n\n"
+        "211.96,msec,task-clock,211962087,100.00,0.553,CPUs utilized\n"
+        "<not supported>,,instructions,0,100.00,,\n"
+        "<not counted>,,branch-misses,0,0.00,,\n"
+        "123456,,cycles,50000000,50.00,,\n"
+    )
+    got = {r.event: r for r in parse_stat_csv(text)}
+    assert got["task-clock"].value == 211.96 and got["task-clock"].unit == "msec"
+    assert got["task-clock"].time_enabled == got["task-clock"].time_running == 211962087
+    assert got["instructions"].status == "unsupported" and got["instructions"].value is None
+    assert got["branch-misses"].status == "not counted" and got["branch-misses"].value is None
+    assert got["cycles"].time_running == 50000000 and got["cycles"].time_enabled == 100000000
+
+
+@needs_perf
+@pytest.mark.parametrize("target", ["python", "wasm"])
+def test_counters_of_a_run(target: str, tmp_path: Path) -> None:
+    if target == "python":
+        shutil.copy(PROGRAMS / "calls.py", tmp_path)
+        args = ["calls.py"]
+    else:
+        shutil.copy(SAMPLES / "wasm" / "calc.wasm", tmp_path)
+        args = ["calc.wasm", "--", "8"]
+    out = run_probe(
+        sys.executable, "run", "--counters", "instructions,task-clock", *args, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert "counters: " in out.stderr
+    run_probe(sys.executable, "runs", cwd=tmp_path)
+    con = duckdb.connect(str(tmp_path / ".probe" / "probe.duckdb"), read_only=True)
+    rows = {
+        e: (v, s) for e, v, s in con.execute("SELECT event, value, status FROM counters").fetchall()
+    }
+    con.close()
+    assert rows["task-clock"][1] == "ok" and rows["task-clock"][0] > 0
+    assert rows["page-faults"][1] == "ok"  # software events come along with hardware ones
+    if hardware_counters():
+        assert rows["instructions"][1] == "ok" and rows["instructions"][0] > 0
+    else:
+        assert rows["instructions"] == (None, "unsupported")  # never recorded as zero
+        assert out.stderr.count("not supported here") == 1
+
+
+@needs_perf
+def test_an_unknown_event_is_a_one_line_error(tmp_path: Path) -> None:
+    shutil.copy(PROGRAMS / "calls.py", tmp_path)
+    out = run_probe(sys.executable, "run", "--counters", "no-such-event", "calls.py", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("probe: error: perf stat failed") and "Traceback" not in out.stderr
