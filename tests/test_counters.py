@@ -16,6 +16,8 @@ needs_perf = pytest.mark.skipif(shutil.which("perf") is None, reason="perf is no
 
 
 def hardware_counters() -> bool:
+    if shutil.which("perf") is None:
+        return False
     out = subprocess.run(
         ["perf", "stat", "-x,", "-e", "instructions", "true"], capture_output=True, text=True
     )
@@ -74,3 +76,32 @@ def test_an_unknown_event_is_a_one_line_error(tmp_path: Path) -> None:
     out = run_probe(sys.executable, "run", "--counters", "no-such-event", "calls.py", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.startswith("probe: error: perf stat failed") and "Traceback" not in out.stderr
+
+
+def test_region_counters_count_the_region_only() -> None:
+    from probe.engines.perf.region import Region
+
+    region = Region(["instructions", "task-clock", "page-faults"])
+    try:
+        with region:
+            sum(range(10))
+        small = {r.event: r for r in region.last}
+        with region:
+            sum(range(3_000_000))
+        big = {r.event: r for r in region.last}
+    finally:
+        region.close()
+    assert small["task-clock"].status == "ok" and big["task-clock"].status == "ok"
+    assert big["task-clock"].value > 20 * small["task-clock"].value  # reset between regions
+    assert big["task-clock"].unit == "ns" and big["task-clock"].time_running > 0
+    if hardware_counters():
+        assert big["instructions"].value > small["instructions"].value
+    else:
+        assert big["instructions"].status == "unsupported" and big["instructions"].value is None
+
+
+def test_region_refuses_unknown_events() -> None:
+    from probe.engines.perf.region import Region
+
+    with pytest.raises(ValueError, match="unknown counter 'no-such'"):
+        Region(["task-clock", "no-such"])

@@ -100,15 +100,15 @@ class Stat:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        # perf writes its header once the counters are open: from then on it counts.
+        # perf counts from when it holds its perf_event file descriptors: wait for those.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise PerfError(f"perf stat failed: {_first_line(err)}")
-            if os.path.getsize(self._out):
+            if _holds_perf_events(self._proc.pid):
                 return
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     def stop(self) -> list[Reading]:
         if self._proc is None:
@@ -135,6 +135,20 @@ class Stat:
                 file=sys.stderr,
             )
         return readings
+
+
+def _holds_perf_events(pid: int) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if "perf_event" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _first_line(text: str) -> str:
