@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from probe.storage import Database
 
 _SHOWN = 50  # events the text report prints from the start
+_MOST_IN_A_REPORT = 5_000_000  # a JSON report holds every event in memory
 
 
 class Trace(Analysis):
@@ -76,6 +77,12 @@ class Trace(Analysis):
         )
         keys = ("seq", "kind", "unit", "func", "line", "offset", "target", "value", "detail")
         if fmt in ("json", "jsonl"):
+            (count,) = db.execute(f"SELECT count(*) FROM trace WHERE {where}", params).fetchone()
+            if count > _MOST_IN_A_REPORT:
+                raise ValueError(
+                    f"the trace has {count:,} events, too many for one report: query the trace "
+                    "view (probe query), or probe export --format parquet"
+                )
             rows = db.execute(query, params).fetchall()
             records = [
                 {k: v for k, v in zip(keys, row, strict=True) if v is not None} for row in rows
