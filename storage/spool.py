@@ -92,14 +92,12 @@ class Spool:
         from .schema import arrow_schema
 
         schema = arrow_schema(table)
-        data = pa.table(
-            {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
+        self._write_arrow(
+            table,
+            pa.table(
+                {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
+            ),
         )
-        path = self.dir / f"{self._seq:06d}-{table}.arrow"
-        tmp = path.with_name(path.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
-            w.write_table(data)
-        os.replace(tmp, path)
 
     def _write_own(self, table: str, columns: dict[str, Any]) -> None:
         import re
@@ -113,7 +111,12 @@ class Spool:
                 f"an analysis's table needs a lower-case name of its own, without run_id: {table!r}"
             )
         self._seq += 1
-        data = pa.table(columns)
+        self._write_arrow(table, pa.table(columns))
+
+    def _write_arrow(self, table: str, data: Any) -> None:
+        """A chunk as one Arrow IPC file, written whole and renamed into place."""
+        import pyarrow as pa
+
         path = self.dir / f"{self._seq:06d}-{table}.arrow"
         tmp = path.with_name(path.name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
