@@ -91,6 +91,17 @@ def coveragepy_json(
     return json.loads(out.read_text())
 
 
+def query(db: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` read straight from a probe database with duckdb (as a user's tool would)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the test programs to run in, so runs never touch the repository."""

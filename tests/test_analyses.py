@@ -12,9 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import INTERPRETERS, PROGRAMS, run_probe, version_of
+from conftest import INTERPRETERS, PROGRAMS, query, run_probe, version_of
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "wasm"
 WASM = ["coverage", "hotness", "branches", "calls", "memory", "trace"]
@@ -47,14 +46,6 @@ def composed_equals_alone(python: str, cwd: Path, analyses: list[str], target: l
         record(python, cwd, f"{name}.duckdb", [name], target)
         alone = report(python, cwd, f"{name}.duckdb", name)
         assert report(python, cwd, "all.duckdb", name) == alone, name
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 TRACE_EQUALS_HOTNESS = """

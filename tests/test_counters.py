@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import PROGRAMS, SAMPLES, run_probe
+from conftest import PROGRAMS, SAMPLES, query, run_probe
 from probe.engines.perf import parse_stat_csv
 
 
@@ -66,11 +65,8 @@ def test_counters_of_a_run(target: str, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "counters: " in out.stderr
     run_probe(sys.executable, "runs", cwd=tmp_path)
-    con = duckdb.connect(str(tmp_path / ".probe" / "probe.duckdb"), read_only=True)
-    rows = {
-        e: (v, s) for e, v, s in con.execute("SELECT event, value, status FROM counters").fetchall()
-    }
-    con.close()
+    db = tmp_path / ".probe" / "probe.duckdb"
+    rows = {e: (v, s) for e, v, s in query(db, "SELECT event, value, status FROM counters")}
     assert rows["task-clock"][1] == "ok" and rows["task-clock"][0] > 0
     assert rows["page-faults"][1] == "ok"  # software events come along with hardware ones
     if hardware_counters():

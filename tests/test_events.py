@@ -7,19 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import INTERPRETERS, PROGRAMS, run_probe, version_of
+from conftest import INTERPRETERS, PROGRAMS, query, run_probe, version_of
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "wasm"
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def probe_run(cwd: Path, *args: str, python: str = sys.executable):  # noqa: ANN201
