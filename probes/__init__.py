@@ -234,15 +234,16 @@ class ProbeSet:
         kinds = [k for (e, _), k in self._probes.items() if e == event]
         return max(kinds) if kinds else None
 
-    def sites_for(self, event: str, kind: Kind) -> list[Site] | None:
-        """Sites of ``event`` that need ``kind`` (or stronger); None when all of them do."""
+    def funcs_for(self, event: str, kind: Kind) -> tuple[str, ...] | None:
+        """Function name globs where sites of ``event`` need ``kind`` (or stronger), from the
+        local probes' sites; None when some probe wants it in every function."""
         found = []
         for (e, site), k in self._probes.items():
             if e == event and k >= kind:
-                if site is None:
+                if site is None or site.func is None:
                     return None
-                found.append(site)
-        return found
+                found.append(site.func)
+        return tuple(found)
 
     def callback_probes(self) -> list[Probe]:
         """Callback probes (and callback-less callback points), in the order they were added."""

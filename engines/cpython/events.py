@@ -31,7 +31,7 @@ from typing import Any
 from probe.engines import Recorder
 from probe.probes import Kind, Probe, ProbeSet, Site, SiteEvent, Switchboard, site_matches
 
-from .monitor import START_DISABLE_HIDES_LINE
+from .monitor import START_DISABLE_HIDES_LINE, claim_tool, release_tool
 from .source import MARKER_BASE, SourceInfo
 
 EVENT_BATCH = 65536
@@ -78,7 +78,7 @@ class Tracer:
         self.ids = ids
         self.recorder = recorder
         self.trace_lines = probes.kind_for("line") == Kind.OPERAND
-        self.line_funcs = _patterns(probes, "line")
+        self.line_funcs = probes.funcs_for("line", Kind.OPERAND)
         self.trace_branches = probes.kind_for("branch") == Kind.OPERAND
         self.entries = probes.kind_for("func") is not None or probes.kind_for("call") is not None
         self.func_events = probes.kind_for("func") == Kind.OPERAND
@@ -131,18 +131,15 @@ class Tracer:
         for probe in self._initial:
             self.board.insert(probe)
         if MONITORING:
-            mon = sys.monitoring
-            for tool in (mon.PROFILER_ID, 3, 4, 5):
-                if mon.get_tool(tool) is None:
-                    mon.use_tool_id(tool, "probe-events")
-                    self._tool = tool
-                    break
-            else:
-                raise RuntimeError("every sys.monitoring tool id is taken by another tool")
-            mon.register_callback(self._tool, mon.events.PY_START, self._on_start)
-            mon.register_callback(self._tool, mon.events.LINE, self._on_line)
-            mon.register_callback(self._tool, mon.events.PY_RETURN, self._on_return)
-            mon.set_events(self._tool, mon.events.PY_START)
+            events = sys.monitoring.events
+            self._tool = claim_tool(
+                "probe-events",
+                {
+                    events.PY_START: self._on_start,
+                    events.LINE: self._on_line,
+                    events.PY_RETURN: self._on_return,
+                },
+            )
         else:
             threading.settrace(self._on_call)
             sys.settrace(self._on_call)
@@ -151,11 +148,8 @@ class Tracer:
         if MONITORING:
             if self._tool is None:
                 return
-            mon = sys.monitoring
-            mon.set_events(self._tool, 0)
-            for event in (mon.events.PY_START, mon.events.LINE, mon.events.PY_RETURN):
-                mon.register_callback(self._tool, event, None)
-            mon.free_tool_id(self._tool)
+            events = sys.monitoring.events
+            release_tool(self._tool, (events.PY_START, events.LINE, events.PY_RETURN))
             self._tool = None
         else:
             sys.settrace(None)
@@ -460,13 +454,6 @@ def _suspended(frame: FrameType) -> bool:
 
 def _matcher(kind: str, unit: str, func: str, line: int) -> Callable[[Site], bool]:
     return lambda pattern: site_matches(pattern, kind, unit, func, line)
-
-
-def _patterns(probes: ProbeSet, event: str) -> tuple[str, ...] | None:
-    sites = probes.sites_for(event, Kind.OPERAND)
-    if sites is None or any(s.func is None for s in sites):
-        return None
-    return tuple(s.func for s in sites if s.func)
 
 
 def _any_match(func: str, patterns: tuple[str, ...]) -> bool:

@@ -10,13 +10,38 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import CodeType
 
 # 3.13.0: a PY_START callback returning DISABLE also silences later LINE events at the
 # code's first instruction (a one-line lambda then counts once, however often it runs).
 # Counts keep PY_START on in measured code there; flags only need the first event anyway.
 START_DISABLE_HIDES_LINE = sys.version_info >= (3, 13)
+
+
+def claim_tool(name: str, callbacks: dict[int, Callable[..., object]]) -> int:
+    """A free sys.monitoring tool id, named ``name``, with ``callbacks`` (event -> function)
+    registered and PY_START switched on."""
+    mon = sys.monitoring
+    for tool in (mon.COVERAGE_ID, mon.PROFILER_ID, 3, 4, 5):
+        if mon.get_tool(tool) is None:
+            mon.use_tool_id(tool, name)
+            break
+    else:
+        raise RuntimeError("every sys.monitoring tool id is taken by another tool")
+    for event, fn in callbacks.items():
+        mon.register_callback(tool, event, fn)
+    mon.set_events(tool, mon.events.PY_START)
+    return tool
+
+
+def release_tool(tool: int, events: Iterable[int]) -> None:
+    """Switch ``tool`` off, unregister its callbacks for ``events``, and free its id."""
+    mon = sys.monitoring
+    mon.set_events(tool, 0)
+    for event in events:
+        mon.register_callback(tool, event, None)
+    mon.free_tool_id(tool)
 
 
 class Monitor:
@@ -30,28 +55,20 @@ class Monitor:
         self._tool: int | None = None
 
     def start(self) -> None:
-        mon = sys.monitoring
-        for tool in (mon.COVERAGE_ID, mon.PROFILER_ID, 3, 4):
-            if mon.get_tool(tool) is None:
-                mon.use_tool_id(tool, "probe")
-                self._tool = tool
-                break
-        else:
-            raise RuntimeError("every sys.monitoring tool id is taken by another tool")
-        mon.register_callback(self._tool, mon.events.PY_START, self._on_start)
-        mon.register_callback(
-            self._tool, mon.events.LINE, self._on_count if self._count else self._on_line
+        events = sys.monitoring.events
+        self._tool = claim_tool(
+            "probe",
+            {
+                events.PY_START: self._on_start,
+                events.LINE: self._on_count if self._count else self._on_line,
+            },
         )
-        mon.set_events(self._tool, mon.events.PY_START)
 
     def stop(self) -> None:
         if self._tool is None:
             return
-        mon = sys.monitoring
-        mon.set_events(self._tool, 0)
-        mon.register_callback(self._tool, mon.events.PY_START, None)
-        mon.register_callback(self._tool, mon.events.LINE, None)
-        mon.free_tool_id(self._tool)
+        events = sys.monitoring.events
+        release_tool(self._tool, (events.PY_START, events.LINE))
         self._tool = None
 
     def hits(self) -> dict[str, dict[int, int]]:

@@ -37,7 +37,7 @@ from .rewrite import (
     instrument,
 )
 
-REWRITER_VERSION = "6"  # part of every cache key: bump when rewritten modules change
+REWRITER_VERSION = "7"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",
@@ -121,7 +121,6 @@ class _Host:
         self.ranges = None  # numpy (sites, 2) view: lowest and highest operand per site
         self.seq = 0
         self.names: dict[int, str] = {}
-        self._has_value: dict[int, bool] = {}
         self._kinds = None
         self.board = Switchboard(self._resolve, self._switch)
         self._initial = probes.callback_probes()
@@ -211,32 +210,10 @@ class _Host:
                 self._name(sites.func[site]),
                 offset=sites.offset[site],
                 unit=self.unit,
-                value=value if self._valued(site) else None,
+                value=value if site in sites.valued else None,
                 probes=self.board,
             ),
         )
-
-    def _valued(self, site: int) -> bool:
-        """Whether the rewriter passed an operand at this site's callback point."""
-        known = self._has_value.get(site)
-        if known is None:
-            sites, m = self.prepared.sites, self.module
-            kind, func = sites.kind[site], sites.func[site]
-            params, results = m.types[m.func_types[func]]
-            numeric = (0x7F, 0x7E, 0x7D, 0x7C)
-            if kind in ("load", "store"):
-                known = True
-            elif kind == "call":
-                known = sites.target[site] is None  # an indirect call: the table index
-            elif kind == "func":
-                known = params[:1] != b"" and params[0] in numeric  # the first argument
-            elif kind == "return":
-                returning = m.data[sites.offset[site]] in (0x0F, 0x0B)  # not a tail call
-                known = returning and results[-1:] != b"" and results[-1] in numeric
-            else:
-                known = False
-            self._has_value[site] = known
-        return known
 
     # -- the event ring ---------------------------------------------------------
 
@@ -297,11 +274,11 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
             ranges.add(field_name)
         if kind == Kind.OPERAND:
             operand.add(field_name)
-            sites = probes.sites_for(event, Kind.OPERAND)
-            if sites is None or any(s.func is None for s in sites):
+            funcs = probes.funcs_for(event, Kind.OPERAND)
+            if funcs is None:
                 only = None
             elif only is not None:
-                only.update(s.func for s in sites if s.func)
+                only.update(funcs)
     plan.callbacks = tuple(sorted(callbacks))
     plan.operand = tuple(sorted(operand))
     plan.ranges = tuple(sorted(ranges - operand))

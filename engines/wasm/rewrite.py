@@ -161,6 +161,7 @@ class Sites:
     target: list[int | None] = field(default_factory=list)
     slot: array = field(default_factory=lambda: array("q"))
     size: array = field(default_factory=lambda: array("q"))  # instructions, for blocks
+    valued: set[int] = field(default_factory=set)  # sites whose callback point passes an operand
 
     def add(self, kind: str, func: int, offset: int, slot: int, target: int | None = None) -> None:
         self.kind.append(kind)
@@ -619,7 +620,10 @@ class _Rewriter:
             ``operand(*args)``, if given: code saving the operand, code pushing it as an i64,
             code restoring the stack (called only where there is a point: it takes locals)."""
             if kind in callbacks:
-                before, value, after = operand(*args) if operand else (b"", b"\x42\x00", b"")
+                before, value, after = b"", b"\x42\x00", b""
+                if operand:
+                    before, value, after = operand(*args)
+                    sites.valued.add(len(sites) - 1)
                 splice(at_offset, before + self.guarded_hit(len(sites) - 1, value) + after)
 
         fast = self._fast
