@@ -51,6 +51,13 @@ class Analysis:
         """The full report of a stored run, in one of ``formats``."""
         raise NotImplementedError
 
+    def check_format(self, fmt: str) -> None:
+        """Refuse, in one line, a report format this analysis does not write."""
+        if fmt not in self.formats:
+            raise ValueError(
+                f"the {self.name} report comes as {', '.join(self.formats)}, not {fmt!r}"
+            )
+
 
 class UnknownAnalysis(LookupError):
     pass

@@ -60,8 +60,7 @@ class Branches(Analysis):
         return _text(arms, wasm, top=10)
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        if fmt not in self.formats:
-            raise ValueError(f"branch reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         engine = db.execute("SELECT engine FROM runs WHERE run_id = ?", [run_id]).fetchone()
         wasm = bool(engine and engine[0] == "wasm")
         where = 's."offset"' if wasm else "s.line"

@@ -67,8 +67,7 @@ class Calls(Analysis):
         return "\n".join(lines)
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        if fmt not in self.formats:
-            raise ValueError(f"call reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         edges = db.execute(
             "SELECT caller, callee, sum(calls)::BIGINT, bool_or(indirect) FROM call_edges "
             "WHERE run_id = ? GROUP BY caller, callee ORDER BY 3 DESC, 1, 2",

@@ -133,8 +133,7 @@ class Coverage(Analysis):
             raise ValueError(f"no run {run_id!r}")
         if run[2] == "wasm":
             return _wasm_report(wasm_functions(wasm_rows_from_db(db, run_id)), run[3], fmt)
-        if fmt not in self.formats:
-            raise ValueError(f"coverage reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         cwd = run[0] or os.getcwd()
         branch = bool(json.loads(run[1] or "{}").get("branch"))
         files = collect(rows_from_db(db, run_id))

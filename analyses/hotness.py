@@ -44,8 +44,7 @@ class Hotness(Analysis):
         return _text(wasm_functions(wasm_rows_from_tables(tables)), top=10)
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        if fmt not in self.formats:
-            raise ValueError(f"hotness reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         engine = db.execute("SELECT engine FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if engine and engine[0] != "wasm":
             if fmt == "lcov":

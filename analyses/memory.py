@@ -46,8 +46,7 @@ class Memory(Analysis):
         )
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        if fmt not in self.formats:
-            raise ValueError(f"memory reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         rows = db.execute(
             'SELECT func, "offset", kind, size, count, bytes, lowest, highest FROM memory_sites '
             'WHERE run_id = ? AND count > 0 ORDER BY bytes DESC, "offset"',

@@ -60,8 +60,7 @@ class Trace(Analysis):
         return f"trace: {n:,} events recorded: probe report trace"
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        if fmt not in self.formats:
-            raise ValueError(f"trace reports come as {', '.join(self.formats)}, not {fmt!r}")
+        self.check_format(fmt)
         # Only what this trace asked for: other analyses of the run may have streamed events.
         row = db.execute("SELECT engine, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
         asked = Trace(**json.loads(row[1] or "{}")) if row else self
