@@ -112,6 +112,7 @@ class Tracer:
         self._switches = 0
         self._probed_codes: dict[tuple[int, int], bool] = {}
         self._real: dict[str, str] = {}
+        self._trace_sites: dict[int, bool] = {}
 
     @property
     def needed(self) -> bool:
@@ -234,6 +235,16 @@ class Tracer:
         self._lines[key] = site
         return site
 
+    def _traced(self, site: int) -> bool:
+        """Whether line events of ``site`` go into the trace (--sites func:GLOB), once a site."""
+        known = self._trace_sites.get(site)
+        if known is None:
+            funcs = self.line_funcs
+            known = self._trace_sites[site] = funcs is None or _any_match(
+                self.ids.rows[site][2], funcs
+            )
+        return known
+
     def _entered(self, code: CodeType, frame: FrameType) -> tuple[int, bool, bool] | None:
         need = self._code(code)
         if need is None:
@@ -273,9 +284,7 @@ class Tracer:
                 return True
             return False
         wanted = False
-        if self.trace_lines and (
-            self.line_funcs is None or _any_match(self.ids.rows[site][2], self.line_funcs)
-        ):
+        if self.trace_lines and self._traced(site):
             self.event(site)
             wanted = True
         if self.line_points and self.board.active("line", site):
