@@ -62,11 +62,11 @@ class _Points(Analysis):
 
 
 def _engine_run(target, analyses, db: str) -> float:  # noqa: ANN001
-    from probe import session
+    from probe import recording
 
     t0 = time.perf_counter()
     with quiet_stdout():
-        _, outcome = session.run(target, analyses, db=db, summary=None)
+        _, outcome = recording.run(target, analyses, db=db, summary=None)
     elapsed = time.perf_counter() - t0
     assert outcome.status == "ok", outcome
     _settle(db)  # the detached ingest must not share the machine with the next measurement
@@ -205,11 +205,11 @@ def events_rate(work: Path) -> None:
     _ingest(db)
     shutil.rmtree(work / "events.duckdb.spool", ignore_errors=True)
     os.remove(db)
-    from probe import session
+    from probe import recording
 
     with quiet_stdout():
         t0 = time.perf_counter()
-        session.run(target, ["trace"], db=db, summary=None)
+        recording.run(target, ["trace"], db=db, summary=None)
         run_s = time.perf_counter() - t0
     ingest_s = _ingest(db)  # races the detached ingest for the lock: either does the work
     n = _events_per_run(db)
@@ -233,9 +233,9 @@ def python_analyses(python: str, reps: int, work: Path) -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "from analyses import _Points\n"
-        "from probe import session\n"
+        "from probe import recording\n"
         "from probe.engines import Target\n"
-        "_, o = session.run(Target(sys.argv[1], args=sys.argv[2:]), [_Points('line')],\n"
+        "_, o = recording.run(Target(sys.argv[1], args=sys.argv[2:]), [_Points('line')],\n"
         f"                 db={db!r}, summary=None)\n"
         "raise SystemExit(o.exit_code)\n"
     )

@@ -117,7 +117,7 @@ def run(
 
     probe run app.py ARGS, probe run -m pkg ARGS, probe run app.wasm -- ARGS
     """
-    from probe import session
+    from probe import recording
     from probe.engines import Target, UsageError
     from probe.probes import Scope
 
@@ -143,7 +143,7 @@ def run(
     else:
         raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")
     scope = Scope(source=_split(source), include=_split(include), omit=_split(omit))
-    _, outcome = session.run(
+    _, outcome = recording.run(
         tgt,
         analysis or ["coverage"],
         db=db,

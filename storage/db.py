@@ -157,6 +157,17 @@ class Database:
             raise StorageError(_first_line(e)) from None
         return Result(cur)
 
+    def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        """The rows of ``query`` as one Arrow table."""
+        import duckdb
+
+        try:
+            rel = self.con.sql(query, params=params or None)
+            # duckdb 2 returns a reader from arrow(); to_arrow_table() is the table in both.
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except duckdb.Error as e:
+            raise StorageError(_first_line(e)) from None
+
     def latest_run(self, analysis: str | None = None) -> str:
         q = "SELECT run_id FROM runs"
         params: list[Any] = []
@@ -202,9 +213,6 @@ class Result:
 
     def fetchone(self) -> tuple | None:
         return self._cur.fetchone() if self.columns else None
-
-    def arrow(self) -> pa.Table:
-        return self._cur.fetch_arrow_table()
 
 
 def _first_line(e: BaseException) -> str:

@@ -53,6 +53,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("status", "VARCHAR"),  # 'ok' | 'unsupported' | 'not counted'
         ("time_enabled", "BIGINT"),  # ns; enabled > running: multiplexed, value is scaled
         ("time_running", "BIGINT"),
+        ("calls", "BIGINT"),  # region counters: how many entries of the region are summed
+        ("input", "VARCHAR"),  # probe.measure: the input (repr) the function ran on
+        ("sample", "INTEGER"),  # probe.measure: which repetition (warm-up runs are not kept)
     ),
     "events": (
         ("run_id", "VARCHAR"),
@@ -60,6 +63,14 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("site_id", "BIGINT"),
         ("value", "BIGINT"),  # the operand: Wasm values as i64 (floats as bits); Python ints
         ("detail", "VARCHAR"),  # Python: the value's repr where it has one (return values)
+        ("context", "VARCHAR"),  # the test id or decorated function it happened in, if any
+    ),
+    # Sessions, decorated calls and tests: how often each site ran in each context.
+    "context_counts": (
+        ("run_id", "VARCHAR"),
+        ("context", "VARCHAR"),  # a test id (pytest --probe), a decorated function's name
+        ("site_id", "BIGINT"),
+        ("count", "BIGINT"),
     ),
 }
 

@@ -339,8 +339,15 @@ def _write_tables(
     branch: bool,
     ids: SiteIds,
     counted: dict[int, int],
+    witnessed: bool = True,
+    per_context: dict[tuple[str | None, int], int] | None = None,
 ) -> None:
-    """The sites table (every site, with the ids events used) and the counts table."""
+    """The sites table (every site, with the ids events used) and the counts table.
+
+    ``witnessed``: branch arcs were counted through their witness lines (markers compiled
+    in); else their counts are in ``counted`` already. ``per_context``: counts per
+    (context, site), the context_counts table.
+    """
     counts = dict(counted)
     for path in sorted(infos):
         info, ran = infos[path], hits.get(path, {})
@@ -356,9 +363,10 @@ def _write_tables(
             ids.get("excluded", path, info.funcs.get(line, "<module>"), line)
         if branch:
             for (src, dst), witness in sorted(info.arcs.items()):
-                seen = ran if witness >= MARKER_BASE else per_stmt
                 sid = ids.get("branch", path, info.funcs.get(src, "<module>"), src, dst)
-                counts[sid] = seen.get(witness, 0)
+                if witnessed:
+                    seen = ran if witness >= MARKER_BASE else per_stmt
+                    counts[sid] = seen.get(witness, 0)
     sites: dict[str, list] = {c: [] for c in ("site_id", "kind", "unit", "func", "line", "target")}
     for sid, (kind, unit, func, line, target) in enumerate(ids.rows):
         if kind == "func":
@@ -368,3 +376,13 @@ def _write_tables(
     hit = sorted(sid for sid, n in counts.items() if n)
     recorder.write("sites", sites)
     recorder.write("counts", {"site_id": hit, "count": [counts[sid] for sid in hit]})
+    if per_context:
+        keys = sorted(per_context, key=lambda k: (k[0] or "", k[1]))
+        recorder.write(
+            "context_counts",
+            {
+                "context": [k[0] for k in keys],
+                "site_id": [k[1] for k in keys],
+                "count": [per_context[k] for k in keys],
+            },
+        )

@@ -11,7 +11,12 @@ What it records, for the files in scope:
 * ``return``: returns of each function (operand: the returned value, as an integer where
   it is one, and its repr);
 * callback probes on ``line``, ``func`` and ``return`` sites, with the frame, through a
-  Switchboard: they can be inserted and removed while the program runs.
+  Switchboard: they can be inserted and removed while the program runs;
+* in code that was compiled without probes (a session, a decorated call, a test: see
+  attach.py), line flags and counts, and branch arcs as the line that follows a branch line
+  in the same frame;
+* with a ``context`` (a decorated function, a test id): the context of every event, and
+  counts per context.
 
 3.12+: sys.monitoring, a tool of its own (coverage's line probes use another one).
 3.11: sys.settrace and threading.settrace; slower, the same results.
@@ -71,7 +76,16 @@ class Tracer:
         info_for: Callable[[str], SourceInfo | None],
         ids: SiteIds,
         recorder: Recorder,
+        *,
+        lines: Kind | None = None,
+        arcs: bool = False,
+        context: Callable[[], str | None] | None = None,
+        gated: bool = False,
     ) -> None:
+        """``lines``: count line executions here (FLAG or COUNT) rather than in the bytecode;
+        ``arcs``: count branch arcs from line transitions (code without markers);
+        ``context``: the current context, per thread or task; ``gated``: record only where
+        there is one."""
         self.wanted = wanted
         self.is_probe = getattr(wanted, "is_probe", lambda filename: False)
         self.info_for = info_for
@@ -90,6 +104,16 @@ class Tracer:
         self.line_points = "line" in switchable
         self.func_points = "func" in switchable
         self.return_points = "return" in switchable
+        self.count_lines = lines
+        self.arcs = arcs
+        self._context = context
+        self.gated = gated and context is not None
+        # Flags may switch a line's events off once it ran, unless something needs every
+        # execution: counts, arcs, or contexts (a line is "covered" again in each context).
+        self._every_line = lines == Kind.COUNT or arcs or context is not None
+        self.line_counts: Counter[int] = Counter()
+        self.context_counts: Counter[tuple[str | None, int]] = Counter()
+        self._last: dict[FrameType, int] = {}  # arcs: the statement each frame ran last
         self.board = Switchboard(self._resolve, self._switch, lazy=True)
         self._initial = [p for p in probes.callback_probes() if p.callback is not None]
         # What each code object needs, decided once: (func site, wants lines, wants returns).
@@ -101,7 +125,7 @@ class Tracer:
         self.entry_counts: Counter[int] = Counter()
         self.call_counts: Counter[int] = Counter()
         self.return_counts: Counter[int] = Counter()
-        self._buffer: list[tuple[int, int | None, str | None]] = []
+        self._buffer: list[tuple[int, int | None, str | None, str | None]] = []
         self._seq = 0
         self._tool: int | None = None
         self._lock = threading.Lock()
@@ -117,7 +141,9 @@ class Tracer:
     @property
     def needed(self) -> bool:
         return bool(
-            self.trace_lines
+            self.count_lines
+            or self.arcs
+            or self.trace_lines
             or self.trace_branches
             or self.entries
             or self.returns
@@ -139,28 +165,57 @@ class Tracer:
                     events.PY_START: self._on_start,
                     events.LINE: self._on_line,
                     events.PY_RETURN: self._on_return,
+                    events.PY_UNWIND: self._on_unwind,
                 },
             )
+            if self.arcs:  # frames an exception leaves must be forgotten (a global event)
+                sys.monitoring.set_events(self._tool, events.PY_START | events.PY_UNWIND)
         else:
-            threading.settrace(self._on_call)
-            sys.settrace(self._on_call)
+            _chain.add(self)
+        self._adopt(sys._getframe(1))
 
     def stop(self) -> None:
         if MONITORING:
             if self._tool is None:
                 return
             events = sys.monitoring.events
-            release_tool(self._tool, (events.PY_START, events.LINE, events.PY_RETURN))
+            release_tool(
+                self._tool, (events.PY_START, events.LINE, events.PY_RETURN, events.PY_UNWIND)
+            )
             self._tool = None
         else:
-            sys.settrace(None)
-            threading.settrace(None)  # type: ignore[arg-type]
+            _chain.remove(self)
+        self._last.clear()
         self.flush()
+
+    def _adopt(self, frame: FrameType | None) -> None:
+        """Probe the frames already running on this thread (the code that opened a
+        session): their next lines are recorded, as those of code called from now on."""
+        while frame is not None:
+            code = frame.f_code
+            need = self._code(code)
+            if need is not None and (need[1] or need[2]):
+                if MONITORING:
+                    mon = sys.monitoring
+                    events = (mon.events.LINE if need[1] else 0) | (
+                        mon.events.PY_RETURN if need[2] else 0
+                    )
+                    mon.set_local_events(self._tool, code, events)
+                else:
+                    frame.f_trace = _both([f for f in (frame.f_trace, self._local) if f])
+            frame = frame.f_back
+
+    def context_changed(self) -> None:
+        """A new context began (a test): lines switched off after their first run in the
+        last one must report again."""
+        if MONITORING and self._tool is not None:
+            sys.monitoring.restart_events()
 
     # -- events -------------------------------------------------------------------------
 
     def event(self, site: int, value: int | None = None, detail: str | None = None) -> None:
-        self._buffer.append((site, value, detail))  # one append: whole, whichever thread runs
+        context = self._context() if self._context is not None else None
+        self._buffer.append((site, value, detail, context))  # one append: whole, from any thread
         if len(self._buffer) >= EVENT_BATCH:
             self.flush()
 
@@ -172,16 +227,16 @@ class Tracer:
             # Copy, then cut, the first n: events other threads add meanwhile land after them.
             taken = self._buffer[:n]
             del self._buffer[:n]
-            sites, values, details = (list(column) for column in zip(*taken, strict=True))
-            self.recorder.append(
-                "events",
-                {
-                    "seq": list(range(self._seq, self._seq + n)),
-                    "site_id": sites,
-                    "value": values,
-                    "detail": details,
-                },
-            )
+            sites, values, details, contexts = (list(c) for c in zip(*taken, strict=True))
+            batch = {
+                "seq": list(range(self._seq, self._seq + n)),
+                "site_id": sites,
+                "value": values,
+                "detail": details,
+            }
+            if self._context is not None:
+                batch["context"] = contexts
+            self.recorder.append("events", batch)
             self._seq += n
 
     # -- what a code object needs, once ---------------------------------------------------
@@ -199,10 +254,10 @@ class Tracer:
         site = self.ids.get("func", unit, func, line)
         if self.func_points:
             self.board.discovered("func", site, _matcher("func", unit, func, line))
-        lines = self.trace_branches or self.line_points
+        lines = bool(self.trace_branches or self.line_points or self.count_lines or self.arcs)
         if self.trace_lines:
             lines = lines or self.line_funcs is None or _any_match(func, self.line_funcs)
-        returns = self.returns or self.return_points
+        returns = self.returns or self.return_points or self.arcs
         found = self._codes[id(code)] = (site, lines, returns)
         return found
 
@@ -245,10 +300,36 @@ class Tracer:
             )
         return known
 
+    def _arc(self, frame: FrameType, site: int | None) -> None:
+        """Count the arc from the statement ``frame`` ran last to ``site`` (None: the frame
+        returns), when that arc is a branch arc of the file."""
+        if site is None:
+            last = self._last.pop(frame, None)
+            if last is None:
+                return
+            unit, func, src = self.ids.rows[last][1:4]
+            dst = -frame.f_code.co_firstlineno
+        else:
+            last = self._last.get(frame)
+            self._last[frame] = site
+            if last is None or last == site:
+                return
+            unit, func, src = self.ids.rows[last][1:4]
+            dst = self.ids.rows[site][3]
+        info = self.info_for(unit)
+        if info is None or (src, dst) not in info.arcs:
+            return
+        arc = self.ids.get("branch", unit, info.funcs.get(src, "<module>"), src, dst)
+        if self.gated and self._context() is None:
+            return
+        self.line_counts[arc] += 1
+        if self._context is not None:
+            self.context_counts[(self._context(), arc)] += 1
+
     def _entered(self, code: CodeType, frame: FrameType) -> tuple[int, bool, bool] | None:
         need = self._code(code)
-        if need is None:
-            return None
+        if need is None or (self.gated and self._context() is None):
+            return need
         site = need[0]
         if self.entries:
             self.entry_counts[site] += 1
@@ -278,12 +359,21 @@ class Tracer:
         site = self._line_site(code.co_filename, line)
         if site is None:
             return False
+        if self.gated and self._context() is None:
+            return True  # outside every recorded call tree: its line may run inside one later
         if line >= MARKER_BASE:
             if self.trace_branches:
                 self.event(site, self.ids.rows[site][4])
                 return True
             return False
         wanted = False
+        if self.count_lines:
+            self.line_counts[site] += 1
+            if self._context is not None:
+                self.context_counts[(self._context(), site)] += 1
+            wanted = self._every_line
+        if self.arcs:
+            self._arc(frame, site)
         if self.trace_lines and self._traced(site):
             self.event(site)
             wanted = True
@@ -295,6 +385,10 @@ class Tracer:
     def _returned(self, code: CodeType, value: object, frame: FrameType) -> None:
         need = self._code(code)
         if need is None:
+            return
+        if self.arcs:
+            self._arc(frame, None)
+        if self.gated and self._context() is None:
             return
         unit, func = self.ids.rows[need[0]][1:3]
         known = len(self.ids.rows)
@@ -356,6 +450,11 @@ class Tracer:
         self._returned(code, value, sys._getframe(1))
         return None
 
+    def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> object:
+        if self._last:
+            self._last.pop(sys._getframe(1), None)
+        return None
+
     # -- sys.settrace (3.11) --------------------------------------------------------------
 
     def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -393,6 +492,7 @@ class Tracer:
         elif event == "return":
             if frame in self._unwinding:  # an exception leaving the frame: no return
                 self._unwinding.discard(frame)
+                self._last.pop(frame, None)
                 return self._local
             code = frame.f_code
             if code.co_flags & 0x2A0 and _suspended(frame):
@@ -442,6 +542,50 @@ class Tracer:
                     if frame.f_trace is not None:
                         frame.f_trace_lines = True
                     frame = frame.f_back
+
+
+class _Chain:
+    """3.11: the tracers of nested sessions share sys.settrace, each seeing every event."""
+
+    def __init__(self) -> None:
+        self.tracers: list[Tracer] = []
+
+    def add(self, tracer: Tracer) -> None:
+        self.tracers.append(tracer)
+        self._install()
+
+    def remove(self, tracer: Tracer) -> None:
+        if tracer in self.tracers:
+            self.tracers.remove(tracer)
+        self._install()
+
+    def _install(self) -> None:
+        if not self.tracers:
+            sys.settrace(None)
+            threading.settrace(None)  # type: ignore[arg-type]
+            return
+        call = self.tracers[0]._on_call if len(self.tracers) == 1 else self._on_call
+        threading.settrace(call)
+        sys.settrace(call)
+
+    def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        found = [f for t in list(self.tracers) if (f := t._on_call(frame, event, arg))]
+        return _both(found)
+
+
+def _both(functions: list[Callable[..., Any]]) -> Any:
+    if len(functions) < 2:
+        return functions[0] if functions else None
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        for f in functions:
+            f(frame, event, arg)
+        return local
+
+    return local
+
+
+_chain = _Chain()
 
 
 def _resumed(frame: FrameType) -> bool:

@@ -126,15 +126,25 @@ class Stat:
                 readings = parse_stat_csv(f.read())
         finally:
             os.unlink(self._out)
-        missing = [r.event for r in readings if r.status == "unsupported"]
-        if missing:
-            print(
-                f"probe: counters {', '.join(missing)} are not supported here (a virtual machine, "
-                f"or perf_event_paranoid); recorded as unsupported. Software events work: "
-                f"{', '.join(SOFTWARE)}",
-                file=sys.stderr,
-            )
+        note_unsupported([r.event for r in readings if r.status == "unsupported"])
         return readings
+
+
+_announced: set[str] = set()
+
+
+def note_unsupported(events: list[str]) -> None:
+    """Say, once per process and event, that the machine lacks these counters."""
+    new = [e for e in events if e not in _announced]
+    if not new:
+        return
+    _announced.update(new)
+    print(
+        f"probe: counters {', '.join(new)} are not supported here (a virtual machine, "
+        f"or perf_event_paranoid); recorded as unsupported. Software events work: "
+        f"{', '.join(SOFTWARE)}",
+        file=sys.stderr,
+    )
 
 
 def _holds_perf_events(pid: int) -> bool:

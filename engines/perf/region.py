@@ -14,7 +14,7 @@ import os
 import platform
 import struct
 
-from . import Reading
+from . import SOFTWARE, Reading, note_unsupported
 
 _SYSCALL = {"x86_64": 298, "aarch64": 241}.get(platform.machine())
 _HARDWARE, _SOFTWARE = 0, 1
@@ -44,15 +44,23 @@ _READ_FORMAT = 1 | 2 | 8
 _USER_ONLY = (1 << 5) | (1 << 6)
 
 
-class Region:
-    """A group of counters on this thread, switched on and off around a region."""
+def check_events(events: list[str]) -> None:
+    """ValueError, in one line, for an event this module can't open."""
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown:
+        raise ValueError(f"unknown counter {unknown[0]!r} (known: {', '.join(EVENTS)})")
 
-    def __init__(self, events: list[str]) -> None:
+
+class Region:
+    """A group of counters on this thread, switched on and off around a region.
+
+    ``fallback``: where an event is missing, count the software events too (said once).
+    """
+
+    def __init__(self, events: list[str], fallback: bool = False) -> None:
         if _SYSCALL is None:
             raise OSError(f"perf_event_open is not wired up for {platform.machine()}")
-        unknown = [e for e in events if e not in EVENTS]
-        if unknown:
-            raise ValueError(f"unknown counter {unknown[0]!r} (known: {', '.join(EVENTS)})")
+        check_events(events)
         self.events = list(dict.fromkeys(events))
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         self._libc.syscall.restype = ctypes.c_long
@@ -66,6 +74,15 @@ class Region:
             else:
                 self.fds.append(fd)
                 self.opened.append(event)
+        if self.missing and fallback:
+            note_unsupported(list(self.missing))
+            for event in SOFTWARE:
+                if event not in self.events:
+                    self.events.append(event)
+                    fd = self._open(*EVENTS[event], leader=self.fds[0] if self.fds else -1)
+                    if fd >= 0:
+                        self.fds.append(fd)
+                        self.opened.append(event)
         self._buf = ctypes.create_string_buffer(8 * (3 + len(self.fds)))
 
     def _open(self, kind: int, config: int, leader: int) -> int:

@@ -1,0 +1,107 @@
+"""Probes on Python code that is already loaded: sessions, decorated calls, tests.
+
+``probe run`` compiles the program itself, so it can put counts and branch
+markers into the bytecode. Inside a running program the code is compiled
+already; here every probe comes from the interpreter's events instead
+(sys.monitoring on 3.12+, settrace on 3.11): line flags switch themselves
+off after the first run as before, counts take a callback per line, and
+branch arcs are read from line transitions. Events and counts can carry a
+*context* (the test or decorated function they ran in), and a gated
+recorder keeps only what runs inside a context: the decorated call tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from probe.engines import Outcome, Recorder, UsageError
+from probe.probes import Kind, ProbeSet, Scope
+
+from . import CPythonEngine, _analyze_file, _sources, _Wanted, _write_tables
+from .events import SiteIds, Tracer
+from .source import SourceInfo
+
+
+class Attached:
+    """Records ``probes`` in this process's Python code from start() to stop()."""
+
+    def __init__(
+        self,
+        probes: ProbeSet,
+        scope: Scope,
+        recorder: Recorder,
+        context: Callable[[], str | None] | None = None,
+        gated: bool = False,
+    ) -> None:
+        unsupported = probes.events() - CPythonEngine.events
+        if unsupported:
+            raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
+        if probes.switchable() - {"line", "func", "return"}:
+            raise UsageError("the cpython engine has callback probes on line, func, return only")
+        kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
+        lines = None
+        if kinds:
+            lines = Kind.COUNT if any(k >= Kind.COUNT for k in kinds) else Kind.FLAG
+        self.scope = scope
+        self.recorder = recorder
+        self.branch = probes.kind_for("branch") is not None
+        self.wanted = _Wanted(scope)
+        self.ids = SiteIds()
+        self._infos: dict[str, SourceInfo | None] = {}
+        self.tracer = Tracer(
+            probes,
+            self.wanted,
+            self.info_for,
+            self.ids,
+            recorder,
+            lines=lines,
+            arcs=self.branch,
+            context=context,
+            gated=gated,
+        )
+        self.running = False
+
+    def info_for(self, path: str) -> SourceInfo | None:
+        if path not in self._infos:
+            self._infos[path] = _analyze_file(path)
+        return self._infos[path]
+
+    def start(self) -> None:
+        self.tracer.start()
+        self.running = True
+
+    def context_changed(self) -> None:
+        self.tracer.context_changed()
+
+    def stop(self, outcome: Outcome) -> None:
+        """Stop recording, write the tables, close the recorder."""
+        if not self.running:
+            return
+        self.running = False
+        tracer = self.tracer
+        tracer.stop()
+        hits: dict[str, dict[int, int]] = {}
+        counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
+        for site, n in tracer.line_counts.items():
+            kind, unit, _, line, _ = self.ids.rows[site]
+            if kind == "line":
+                hits.setdefault(unit, {})[line] = n
+            else:
+                counts[site] = n  # a branch arc, counted from line transitions
+        infos = {}
+        if tracer.count_lines:
+            for path in list(hits) + _sources(self.scope, self.wanted):
+                info = self.info_for(path)
+                if info is not None:
+                    infos[path] = info
+        _write_tables(
+            self.recorder,
+            infos,
+            hits,
+            self.branch,
+            self.ids,
+            counts,
+            witnessed=False,
+            per_context=dict(tracer.context_counts),
+        )
+        self.recorder.close(outcome)

@@ -1,0 +1,401 @@
+"""Recorded runs: a program run by ``probe run``, or a session inside a running program.
+
+Data flows one way: analyses say which probes they need; the engine places
+them and runs the target; what the probes saw goes to the run's journal
+(and stays in memory for the summary); the journal is ingested into DuckDB
+by a detached process, or by whichever probe command opens the database
+first. A session (``probe.session``) records this process's own code from
+start() to stop() and ingests its journal at stop(), so that its results
+can be queried at once, in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from probe import analyses as registry
+from probe.analyses import Tables
+from probe.engines import Outcome, Target, UsageError, engine_for
+from probe.probes import ProbeSet, Scope
+from probe.storage import Spool, StorageError, ingest_in_background, resolve_path
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    from probe.storage.db import Database
+
+
+class _Recorder:
+    """Writes tables to the journal and keeps them for the end-of-run summary."""
+
+    def __init__(
+        self, spool: Spool, analyses: Sequence[registry.Analysis] = (), stat: Any = None
+    ) -> None:
+        self.spool = spool
+        self.analyses = analyses
+        self.stat = stat  # engines.perf.Stat counting the whole run, if asked for
+        self.tables: Tables = {}
+        self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
+
+    def write(self, table: str, columns: dict[str, list]) -> None:
+        self.spool.write(table, columns)
+        kept = self.tables.setdefault(table, {})
+        for name, values in columns.items():
+            if name not in kept:
+                kept[name] = values  # as given: a Wasm run hands over numpy arrays of millions
+            else:
+                kept[name] = list(kept[name]) + list(values)
+
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        self.spool.append(table, columns)
+        rows = len(next(iter(columns.values()), ()))
+        self.streamed[table] = self.streamed.get(table, 0) + rows
+
+    def readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
+        """Counter readings into the counters table: (region, Reading, other columns)."""
+        if not rows:
+            return
+        columns: dict[str, list] = {
+            c: []
+            for c in ("region", "event", "value", "unit", "status", "time_enabled")
+            + ("time_running", "calls", "input", "sample")
+        }
+        for region, r, extra in rows:
+            values = {"region": region, **vars(r), "calls": 1, "input": None, "sample": None}
+            values.update(extra)
+            for name, column in columns.items():
+                column.append(values[name])
+        self.write("counters", columns)
+
+    def close(self, outcome: Outcome) -> None:
+        if self.stat is not None:
+            self.readings([("run", r, {}) for r in self.stat.stop()])
+        # The analyses' own tables go in before the run is closed, so ingest sees them all.
+        for analysis in self.analyses:
+            try:
+                for table, columns in analysis.tables().items():
+                    self.spool.write(table, columns)
+            except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run
+                print(f"probe: {analysis.name}: its tables were not saved: {e}", file=sys.stderr)
+        self.spool.close(outcome.status, outcome.exit_code, outcome.message)
+
+
+def run(
+    target: Target,
+    analyses: Sequence[str | registry.Analysis] = ("coverage",),
+    *,
+    db: str | None = None,
+    scope: Scope | None = None,
+    options: dict[str, Any] | None = None,
+    summary: TextIO | None = sys.stderr,
+    counters: Sequence[str] = (),
+) -> tuple[str, Outcome]:
+    """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
+
+    ``analyses`` are names (built in or installed) or Analysis objects of your own.
+    ``counters``: perf events counted over the whole run (the ``counters`` table).
+
+    Raises UsageError, StorageError or UnknownAnalysis before the target
+    starts when the request can't be carried out.
+    """
+    options = dict(options or {})
+    chosen = chosen_analyses(list(analyses) or ["coverage"], options)
+    names = [a.name for a in chosen]
+    engine = engine_for(target)
+    probes = ProbeSet.of(p for a in chosen for p in a.probes(engine.events))
+    if not len(probes):
+        raise UsageError(
+            f"the analyses {', '.join(names)} need no probes the {engine.name} engine has"
+        )
+    db_path = resolve_path(db)
+    header = {
+        "target": os.path.abspath(target.path) if target.path else target.module,
+        "engine": engine.name,
+        "analyses": names,
+        "argv": target.argv,
+        "started_at": time.time(),
+        "cwd": os.getcwd(),
+        "options": options,
+    }
+    stat = _stat(counters)
+    recorder = _Recorder(Spool(db_path, header), chosen, stat)
+    if stat is not None:
+        from probe.engines.perf import PerfError
+
+        try:
+            stat.start()
+        except PerfError as e:
+            recorder.spool.discard()
+            raise UsageError(str(e)) from None
+    try:
+        outcome = engine.run(target, probes, scope or Scope(), recorder)
+    except UsageError:
+        recorder.spool.discard()  # the target never started: there is no run to keep
+        raise
+    except BaseException:
+        ingest_in_background(db_path)  # keep what the journal holds, whatever happened
+        raise
+    ingest_in_background(db_path)
+    if summary is not None:
+        run = dict(recorder.spool.run, streamed=recorder.streamed)
+        for analysis in chosen:
+            text = analysis.summary(run, recorder.tables)
+            if text:
+                print(text, file=summary)
+        counted = recorder.tables.get("counters")
+        if counted:
+            shown = [
+                f"{e} {v:,.2f} {u}".rstrip() if st == "ok" else f"{e} {st}"
+                for e, v, u, st in zip(
+                    counted["event"],
+                    counted["value"],
+                    counted["unit"],
+                    counted["status"],
+                    strict=True,
+                )
+            ]
+            print(f"counters: {', '.join(shown)}", file=summary)
+        print(
+            f"probe: run {recorder.spool.run_id} ({outcome.status}) saved to {db_path}",
+            file=summary,
+        )
+    return recorder.spool.run_id, outcome
+
+
+def chosen_analyses(
+    analyses: Sequence[str | registry.Analysis], options: dict[str, Any]
+) -> list[registry.Analysis]:
+    """Analysis objects for names (built in or installed) and objects alike, once each."""
+    return [
+        a if isinstance(a, registry.Analysis) else registry.load(a)(**options)
+        for a in dict.fromkeys(analyses)
+    ]
+
+
+class Session:
+    """Recording inside this process: ``with probe.session(...) as s:`` or start()/stop().
+
+    With analyses of its own, a session records all of the program's code (not the standard
+    library's or installed packages', unless ``source``/``include`` say so) on every thread.
+    Without, it records what the ``@probe.trace`` functions ask for, in their call trees
+    only. Sessions nest: each is a run of its own, and the outer one sees what the inner one
+    saw. Wasm modules loaded while it records (``probe.wasm.load``) are runs of the session
+    too. After stop(), ``query`` and ``table`` answer from the database.
+    """
+
+    def __init__(
+        self,
+        analysis: str | registry.Analysis | Sequence[str | registry.Analysis] | None = None,
+        *,
+        db: str | None = None,
+        counters: Sequence[str] = (),
+        source: Sequence[str] = (),
+        include: Sequence[str] = (),
+        omit: Sequence[str] = (),
+        name: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(analysis, str | registry.Analysis):
+            analysis = [analysis]
+        self._asked = list(analysis) if analysis else None
+        self.db_path = resolve_path(db)
+        self.scope = Scope(source=tuple(source), include=tuple(include), omit=tuple(omit))
+        self.counters = list(counters)
+        self.name = name or "session"
+        self.options = dict(options or {})
+        self.run_id: str | None = None  # this session's own (Python) run
+        self.run_ids: list[str] = []  # with the runs of the Wasm modules it loaded
+        self.analyses: list[registry.Analysis] = []
+        self._attached: Any = None
+        self._recorder: _Recorder | None = None
+        self._modules: list[Any] = []
+        self._regions: dict[tuple[str, str], list] = {}
+        self._lock = threading.Lock()
+
+    # -- recording ------------------------------------------------------------------------
+
+    def start(self) -> Session:
+        from probe import tracing
+        from probe.engines.cpython import CPythonEngine
+        from probe.engines.cpython.attach import Attached
+
+        if self._attached is not None:
+            raise UsageError("this session is recording already")
+        gated = self._asked is None
+        names = self._asked or list(tracing.requested) or ["coverage"]
+        self.analyses = chosen_analyses(names, self.options)
+        probes = ProbeSet.of(p for a in self.analyses for p in a.probes(CPythonEngine.events))
+        header = {
+            "target": self.name,
+            "engine": "cpython",
+            "analyses": [a.name for a in self.analyses],
+            "argv": list(sys.argv),
+            "started_at": time.time(),
+            "cwd": os.getcwd(),
+            "options": self.options,
+        }
+        stat = _stat(self.counters)
+        recorder = _Recorder(Spool(self.db_path, header), self.analyses, stat)
+        attached = Attached(
+            probes, self.scope, recorder, context=tracing.current_context, gated=gated
+        )
+        self._recorder, self._attached = recorder, attached
+        self.run_id = recorder.spool.run_id
+        self.run_ids = [self.run_id]
+        if stat is not None:
+            from probe.engines.perf import PerfError
+
+            try:
+                stat.start()
+            except PerfError as e:
+                recorder.spool.discard()
+                raise UsageError(str(e)) from None
+        tracing.stack.append(self)
+        tracing.state.session = self
+        attached.start()
+        return self
+
+    def stop(self, outcome: Outcome | None = None) -> None:
+        """Stop recording and save everything; the results are in the database on return."""
+        from probe import tracing
+
+        attached, recorder = self._attached, self._recorder
+        if attached is None or recorder is None:
+            return
+        self._attached = None
+        if self in tracing.stack:
+            tracing.stack.remove(self)
+        tracing.state.session = tracing.stack[-1] if tracing.stack else None
+        outcome = outcome or Outcome("ok", 0)
+        try:
+            for module in self._modules:
+                module.close()
+            with self._lock:
+                rows = [
+                    (region, reading, {"calls": calls})
+                    for (region, _), (reading, calls) in self._regions.items()
+                ]
+            recorder.readings(rows)
+        finally:
+            attached.stop(outcome)
+        database(self.db_path).ingest()
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.stop()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.stop(Outcome("killed", 130, "KeyboardInterrupt"))
+        else:
+            self.stop(Outcome("error", 1, f"{type(exc).__name__}: {exc}"))
+
+    @property
+    def recording(self) -> bool:
+        return self._attached is not None
+
+    def add_region(self, region: str, readings: list[Any]) -> None:
+        """Add one entry's counter readings to the region's sums (any thread)."""
+        with self._lock:
+            for r in readings:
+                key = (region, r.event)
+                known = self._regions.get(key)
+                if known is None:
+                    self._regions[key] = [_copy(r), 1]
+                    continue
+                total, _ = known
+                known[1] += 1
+                if r.value is not None and total.value is not None:
+                    total.value += r.value
+                    total.time_enabled = (total.time_enabled or 0) + (r.time_enabled or 0)
+                    total.time_running = (total.time_running or 0) + (r.time_running or 0)
+
+    def add_run(self, run_id: str, module: Any) -> None:
+        """A Wasm module loaded during the session: closed, and its run saved, at stop()."""
+        self.run_ids.append(run_id)
+        self._modules.append(module)
+
+    # -- results --------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """A DuckDB relation over the database (every run in it: filter by ``run_id``)."""
+        self._stopped()
+        import duckdb
+
+        try:
+            return database(self.db_path).con.sql(sql, params=list(params) if params else None)
+        except duckdb.Error as e:
+            raise StorageError(str(e).strip().splitlines()[0]) from None
+
+    def table(self, name: str) -> pa.Table:
+        """The session's rows of a table or view of the SQL contract, as an Arrow table."""
+        from probe.storage.schema import TABLES, VIEWS
+
+        self._stopped()
+        db = database(self.db_path)
+        known = (
+            set(TABLES)
+            | set(VIEWS)
+            | {
+                row[0]
+                for row in db.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+        )
+        if name not in known:
+            raise StorageError(f"no table or view {name!r} (tables: {', '.join(TABLES)})")
+        return db.arrow(
+            f'SELECT * FROM "{name}" WHERE run_id IN (SELECT unnest(?::VARCHAR[]))',
+            [self.run_ids],
+        )
+
+    def _stopped(self) -> None:
+        if self.run_id is None:
+            raise UsageError("this session has not recorded yet: start() it first")
+        if self._attached is not None:
+            raise UsageError("this session is still recording: stop() it before querying")
+
+
+def session(
+    analysis: str | registry.Analysis | Sequence[str | registry.Analysis] | None = None,
+    **kwargs: Any,
+) -> Session:
+    """A recording session (see :class:`Session`); use as a context manager or start() it."""
+    return Session(analysis, **kwargs)
+
+
+_databases: dict[str, Database] = {}
+
+
+def database(path: str) -> Database:
+    """This process's one open handle on the database at ``path`` (sessions share it: the
+    database lock is per open file)."""
+    from probe.storage.db import Database
+
+    key = os.path.abspath(path)
+    db = _databases.get(key)
+    if db is None:
+        db = _databases[key] = Database(path, must_exist=False)
+    return db
+
+
+def _stat(counters: Sequence[str]) -> Any:
+    if not counters:
+        return None
+    from probe.engines.perf import PerfError, Stat
+
+    try:
+        return Stat(list(counters))
+    except PerfError as e:
+        raise UsageError(str(e)) from None
+
+
+def _copy(reading: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(reading)
