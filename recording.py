@@ -228,6 +228,7 @@ class Session:
             raise UsageError("this session is recording already")
         gated = self._asked is None
         names = self._asked or list(tracing.requested) or ["coverage"]
+        self._names = names
         self.analyses = chosen_analyses(names, self.options)
         probes = ProbeSet.of(p for a in self.analyses for p in a.probes(CPythonEngine.events))
         header = {
@@ -242,7 +243,12 @@ class Session:
         stat = _stat(self.counters)
         recorder = _Recorder(Spool(self.db_path, header), self.analyses, stat)
         attached = Attached(
-            probes, self.scope, recorder, context=tracing.current_context, gated=gated
+            probes,
+            self.scope,
+            recorder,
+            context=tracing.current_context,
+            gated=gated,
+            fine=gated or tracing.decorated > 0,
         )
         self._recorder, self._attached = recorder, attached
         self.run_id = recorder.spool.run_id
@@ -296,6 +302,11 @@ class Session:
         else:
             self.stop(Outcome("error", 1, f"{type(exc).__name__}: {exc}"))
 
+    def context_changed(self) -> None:
+        """A coarse context (a test) begins: lines report again in it."""
+        if self._attached is not None:
+            self._attached.context_changed()
+
     @property
     def recording(self) -> bool:
         return self._attached is not None
@@ -315,6 +326,10 @@ class Session:
                     total.value += r.value
                     total.time_enabled = (total.time_enabled or 0) + (r.time_enabled or 0)
                     total.time_running = (total.time_running or 0) + (r.time_running or 0)
+
+    def fresh_analyses(self) -> list[registry.Analysis]:
+        """The session's analyses anew, for another run of it (a Wasm module)."""
+        return chosen_analyses(self._names, self.options)
 
     def add_run(self, run_id: str, module: Any) -> None:
         """A Wasm module loaded during the session: closed, and its run saved, at stop()."""

@@ -45,6 +45,7 @@ stack: list[Session] = []  # the sessions recording now, innermost last
 # Analyses the decorated functions ask for: a session opened without analyses of its own
 # records these, in the decorated call trees only.
 requested: list[str] = []
+decorated = 0  # how many functions are decorated: their calls are contexts that change often
 
 
 class Span:
@@ -108,8 +109,10 @@ def trace(
             requested.append(a)
 
     def decorate(fn: Any) -> Any:
+        global decorated
         if isinstance(fn, staticmethod | classmethod):
             return type(fn)(decorate(fn.__func__))
+        decorated += 1
         if inspect.isasyncgenfunction(fn):
             raise TypeError(f"probe.trace: {fn.__qualname__} is an async generator: not supported")
         span = Span(name or f"{fn.__module__}.{fn.__qualname__}", counters)

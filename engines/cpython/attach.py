@@ -32,7 +32,9 @@ class Attached:
         recorder: Recorder,
         context: Callable[[], str | None] | None = None,
         gated: bool = False,
+        fine: bool = False,
     ) -> None:
+        """``context``, ``gated``, ``fine``: see :class:`Tracer`."""
         unsupported = probes.events() - CPythonEngine.events
         if unsupported:
             raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
@@ -58,6 +60,7 @@ class Attached:
             arcs=self.branch,
             context=context,
             gated=gated,
+            fine=fine,
         )
         self.running = False
 

@@ -81,11 +81,14 @@ class Tracer:
         arcs: bool = False,
         context: Callable[[], str | None] | None = None,
         gated: bool = False,
+        fine: bool = False,
     ) -> None:
         """``lines``: count line executions here (FLAG or COUNT) rather than in the bytecode;
         ``arcs``: count branch arcs from line transitions (code without markers);
         ``context``: the current context, per thread or task; ``gated``: record only where
-        there is one."""
+        there is one; ``fine``: contexts change often (decorated calls), so line flags keep
+        their events on for each context to see its lines (coarse contexts, tests, call
+        context_changed() instead)."""
         self.wanted = wanted
         self.is_probe = getattr(wanted, "is_probe", lambda filename: False)
         self.info_for = info_for
@@ -109,8 +112,8 @@ class Tracer:
         self._context = context
         self.gated = gated and context is not None
         # Flags may switch a line's events off once it ran, unless something needs every
-        # execution: counts, arcs, or contexts (a line is "covered" again in each context).
-        self._every_line = lines == Kind.COUNT or arcs or context is not None
+        # execution: counts, arcs, or contexts that change often.
+        self._every_line = lines == Kind.COUNT or arcs or (fine and context is not None)
         self.line_counts: Counter[int] = Counter()
         self.context_counts: Counter[tuple[str | None, int]] = Counter()
         self._last: dict[FrameType, int] = {}  # arcs: the statement each frame ran last

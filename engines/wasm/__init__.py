@@ -19,6 +19,7 @@ from pathlib import Path
 from probe.engines import Outcome, Recorder, Target, UsageError
 from probe.probes import Kind, Probe, ProbeSet, Scope, SiteEvent, Switchboard, site_matches
 
+from . import runner
 from .binary import Module, NotSupported, WasmError, parse
 from .rewrite import (
     COUNT,
@@ -57,8 +58,6 @@ class WasmEngine:
     events = frozenset(_EVENT_FIELDS)
 
     def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
-        from . import runner
-
         opts = runner.Options(**target.options)
         opts.args = list(target.args)
         path = str(target.path)
@@ -102,6 +101,119 @@ class WasmEngine:
                 _write_tables(recorder, unit, module, prepared, memory, host.ranges)
                 recorder.close(outcome)
         return outcome
+
+
+class Trap(Exception):
+    """A trap in a Wasm function called from Python: one line, the cause and where."""
+
+
+class Instance:
+    """A module instantiated in this process, its exports called from Python (probe.wasm).
+
+    With a recorder, the probes are placed as ``probe run`` places them, and close() reads
+    them into the recorder's tables; without, the module runs as it is.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        probes: ProbeSet,
+        recorder: Recorder | None,
+        opts: runner.Options | None = None,
+    ) -> None:
+        import wasmtime
+
+        self.path = path
+        self.recorder = recorder
+        opts = opts or runner.Options()
+        original = load_bytes(path)
+        try:
+            module = parse(original)
+        except WasmError as e:
+            raise UsageError(f"{path}: {e}") from None
+        plan = plan_for(probes, WasmEngine.events, module) if recorder else Plan()
+        self.module = module
+        self.prepared = prepare(original, module, plan)
+        engine = runner.make_engine(opts)
+        compiled = compile_cached(engine, self.prepared, runner.config_key(opts))
+        self.unit = os.path.realpath(path)
+        self.host = _Host(probes, self.prepared, module, self.unit, recorder) if recorder else None
+        self.store, instance = runner.instantiate(
+            engine,
+            compiled,
+            os.path.basename(path),
+            opts,
+            self.host.imports() if self.host else None,
+            self.host.attach if self.host else None,
+        )
+        self._exports = instance.exports(self.store)
+        memory = self._exports.get(PROBE_MEMORY_EXPORT) if plan.any() else None
+        self._memory = memory if isinstance(memory, wasmtime.Memory) else None
+        self.outcome = Outcome("ok", 0)
+        self.closed = False
+        if self.prepared.deferred_start:  # the module's start function, run late for probes
+            self.call(self.prepared.deferred_start)
+        if "_initialize" in self.exports():  # a WASI reactor sets itself up here
+            self.call("_initialize")
+
+    def exports(self) -> list[str]:
+        """The module's exported functions (probe's own exports left out)."""
+        import wasmtime
+
+        ours = {self.prepared.deferred_start}
+        return [
+            name
+            for name, item in runner._items(self._exports)
+            if isinstance(item, wasmtime.Func) and name not in ours
+        ]
+
+    def call(self, name: str, *args: object) -> object:
+        import wasmtime
+
+        if self.closed:
+            raise UsageError(f"{os.path.basename(self.path)} is closed: its session has ended")
+        func = self._exports.get(name)
+        if not isinstance(func, wasmtime.Func):
+            raise AttributeError(
+                f"{os.path.basename(self.path)} exports no function {name!r} "
+                f"(exports: {', '.join(self.exports()) or 'none'})"
+            )
+        try:
+            return func(self.store, *args)
+        except wasmtime.ExitTrap as e:
+            self.outcome = Outcome("ok" if e.code == 0 else "error", e.code, f"exit({e.code})")
+            raise SystemExit(e.code) from None
+        except wasmtime.Trap as e:
+            frames = [(f.func_index, f.func_name or "", f.module_offset) for f in e.frames or []]
+            cause = runner._cause(e.message)
+            self.outcome = Outcome(
+                "trap",
+                runner.TRAP_EXIT,
+                cause + "\n" + _backtrace(frames, self.prepared, self.module),
+            )
+            raise Trap(f"{name}: {cause}") from None
+        except wasmtime.WasmtimeError as e:
+            cause = runner._cause(str(e))
+            self.outcome = Outcome("trap", runner.TRAP_EXIT, cause)
+            raise Trap(f"{name}: {cause}") from None
+
+    def close(self) -> None:
+        """Read the probes into the recorder's tables and close it (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.recorder is None or self.host is None:
+            return
+        try:
+            self.host.finish()
+        finally:
+            memory = None
+            if self._memory is not None:
+                memory = self._memory.read(self.store, 0, self._memory.data_len(self.store))
+            _write_tables(
+                self.recorder, self.unit, self.module, self.prepared, memory, self.host.ranges
+            )
+            self.recorder.close(self.outcome)
 
 
 class _Host:

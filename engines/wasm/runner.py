@@ -70,6 +70,36 @@ def run(
 ) -> Ran:
     """Run the module; ``host_funcs`` are imported from module "probe" by name (with
     their parameter types); ``attach`` sees the instance's exports before any guest code."""
+    store, instance = instantiate(engine, module, name, opts, host_funcs, attach)
+    exports = instance.exports(store)
+    memory = exports.get(probe_export) if probe_export else None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    timer = None
+    if opts.timeout is not None:
+        timer = threading.Timer(opts.timeout, engine.increment_epoch)
+        timer.daemon = True
+        timer.start()
+    try:
+        outcome, frames = _call(store, instance, opts, deferred_start)
+    finally:
+        if timer:
+            timer.cancel()
+    data = None
+    if isinstance(memory, wasmtime.Memory):
+        data = memory.read(store, 0, memory.data_len(store))
+    return Ran(outcome, data, frames)
+
+
+def instantiate(
+    engine: wasmtime.Engine,
+    module: wasmtime.Module,
+    name: str,
+    opts: Options,
+    host_funcs: dict[str, tuple[list[str], Callable[..., None]]] | None = None,
+    attach: Callable[[wasmtime.Store, Any], None] | None = None,
+) -> tuple[wasmtime.Store, wasmtime.Instance]:
+    """A store with WASI as ``opts`` say, and the instance; no guest code has run."""
     store = wasmtime.Store(engine)
     wasi = wasmtime.WasiConfig()
     wasi.argv = [name, *opts.args]
@@ -84,11 +114,8 @@ def run(
     store.set_wasi(wasi)
     if opts.fuel is not None:
         store.set_fuel(opts.fuel)
-    timer = None
     if opts.timeout is not None:
         store.set_epoch_deadline(1)
-        timer = threading.Timer(opts.timeout, engine.increment_epoch)
-        timer.daemon = True
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
@@ -98,23 +125,9 @@ def run(
         instance = linker.instantiate(store, module)
     except wasmtime.WasmtimeError as e:
         raise UsageError(_first_line(str(e))) from None
-    exports = instance.exports(store)
-    memory = exports.get(probe_export) if probe_export else None
     if attach is not None:
-        attach(store, exports)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if timer:
-        timer.start()
-    try:
-        outcome, frames = _call(store, instance, opts, deferred_start)
-    finally:
-        if timer:
-            timer.cancel()
-    data = None
-    if isinstance(memory, wasmtime.Memory):
-        data = memory.read(store, 0, memory.data_len(store))
-    return Ran(outcome, data, frames)
+        attach(store, instance.exports(store))
+    return store, instance
 
 
 def _call(
