@@ -173,7 +173,8 @@ def test_a_killed_run_keeps_every_whole_batch(tmp_path: Path, monkeypatch) -> No
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         streams = list(spool.glob("*/*.arrows")) if spool.exists() else []
-        if streams and streams[0].stat().st_size > 10 * 65536 * 16:
+        # seq, site_id and value: 24 bytes an event in the stream
+        if streams and streams[0].stat().st_size > 10 * 65536 * 24:
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
