@@ -94,11 +94,14 @@ def run(
     options: dict[str, Any] | None = None,
     summary: TextIO | None = sys.stderr,
     counters: Sequence[str] = (),
+    counters_backend: str = "perf",
 ) -> tuple[str, Outcome]:
     """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
 
     ``analyses`` are names (built in or installed) or Analysis objects of your own.
-    ``counters``: perf events counted over the whole run (the ``counters`` table).
+    ``counters``: perf events counted over the whole run (the ``counters`` table);
+    ``counters_backend`` 'callgrind': instructions counted by callgrind, in a process that
+    runs under it (``probe run --counters-backend callgrind`` starts one).
 
     Raises UsageError, StorageError or UnknownAnalysis before the target
     starts when the request can't be carried out.
@@ -122,7 +125,7 @@ def run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    stat = _stat(counters)
+    stat = _stat(counters, counters_backend)
     recorder = _Recorder(Spool(db_path, header), chosen, stat)
     if stat is not None:
         from probe.engines.perf import PerfError
@@ -327,6 +330,12 @@ class Session:
                     total.time_enabled = (total.time_enabled or 0) + (r.time_enabled or 0)
                     total.time_running = (total.time_running or 0) + (r.time_running or 0)
 
+    def add_readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
+        """Counter samples measured during the session (probe.measure), kept as they are."""
+        with self._lock:
+            if self._recorder is not None:
+                self._recorder.readings(rows)
+
     def fresh_analyses(self) -> list[registry.Analysis]:
         """The session's analyses anew, for another run of it (a Wasm module)."""
         return chosen_analyses(self._names, self.options)
@@ -399,13 +408,18 @@ def database(path: str) -> Database:
     return db
 
 
-def _stat(counters: Sequence[str]) -> Any:
-    if not counters:
-        return None
-    from probe.engines.perf import PerfError, Stat
+def _stat(counters: Sequence[str], backend: str = "perf") -> Any:
+    """What counts the whole run: perf stat, or callgrind."""
+    from probe.engines.perf import PerfError, Stat, callgrind
 
+    if backend not in ("perf", "callgrind"):
+        raise UsageError(f"no counters backend {backend!r} (perf or callgrind)")
     try:
-        return Stat(list(counters))
+        if backend == "callgrind":
+            if any(e != "instructions" for e in counters):
+                raise UsageError("callgrind counts instructions only: --counters instructions")
+            return callgrind.Callgrind()
+        return Stat(list(counters)) if counters else None
     except PerfError as e:
         raise UsageError(str(e)) from None
 

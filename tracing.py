@@ -78,9 +78,9 @@ class Span:
     def _group(self) -> Any:
         group = getattr(self._local, "group", None)
         if group is None:
-            from probe.engines.perf.region import Region
+            from probe.engines.perf import open_region
 
-            group = self._local.group = Region(self.counters, fallback=True)
+            group = self._local.group = open_region(self.counters)
         return group
 
 

@@ -97,6 +97,13 @@ def run(
         str | None,
         typer.Option(help="perf events counted over the run: instructions,task-clock,..."),
     ] = None,
+    counters_backend: Annotated[
+        str,
+        typer.Option(
+            help="perf (counters of the CPU, where it has them) or callgrind (exact "
+            "instructions under valgrind, 20-50x slower).",
+        ),
+    ] = "perf",
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Wasm: set K=V in the guest's environment.")
     ] = None,
@@ -121,6 +128,14 @@ def run(
     from probe.engines import Target, UsageError
     from probe.probes import Scope
 
+    if counters_backend == "callgrind":
+        from probe.engines.perf import PerfError, callgrind
+
+        if not callgrind.inside():
+            try:
+                callgrind.relaunch(sys.argv[1:])  # this very command, inside valgrind
+            except PerfError as e:
+                raise UsageError(str(e)) from None
     args = list(target or [])
     options: dict[str, object] = {}
     if env:
@@ -151,6 +166,7 @@ def run(
         options={"branch": branch, "instr": instr, **({"sites": sites} if sites else {})},
         summary=None if quiet else sys.stderr,
         counters=_split([counters]) if counters else (),
+        counters_backend=counters_backend,
     )
     raise typer.Exit(outcome.exit_code)
 

@@ -297,8 +297,13 @@ class _Wanted:
 
 
 def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
-    """probe's own files: loaded modules and the directories of its subpackages."""
+    """probe's own files: its top-level modules, loaded or not (a program may import
+    probe.tracing later), and the directories of its subpackages."""
     files, dirs = set(), set()
+    top = sys.modules.get("probe")
+    if top is not None and getattr(top, "__file__", None):
+        root = os.path.dirname(os.path.realpath(top.__file__))
+        files.update(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".py"))
     for name, mod in list(sys.modules.items()):
         if name == "probe" or name.startswith("probe."):
             if getattr(mod, "__file__", None):

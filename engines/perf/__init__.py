@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 # What stands in when hardware events are missing: always counted, in any VM.
 SOFTWARE = ("task-clock", "page-faults", "context-switches")
@@ -128,6 +129,19 @@ class Stat:
             os.unlink(self._out)
         note_unsupported([r.event for r in readings if r.status == "unsupported"])
         return readings
+
+
+def open_region(events: list[str]) -> Any:
+    """Counters for a region (start(), stop() -> readings): callgrind's exact instructions
+    in a process under it, else a perf_event_open group with software events standing in
+    for missing ones."""
+    from . import callgrind
+
+    if callgrind.inside() and events == ["instructions"]:
+        return callgrind.Callgrind()
+    from .region import Region
+
+    return Region(events, fallback=True)
 
 
 _announced: set[str] = set()
