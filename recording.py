@@ -34,11 +34,16 @@ class _Recorder:
     """Writes tables to the journal and keeps them for the end-of-run summary."""
 
     def __init__(
-        self, spool: Spool, analyses: Sequence[registry.Analysis] = (), stat: Any = None
+        self,
+        spool: Spool,
+        analyses: Sequence[registry.Analysis] = (),
+        stat: Any = None,
+        inside: _Inside | None = None,
     ) -> None:
         self.spool = spool
         self.analyses = analyses
         self.stat = stat  # engines.perf.Stat counting the whole run, if asked for
+        self.inside = inside  # what the program reported while recorded
         self.tables: Tables = {}
         self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
 
@@ -73,6 +78,8 @@ class _Recorder:
         self.write("counters", columns)
 
     def close(self, outcome: Outcome) -> None:
+        if self.inside is not None:
+            self.inside.save(self)
         if self.stat is not None:
             self.readings([("run", r, {}) for r in self.stat.stop()])
         # The analyses' own tables go in before the run is closed, so ingest sees them all.
@@ -126,7 +133,8 @@ def run(
         "options": options,
     }
     stat = _stat(counters, counters_backend)
-    recorder = _Recorder(Spool(db_path, header), chosen, stat)
+    inside = _Inside(db_path, names, options)
+    recorder = _Recorder(Spool(db_path, header), chosen, stat, inside)
     if stat is not None:
         from probe.engines.perf import PerfError
 
@@ -135,6 +143,7 @@ def run(
         except PerfError as e:
             recorder.spool.discard()
             raise UsageError(str(e)) from None
+    inside.enter()
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
     except UsageError:
@@ -143,6 +152,8 @@ def run(
     except BaseException:
         ingest_in_background(db_path)  # keep what the journal holds, whatever happened
         raise
+    finally:
+        inside.leave()
     ingest_in_background(db_path)
     if summary is not None:
         run = dict(recorder.spool.run, streamed=recorder.streamed)
@@ -154,15 +165,18 @@ def run(
         if counted:
             shown = [
                 f"{e} {v:,.2f} {u}".rstrip() if st == "ok" else f"{e} {st}"
-                for e, v, u, st in zip(
+                for r, e, v, u, st in zip(
+                    counted["region"],
                     counted["event"],
                     counted["value"],
                     counted["unit"],
                     counted["status"],
                     strict=True,
                 )
+                if r == "run"
             ]
-            print(f"counters: {', '.join(shown)}", file=summary)
+            if shown:
+                print(f"counters: {', '.join(shown)}", file=summary)
         print(
             f"probe: run {recorder.spool.run_id} ({outcome.status}) saved to {db_path}",
             file=summary,
@@ -180,7 +194,85 @@ def chosen_analyses(
     ]
 
 
-class Session:
+class _Inside:
+    """What a recorded program reports while it runs (under `probe run` or in a session):
+    counter regions (decorated calls, tests, Wasm export calls), probe.measure's samples,
+    and the Wasm modules it loads (runs of their own). Saved when its run closes."""
+
+    def __init__(self, db_path: str, names: Sequence[Any], options: dict[str, Any]) -> None:
+        self.db_path = db_path
+        self.options = options
+        self._names = list(names)
+        self.run_ids: list[str] = []  # the runs of the Wasm modules loaded, after its own
+        self._modules: list[Any] = []
+        self._regions: dict[tuple[str, str], list] = {}
+        self._samples: list[tuple[str, Any, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        """Become what decorated calls, probe.measure and probe.wasm.load report to."""
+        from probe import tracing
+
+        tracing.stack.append(self)
+        tracing.state.session = self
+
+    def leave(self) -> None:
+        from probe import tracing
+
+        if self in tracing.stack:
+            tracing.stack.remove(self)
+        tracing.state.session = tracing.stack[-1] if tracing.stack else None
+
+    def context_changed(self) -> None:
+        """A coarse context (a test) begins."""
+
+    def add_region(self, region: str, readings: list[Any]) -> None:
+        """Add one entry's counter readings to the region's sums (any thread)."""
+        with self._lock:
+            for r in readings:
+                key = (region, r.event)
+                known = self._regions.get(key)
+                if known is None:
+                    self._regions[key] = [_copy(r), 1]
+                    continue
+                total, _ = known
+                known[1] += 1
+                if r.value is not None and total.value is not None:
+                    total.value += r.value
+                    total.time_enabled = (total.time_enabled or 0) + (r.time_enabled or 0)
+                    total.time_running = (total.time_running or 0) + (r.time_running or 0)
+
+    def add_readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
+        """Counter samples (probe.measure), kept as they are."""
+        with self._lock:
+            self._samples.extend(rows)
+
+    def fresh_analyses(self) -> list[registry.Analysis]:
+        """The run's analyses anew, for another run (a Wasm module)."""
+        return chosen_analyses(self._names, self.options)
+
+    def add_run(self, run_id: str, module: Any) -> None:
+        """A Wasm module loaded: closed, and its run saved, when this run closes."""
+        self.run_ids.append(run_id)
+        self._modules.append(module)
+
+    def save(self, recorder: _Recorder) -> None:
+        for module in self._modules:
+            try:
+                module.close()
+            except Exception as e:  # noqa: BLE001 - one module must not lose the run
+                print(f"probe: {module.path}: its run was not saved: {e}", file=sys.stderr)
+        with self._lock:
+            rows = [
+                (region, reading, {"calls": calls})
+                for (region, _), (reading, calls) in self._regions.items()
+            ]
+            rows += self._samples
+            self._regions, self._samples = {}, []
+        recorder.readings(rows)
+
+
+class Session(_Inside):
     """Recording inside this process: ``with probe.session(...) as s:`` or start()/stop().
 
     With analyses of its own, a session records all of the program's code (not the standard
@@ -205,20 +297,14 @@ class Session:
     ) -> None:
         if isinstance(analysis, str | registry.Analysis):
             analysis = [analysis]
+        super().__init__(resolve_path(db), analysis or [], dict(options or {}))
         self._asked = list(analysis) if analysis else None
-        self.db_path = resolve_path(db)
         self.scope = Scope(source=tuple(source), include=tuple(include), omit=tuple(omit))
         self.counters = list(counters)
         self.name = name or "session"
-        self.options = dict(options or {})
         self.run_id: str | None = None  # this session's own (Python) run
-        self.run_ids: list[str] = []  # with the runs of the Wasm modules it loaded
         self.analyses: list[registry.Analysis] = []
         self._attached: Any = None
-        self._recorder: _Recorder | None = None
-        self._modules: list[Any] = []
-        self._regions: dict[tuple[str, str], list] = {}
-        self._lock = threading.Lock()
 
     # -- recording ------------------------------------------------------------------------
 
@@ -244,7 +330,7 @@ class Session:
             "options": self.options,
         }
         stat = _stat(self.counters)
-        recorder = _Recorder(Spool(self.db_path, header), self.analyses, stat)
+        recorder = _Recorder(Spool(self.db_path, header), self.analyses, stat, self)
         attached = Attached(
             probes,
             self.scope,
@@ -253,7 +339,7 @@ class Session:
             gated=gated,
             fine=gated or tracing.decorated > 0,
         )
-        self._recorder, self._attached = recorder, attached
+        self._attached = attached
         self.run_id = recorder.spool.run_id
         self.run_ids = [self.run_id]
         if stat is not None:
@@ -264,34 +350,18 @@ class Session:
             except PerfError as e:
                 recorder.spool.discard()
                 raise UsageError(str(e)) from None
-        tracing.stack.append(self)
-        tracing.state.session = self
+        self.enter()
         attached.start()
         return self
 
     def stop(self, outcome: Outcome | None = None) -> None:
         """Stop recording and save everything; the results are in the database on return."""
-        from probe import tracing
-
-        attached, recorder = self._attached, self._recorder
-        if attached is None or recorder is None:
+        attached = self._attached
+        if attached is None:
             return
         self._attached = None
-        if self in tracing.stack:
-            tracing.stack.remove(self)
-        tracing.state.session = tracing.stack[-1] if tracing.stack else None
-        outcome = outcome or Outcome("ok", 0)
-        try:
-            for module in self._modules:
-                module.close()
-            with self._lock:
-                rows = [
-                    (region, reading, {"calls": calls})
-                    for (region, _), (reading, calls) in self._regions.items()
-                ]
-            recorder.readings(rows)
-        finally:
-            attached.stop(outcome)
+        self.leave()
+        attached.stop(outcome or Outcome("ok", 0))  # closes the run: see _Inside.save
         database(self.db_path).ingest()
 
     def __enter__(self) -> Session:
@@ -313,37 +383,6 @@ class Session:
     @property
     def recording(self) -> bool:
         return self._attached is not None
-
-    def add_region(self, region: str, readings: list[Any]) -> None:
-        """Add one entry's counter readings to the region's sums (any thread)."""
-        with self._lock:
-            for r in readings:
-                key = (region, r.event)
-                known = self._regions.get(key)
-                if known is None:
-                    self._regions[key] = [_copy(r), 1]
-                    continue
-                total, _ = known
-                known[1] += 1
-                if r.value is not None and total.value is not None:
-                    total.value += r.value
-                    total.time_enabled = (total.time_enabled or 0) + (r.time_enabled or 0)
-                    total.time_running = (total.time_running or 0) + (r.time_running or 0)
-
-    def add_readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
-        """Counter samples measured during the session (probe.measure), kept as they are."""
-        with self._lock:
-            if self._recorder is not None:
-                self._recorder.readings(rows)
-
-    def fresh_analyses(self) -> list[registry.Analysis]:
-        """The session's analyses anew, for another run of it (a Wasm module)."""
-        return chosen_analyses(self._names, self.options)
-
-    def add_run(self, run_id: str, module: Any) -> None:
-        """A Wasm module loaded during the session: closed, and its run saved, at stop()."""
-        self.run_ids.append(run_id)
-        self._modules.append(module)
 
     # -- results --------------------------------------------------------------------------
 
@@ -416,8 +455,7 @@ def _stat(counters: Sequence[str], backend: str = "perf") -> Any:
         raise UsageError(f"no counters backend {backend!r} (perf or callgrind)")
     try:
         if backend == "callgrind":
-            if any(e != "instructions" for e in counters):
-                raise UsageError("callgrind counts instructions only: --counters instructions")
+            callgrind.check(list(counters))
             return callgrind.Callgrind()
         return Stat(list(counters)) if counters else None
     except PerfError as e:

@@ -133,7 +133,8 @@ def run(
 
         if not callgrind.inside():
             try:
-                callgrind.relaunch(sys.argv[1:])  # this very command, inside valgrind
+                # this very command, inside valgrind
+                callgrind.relaunch(sys.argv[1:], list(_split([counters])) if counters else [])
             except PerfError as e:
                 raise UsageError(str(e)) from None
     args = list(target or [])

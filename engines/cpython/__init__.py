@@ -281,8 +281,11 @@ class _Wanted:
         return known
 
     def is_probe(self, filename: str) -> bool:
-        """Whether ``filename`` is one of probe's own files: where the program's calls begin."""
+        """Whether ``filename`` is one of probe's own files: where the program's calls begin
+        (the @probe.trace wrapper is not: a caller calls through it)."""
         path = os.path.realpath(filename)
+        if os.path.basename(path) == "tracing.py" and path in self.ours[0]:
+            return False
         return path in self.ours[0] or path.startswith(self.ours[1])
 
     def _decide(self, filename: str) -> bool:

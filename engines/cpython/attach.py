@@ -85,12 +85,15 @@ class Attached:
         tracer.stop()
         hits: dict[str, dict[int, int]] = {}
         counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
-        for site, n in tracer.line_counts.items():
-            kind, unit, _, line, _ = self.ids.rows[site]
-            if kind == "line":
-                hits.setdefault(unit, {})[line] = n
-            else:
-                counts[site] = n  # a branch arc, counted from line transitions
+        lines, per_context = tracer.lines()
+        arcs = dict(tracer.line_counts)  # branch arcs, counted from line transitions
+        if tracer.count_lines == Kind.FLAG:  # flags store 1, however often the events came
+            lines, arcs = dict.fromkeys(lines, 1), dict.fromkeys(arcs, 1)
+            per_context = dict.fromkeys(per_context, 1)
+        counts.update(arcs)
+        for site, n in lines.items():
+            _, unit, _, line, _ = self.ids.rows[site]
+            hits.setdefault(unit, {})[line] = n
         infos = {}
         if tracer.count_lines:
             for path in list(hits) + _sources(self.scope, self.wanted):
@@ -105,6 +108,6 @@ class Attached:
             self.ids,
             counts,
             witnessed=False,
-            per_context=dict(tracer.context_counts),
+            per_context={**tracer.context_counts, **per_context},
         )
         self.recorder.close(outcome)

@@ -114,8 +114,9 @@ class Tracer:
         # Flags may switch a line's events off once it ran, unless something needs every
         # execution: counts, arcs, or contexts that change often.
         self._every_line = lines == Kind.COUNT or arcs or (fine and context is not None)
-        self.line_counts: Counter[int] = Counter()
+        self.line_counts: Counter[int] = Counter()  # branch arcs (attached code)
         self.context_counts: Counter[tuple[str | None, int]] = Counter()
+        self._physical: Counter[tuple[str | None, int, int]] = Counter()  # (context, stmt, line)
         self._last: dict[FrameType, int] = {}  # arcs: the statement each frame ran last
         self.board = Switchboard(self._resolve, self._switch, lazy=True)
         self._initial = [p for p in probes.callback_probes() if p.callback is not None]
@@ -303,6 +304,20 @@ class Tracer:
             )
         return known
 
+    def lines(self) -> tuple[dict[int, int], dict[tuple[str | None, int], int]]:
+        """Line counts of attached code, per statement site and per (context, site): the
+        count of a statement's busiest physical line."""
+        total: dict[tuple[int, int], int] = {}
+        per_context: dict[tuple[str | None, int], int] = {}
+        for (context, site, line), n in list(self._physical.items()):
+            total[(site, line)] = total.get((site, line), 0) + n
+            key = (context, site)
+            per_context[key] = max(per_context.get(key, 0), n)
+        counts: dict[int, int] = {}
+        for (site, _), n in total.items():
+            counts[site] = max(counts.get(site, 0), n)
+        return counts, per_context
+
     def _arc(self, frame: FrameType, site: int | None) -> None:
         """Count the arc from the statement ``frame`` ran last to ``site`` (None: the frame
         returns), when that arc is a branch arc of the file."""
@@ -336,6 +351,8 @@ class Tracer:
         site = need[0]
         if self.entries:
             self.entry_counts[site] += 1
+            if self._context is not None:
+                self.context_counts[(self._context(), site)] += 1
             if self.func_events:
                 self.event(site)
         if self.calls:
@@ -371,9 +388,9 @@ class Tracer:
             return False
         wanted = False
         if self.count_lines:
-            self.line_counts[site] += 1
-            if self._context is not None:
-                self.context_counts[(self._context(), site)] += 1
+            # By physical line: a statement over several lines counts as its busiest line,
+            # as in the bytecode counts of `probe run` (see lines()).
+            self._physical[(self._context() if self._context else None, site, line)] += 1
             wanted = self._every_line
         if self.arcs:
             self._arc(frame, site)

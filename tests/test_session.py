@@ -1,0 +1,334 @@
+"""Recording inside a program: probe.session, @probe.trace, probe.wasm.load, probe.measure.
+
+The programs are real and run in their own interpreter (3.11, 3.12, 3.13), as a user's would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import INTERPRETERS, PROGRAMS, SAMPLES, query, run_probe, version_of
+
+
+def _perf_event_open_works() -> bool:
+    from probe.engines.perf.region import Region
+
+    try:
+        region = Region(["task-clock"])
+    except OSError:
+        return False
+    ok = not region.missing
+    region.close()
+    return ok
+
+
+needs_perf_events = pytest.mark.skipif(
+    not _perf_event_open_works(),
+    reason="perf_event_open refuses software events here (perf_event_paranoid)",
+)
+
+
+def _python(python: str, code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=version_of)
+def traced(request, tmp_path_factory) -> dict:
+    """tests/programs/traced.py run once per interpreter: what its sessions recorded."""
+    work = tmp_path_factory.mktemp("traced")
+    shutil.copy(PROGRAMS / "traced.py", work)
+    done = subprocess.run(
+        [request.param, "traced.py", "out.json", "t.duckdb"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads((work / "out.json").read_text())
+
+
+def test_idle_decorated_functions_just_run(traced: dict) -> None:
+    assert traced["idle"] == [5, 24, [0, 3, 2], 9, 2]
+
+
+def test_a_session_without_analyses_records_the_decorated_call_trees_only(traced: dict) -> None:
+    gated = traced["gated"]
+    assert gated["analyses"] == ["hotness", "calls"]  # what the decorators asked for
+    # helper runs 24 times inside decorated calls: solve(5) on this thread and solve(4) on
+    # three others, 4 steps of the generator, the coroutine, a method, a static method.
+    assert gated["entries"] == {
+        "Box.method": 1,
+        "Box.static": 1,
+        "fact": 5,  # recursive
+        "helper": 24,
+        "later": 1,
+        "numbers": 1,
+        "solve": 4,
+    }
+    assert gated["helper"] == {"19": 24, "20": 12, "21": 12}
+    assert gated["untraced"] == {}  # untraced(6) ran outside every decorated call
+    assert gated["contexts"] == {
+        "__main__.solve": 17,
+        "__main__.numbers": 4,
+        "__main__.later": 1,
+        "__main__.Box.method": 1,
+        "__main__.Box.static": 1,
+    }
+    edges = {(a, b): n for a, b, n in gated["edges"]}
+    assert edges[("solve", "helper")] == 17 and edges[("fact", "fact")] == 4
+    assert edges[("numbers", "helper")] == 4
+
+
+@needs_perf_events
+def test_decorated_functions_are_counter_regions(traced: dict) -> None:
+    # solve asked for task-clock: four outermost calls (one here, three on threads).
+    assert traced["gated"]["counters"] == [["__main__.solve", "task-clock", 4, "ok", True]]
+
+
+def test_sessions_nest_and_each_is_a_run(traced: dict) -> None:
+    nested = traced["nested"]
+    # outer: untraced(3) + untraced(2) inside the inner session + untraced(1) = 6 calls
+    assert nested["outer"] == {"19": 6, "20": 2, "21": 4}
+    assert nested["inner"] == {"19": 1, "20": 1, "21": 1}  # coverage: flags
+    assert nested["runs"] == [True, True] and nested["inner_rows_only"]
+
+
+def test_session_errors_are_one_line(traced: dict) -> None:
+    assert traced["errors"] == [
+        "UsageError: this session has not recorded yet: start() it first",
+        "UsageError: this session is still recording: stop() it before querying",
+        "StorageError: no table or view 'no_such_table' (tables: runs, sites, counts, "
+        "counters, events, context_counts)",
+    ]
+    assert traced["start_stop"] == {"19": 1, "20": 1}
+
+
+_SESSION_VS_RUN = """
+import runpy, sys, probe
+sys.argv = [sys.argv[1]]
+with probe.session(["hotness", "branches"], db="session.duckdb", source=["."]):
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit:
+        pass
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+@pytest.mark.parametrize("program", ["control.py", "functional.py"])
+def test_a_session_counts_what_probe_run_counts(python: str, program: str, workdir) -> None:
+    """Session probes come from interpreter events, `probe run` compiles its own: same
+    lines, same branch arcs; on 3.12+ the same counts too."""
+    done = run_probe(python, "run", "-q", "--db", "run.duckdb", "-a", "hotness", "-a", "branches",
+                     program, cwd=workdir)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = _python(python, _SESSION_VS_RUN, workdir, program)
+    assert done.returncode == 0, done.stderr
+    sql = (
+        "SELECT s.kind, s.line, s.target, c.count FROM counts c JOIN sites s "
+        f"USING (run_id, site_id) WHERE s.kind IN ('line', 'branch') AND s.unit LIKE '%{program}'"
+        " ORDER BY ALL"
+    )
+    run_probe(python, "runs", "--db", "run.duckdb", cwd=workdir)  # ingest
+    ran, session = query(workdir / "run.duckdb", sql), query(workdir / "session.duckdb", sql)
+    assert len(ran) > 40
+    if version_of(python) == "(3, 11)":
+        # 3.11's settrace reports resumed generators' lines differently from the bytecode
+        # counts of `probe run`: the same lines and arcs ran, some counts differ.
+        assert [r[:3] for r in session] == [r[:3] for r in ran]
+    else:
+        assert session == ran
+
+
+_WASM = """
+import sys, probe
+fib_path = sys.argv[1]
+plain = probe.wasm.load(fib_path)
+assert plain.fib(10) == 55 and plain.exports() == ["fib", "fib_loop", "div"]
+with probe.session(["hotness", "calls"], db="w.duckdb") as s:
+    fib = probe.wasm.load(fib_path, counters=["task-clock"])
+    assert fib.fib(15) == 610 and fib.fib_loop(15) == 610
+    try:
+        fib.div(1, 0)
+    except probe.wasm.Trap as e:
+        print("trap:", e)
+    try:
+        fib.nope
+    except AttributeError as e:
+        print("missing:", e)
+wasm_run = s.run_ids[1]
+print(s.query("SELECT status FROM runs WHERE run_id = ?", [wasm_run]).fetchall()[0][0])
+print(s.query("SELECT sum(calls) FROM call_edges WHERE run_id = ?", [wasm_run]).fetchall()[0][0])
+print(sorted(s.query("SELECT region, calls FROM counters WHERE event = 'task-clock'").fetchall()))
+"""
+
+
+def test_wasm_modules_load_and_record_inside_a_session(tmp_path: Path) -> None:
+    done = _python(sys.executable, _WASM, tmp_path, str(SAMPLES / "wasm" / "fib.wat"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "trap: div: wasm trap: integer divide by zero"
+    assert lines[1].startswith("missing: fib.wat exports no function 'nope' (exports: fib,")
+    assert lines[2] == "trap"  # the module's run remembers how it ended
+    assert lines[3] == "1972"  # fib(15) makes 1,972 recursive calls, as `probe run` counts them
+    fib = str(SAMPLES / "wasm" / "fib.wat")
+    ref = run_probe(sys.executable, "run", "-q", "--db", "r.duckdb", "-a", "calls", fib,
+                    "--invoke", "fib", "15", cwd=tmp_path)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr
+    run_probe(sys.executable, "runs", "--db", "r.duckdb", cwd=tmp_path)
+    assert query(tmp_path / "r.duckdb", "SELECT sum(calls) FROM call_edges") == [(1972,)]
+    if _perf_event_open_works():
+        assert lines[4] == str([("fib.wat:div", 1), ("fib.wat:fib", 1), ("fib.wat:fib_loop", 1)])
+
+
+_MEASURE = """
+import probe
+def total(n):
+    return sum(range(n))
+found = probe.measure(total, [1000, (300000,)], repeat=4, warmup=2, counters=["task-clock"],
+                      db="m.duckdb")
+for m in found:
+    print(m.input, m.event, m.status, len(m.samples), m.median > 0, m.spread is not None)
+"""
+
+
+@needs_perf_events
+def test_measure_keeps_every_sample_per_function_and_input(tmp_path: Path) -> None:
+    done = _python(sys.executable, _MEASURE, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "1000 task-clock ok 4 True True",
+        "(300000,) task-clock ok 4 True True",
+    ]
+    rows = query(
+        tmp_path / "m.duckdb",
+        "SELECT region, input, count(*), min(sample), max(sample), median(value) FROM counters"
+        " GROUP BY ALL ORDER BY 2",
+    )
+    assert [r[:5] for r in rows] == [
+        ("__main__.total", "(300000,)", 4, 0, 3),  # the warm-up runs are not kept
+        ("__main__.total", "1000", 4, 0, 3),
+    ]
+    assert rows[0][5] > 10 * rows[1][5]  # 300 times the work takes longer
+
+
+_PROJECT_LIB = """
+def classify(x):
+    if x < 0:
+        return "neg"
+    if x == 0:
+        return "zero"
+    return "pos"
+
+
+def busy(n):
+    return sum(i * i for i in range(n))
+"""
+
+_PROJECT_TESTS = """
+from lib import busy, classify
+
+
+def test_neg():
+    assert classify(-1) == "neg"
+
+
+def test_pos():
+    assert classify(5) == "pos"
+
+
+def test_busy():
+    assert busy(300000) > 0
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_pytest_plugin_records_which_tests_reach_which_line(python: str, tmp_path: Path) -> None:
+    (tmp_path / "lib.py").write_text(_PROJECT_LIB)
+    (tmp_path / "test_lib.py").write_text(_PROJECT_TESTS)
+    counters = ["--probe-counters", "task-clock"] if _perf_event_open_works() else []
+    done = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--probe", "coverage",
+         "--probe-db", "t.duckdb", *counters],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "probe: 3 tests recorded as run" in done.stdout
+    rows = query(
+        tmp_path / "t.duckdb",
+        "SELECT s.line, list(DISTINCT c.context ORDER BY c.context) FROM context_counts c "
+        "JOIN sites s USING (run_id, site_id) WHERE s.unit LIKE '%lib.py' AND s.kind = 'line' "
+        "AND c.context IS NOT NULL AND s.unit NOT LIKE '%test_lib.py' GROUP BY 1 ORDER BY 1",
+    )
+    assert rows == [
+        (3, ["test_lib.py::test_neg", "test_lib.py::test_pos"]),
+        (4, ["test_lib.py::test_neg"]),
+        (5, ["test_lib.py::test_pos"]),
+        (7, ["test_lib.py::test_pos"]),
+        (11, ["test_lib.py::test_busy"]),
+    ]
+    if counters:
+        slowest = query(
+            tmp_path / "t.duckdb",
+            "SELECT region FROM counters WHERE event = 'task-clock' ORDER BY value DESC",
+        )
+        assert slowest[0] == ("test_lib.py::test_busy",) and len(slowest) == 3
+
+
+def test_pytest_plugin_bad_analysis_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--probe", "nope"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 4  # pytest's usage error
+    assert "--probe: " in done.stderr and "Traceback" not in done.stderr
+
+
+_CALLGRIND = """
+import probe
+def total(n):
+    return sum(range(n))
+for m in probe.measure(total, [2000, 200000], repeat=2, warmup=1, counters=["instructions"]):
+    print(m.input, m.status, int(m.median))
+"""
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_counts_exact_instructions(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(_CALLGRIND)
+    done = run_probe(sys.executable, "run", "--db", "c.duckdb", "--counters-backend",
+                     "callgrind", "--counters", "instructions", "m.py", cwd=tmp_path,
+                     timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    small, big = (line.split() for line in done.stdout.splitlines())
+    assert small[1] == big[1] == "ok"
+    assert int(big[2]) > 50 * int(small[2]) > 0  # 100 times the loop
+    run_probe(sys.executable, "runs", "--db", "c.duckdb", cwd=tmp_path)
+    rows = query(
+        tmp_path / "c.duckdb",
+        "SELECT region, count(*), min(value) FROM counters WHERE event = 'instructions' "
+        "GROUP BY 1 ORDER BY 1",
+    )
+    assert rows[0][0] == "__main__.total" and rows[0][1] == 4
+    assert rows[1][0] == "run" and rows[1][2] > int(big[2])  # the whole run counts more
+
+
+def test_callgrind_counts_instructions_only(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("pass\n")
+    done = run_probe(sys.executable, "run", "--counters-backend", "callgrind", "--counters",
+                     "task-clock", "m.py", cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("callgrind counts instructions only: --counters instructions")
+    )
