@@ -112,38 +112,96 @@ def trace(
         global decorated
         if isinstance(fn, staticmethod | classmethod):
             return type(fn)(decorate(fn.__func__))
-        decorated += 1
         if inspect.isasyncgenfunction(fn):
             raise TypeError(f"probe.trace: {fn.__qualname__} is an async generator: not supported")
+        decorated += 1
         span = Span(name or f"{fn.__module__}.{fn.__qualname__}", counters)
         if inspect.isgeneratorfunction(fn):
-            return _wrap_generator(fn, span)
-        if inspect.iscoroutinefunction(fn):
-            return _wrap_coroutine(fn, span)
 
-        @functools.wraps(fn)
-        def traced(*args: Any, **kwargs: Any) -> Any:
-            if state.session is None:
-                return fn(*args, **kwargs)
-            with span.entered():
-                return fn(*args, **kwargs)
+            def recorded(*args: Any, **kwargs: Any) -> Any:
+                return _steps(fn(*args, **kwargs), span)
 
+        elif inspect.iscoroutinefunction(fn):
+
+            async def awaited(coro: Any) -> Any:
+                with span.entered():
+                    return await coro
+
+            def recorded(*args: Any, **kwargs: Any) -> Any:
+                return awaited(fn(*args, **kwargs))
+
+        else:
+
+            def recorded(*args: Any, **kwargs: Any) -> Any:
+                with span.entered():
+                    return fn(*args, **kwargs)
+
+        traced = _wrapper(fn, recorded)
         traced.__probe_span__ = span  # type: ignore[attr-defined]
+        if inspect.iscoroutinefunction(fn) and hasattr(inspect, "markcoroutinefunction"):
+            inspect.markcoroutinefunction(traced)  # 3.12+
         return traced
 
     return decorate(func) if func is not None else decorate
 
 
-def _wrap_generator(fn: Callable[..., Any], span: Span) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def traced(*args: Any, **kwargs: Any) -> Any:
-        gen = fn(*args, **kwargs)
-        if state.session is None:
-            return gen
-        return _steps(gen, span)
+def _wrapper(fn: Callable[..., Any], recorded: Callable[..., Any]) -> Callable[..., Any]:
+    """A function with ``fn``'s very signature that calls ``fn`` while nothing records and
+    ``recorded`` while something does. The same parameters, not ``*args, **kwargs``: packing
+    them would cost three times the attribute check (see benchmarks/tracing.py)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature to copy
+        params = None
+    if params is None:
+        spec, call = "*args, **kwargs", "*args, **kwargs"
+    else:
+        spec, call = _parameters(params)
+    source = (
+        f"def {fn.__name__}({spec}):\n"
+        "    if __probe_state.session is None:\n"
+        f"        return __probe_fn({call})\n"
+        f"    return __probe_recorded({call})\n"
+    )
+    namespace = {"__probe_state": state, "__probe_fn": fn, "__probe_recorded": recorded}
+    exec(compile(source, "<probe.trace>", "exec"), namespace)  # noqa: S102 - our template
+    traced = namespace[fn.__name__]
+    traced.__defaults__ = getattr(fn, "__defaults__", None)
+    traced.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)
+    return functools.update_wrapper(traced, fn)
 
-    traced.__probe_span__ = span  # type: ignore[attr-defined]
-    return traced
+
+def _parameters(params: list[inspect.Parameter]) -> tuple[str, str]:
+    """The parameter list of a def (defaults as placeholders, set after) and the call that
+    passes each parameter on as it came."""
+    kinds = inspect.Parameter
+    spec: list[str] = []
+    call: list[str] = []
+    starred = False
+    for i, p in enumerate(params):
+        default = "=None" if p.default is not kinds.empty else ""
+        if p.kind is kinds.POSITIONAL_ONLY:
+            spec.append(p.name + default)
+            call.append(p.name)
+            if i + 1 == len(params) or params[i + 1].kind is not kinds.POSITIONAL_ONLY:
+                spec.append("/")
+        elif p.kind is kinds.POSITIONAL_OR_KEYWORD:
+            spec.append(p.name + default)
+            call.append(p.name)
+        elif p.kind is kinds.VAR_POSITIONAL:
+            spec.append("*" + p.name)
+            call.append("*" + p.name)
+            starred = True
+        elif p.kind is kinds.KEYWORD_ONLY:
+            if not starred:
+                spec.append("*")
+                starred = True
+            spec.append(p.name + default)
+            call.append(f"{p.name}={p.name}")
+        else:
+            spec.append("**" + p.name)
+            call.append("**" + p.name)
+    return ", ".join(spec), ", ".join(call)
 
 
 def _steps(gen: Any, span: Span) -> Any:
@@ -164,21 +222,3 @@ def _steps(gen: Any, span: Span) -> Any:
             raise
         except BaseException as e:  # noqa: BLE001 - thrown into the generator, as without us
             error = e
-
-
-def _wrap_coroutine(fn: Callable[..., Any], span: Span) -> Callable[..., Any]:
-    async def awaited(coro: Any) -> Any:
-        with span.entered():
-            return await coro
-
-    @functools.wraps(fn)
-    def traced(*args: Any, **kwargs: Any) -> Any:
-        coro = fn(*args, **kwargs)
-        if state.session is None:
-            return coro
-        return awaited(coro)
-
-    traced.__probe_span__ = span  # type: ignore[attr-defined]
-    if hasattr(inspect, "markcoroutinefunction"):  # 3.12+
-        inspect.markcoroutinefunction(traced)
-    return traced
