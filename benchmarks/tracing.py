@@ -81,8 +81,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(_measure(args.calls, f"{tmp}/t.duckdb")))
         return
-    print("| Python | tiny plain | idle | recording | + counters | small plain | idle | recording |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = ["Python", "tiny plain", "idle", "recording", "+ counters", "small plain", "idle"]
+    print("| " + " | ".join([*head, "recording"]) + " |")
+    print("|---" * (len(head) + 1) + "|")
     for python in args.python:
         if not Path(python).exists():
             continue
@@ -99,7 +100,7 @@ def main() -> None:
             text=True,
         ).stdout.strip()
 
-        def cell(name: str, base: str) -> str:
+        def cell(name: str, base: str, ns: dict[str, float] = ns) -> str:
             return f"{ns[name]:,.0f} ns (+{ns[name] - ns[base]:,.0f})"
 
         print(
