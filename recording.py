@@ -339,9 +339,6 @@ class Session(_Inside):
             gated=gated,
             fine=gated or tracing.decorated > 0,
         )
-        self._attached = attached
-        self.run_id = recorder.spool.run_id
-        self.run_ids = [self.run_id]
         if stat is not None:
             from probe.engines.perf import PerfError
 
@@ -350,6 +347,9 @@ class Session(_Inside):
             except PerfError as e:
                 recorder.spool.discard()
                 raise UsageError(str(e)) from None
+        self._attached = attached
+        self.run_id = recorder.spool.run_id
+        self.run_ids = [self.run_id]
         self.enter()
         attached.start()
         return self
