@@ -86,7 +86,7 @@ class Attached:
         hits: dict[str, dict[int, int]] = {}
         counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
         lines, per_context = tracer.lines()
-        arcs = dict(tracer.line_counts)  # branch arcs, counted from line transitions
+        arcs = dict(tracer.arc_counts)  # branch arcs, counted from line transitions
         if tracer.count_lines == Kind.FLAG:  # flags store 1, however often the events came
             lines, arcs = dict.fromkeys(lines, 1), dict.fromkeys(arcs, 1)
             per_context = dict.fromkeys(per_context, 1)

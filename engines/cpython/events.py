@@ -114,7 +114,7 @@ class Tracer:
         # Flags may switch a line's events off once it ran, unless something needs every
         # execution: counts, arcs, or contexts that change often.
         self._every_line = lines == Kind.COUNT or arcs or (fine and context is not None)
-        self.line_counts: Counter[int] = Counter()  # branch arcs (attached code)
+        self.arc_counts: Counter[int] = Counter()  # branch arcs of attached code
         self.context_counts: Counter[tuple[str | None, int]] = Counter()
         self._physical: Counter[tuple[str | None, int, int]] = Counter()  # (context, stmt, line)
         self._last: dict[FrameType, int] = {}  # arcs: the statement each frame ran last
@@ -340,7 +340,7 @@ class Tracer:
         arc = self.ids.get("branch", unit, info.funcs.get(src, "<module>"), src, dst)
         if self.gated and self._context() is None:
             return
-        self.line_counts[arc] += 1
+        self.arc_counts[arc] += 1
         if self._context is not None:
             self.context_counts[(self._context(), arc)] += 1
 
