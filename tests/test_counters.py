@@ -113,3 +113,23 @@ def test_region_refuses_unknown_events() -> None:
 
     with pytest.raises(ValueError, match="unknown counter 'no-such'"):
         Region(["task-clock", "no-such"])
+
+
+@pytest.mark.skipif(
+    not hardware_counters(), reason="hardware counters are not available here (a VM, or paranoid)"
+)
+def test_instructions_of_a_region_grow_with_its_work() -> None:
+    from probe.engines.perf.region import Region
+
+    region = Region(["instructions"])
+    try:
+        with region:
+            sum(range(1000))
+        small = region.last[0]
+        with region:
+            sum(range(1_000_000))
+        big = region.last[0]
+    finally:
+        region.close()
+    assert small.status == big.status == "ok"
+    assert big.value > 100 * small.value > 0
