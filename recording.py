@@ -417,6 +417,13 @@ class Session(_Inside):
             [self.run_ids],
         )
 
+    def close(self) -> None:
+        """Let go of the database: this process holds it (and its lock) from the first query
+        until then. Relations from query() can't be read after; a later query reopens it."""
+        db = _databases.pop(os.path.abspath(self.db_path), None)
+        if db is not None:
+            db.close()
+
     def _stopped(self) -> None:
         if self.run_id is None:
             raise UsageError("this session has not recorded yet: start() it first")

@@ -6,6 +6,7 @@ for tests/test_session.py to check.
 
 import asyncio
 import json
+import subprocess
 import sys
 import threading
 
@@ -154,5 +155,13 @@ except Exception as e:  # noqa: BLE001
 results["errors"] = errors
 results["start_stop"] = lines_of(s2, "helper")
 
+# close() lets another process at the database.
+s2.close()
+seen = subprocess.run(
+    [sys.executable, "-m", "probe", "query", "--db", db, "--format", "csv",
+     "SELECT count(*) FROM runs"],
+    capture_output=True, text=True, timeout=120,
+)
+results["closed"] = seen.stdout.split()[-1] if seen.returncode == 0 else seen.stderr
 with open(out_path, "w") as f:
     json.dump(results, f)
