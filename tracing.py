@@ -20,8 +20,7 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -56,24 +55,10 @@ class Span:
         self.counters = list(counters)
         self._local = threading.local()  # per thread: its counter group, and whether it runs
 
-    @contextmanager
-    def entered(self, label: str | None = None) -> Iterator[None]:
-        """Run the body in this span's context (or ``label``), counting it where asked."""
-        session = state.session
-        token = _context.set(label or self.label)
-        group = self._group() if self.counters and session is not None else None
-        outermost = group is not None and not getattr(self._local, "running", False)
-        if outermost:
-            self._local.running = True
-            group.start()
-        try:
-            yield
-        finally:
-            if outermost:
-                readings = group.stop()
-                self._local.running = False
-                session.add_region(label or self.label, readings)
-            _context.reset(token)
+    def entered(self, label: str | None = None) -> _Entered:
+        """``with span.entered():`` runs the body in this span's context (or ``label``),
+        counted where asked."""
+        return _Entered(self, label or self.label)
 
     def _group(self) -> Any:
         group = getattr(self._local, "group", None)
@@ -82,6 +67,33 @@ class Span:
 
             group = self._local.group = open_region(self.counters)
         return group
+
+
+class _Entered:
+    """One entry of a span (a class, not a generator: this runs on every decorated call)."""
+
+    __slots__ = ("span", "label", "token", "session", "group")
+
+    def __init__(self, span: Span, label: str) -> None:
+        self.span = span
+        self.label = label
+        self.group: Any = None
+
+    def __enter__(self) -> None:
+        span = self.span
+        self.session = state.session
+        self.token = _context.set(self.label)
+        if span.counters and self.session is not None and not getattr(span._local, "running", 0):
+            self.group = span._group()  # the outermost entry on this thread counts
+            span._local.running = True
+            self.group.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.group is not None:
+            readings = self.group.stop()
+            self.span._local.running = False
+            self.session.add_region(self.label, readings)
+        _context.reset(self.token)
 
 
 def trace(
