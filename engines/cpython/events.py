@@ -117,6 +117,11 @@ class Tracer:
         self.arc_counts: Counter[int] = Counter()  # branch arcs of attached code
         self.context_counts: Counter[tuple[str | None, int]] = Counter()
         self._physical: Counter[tuple[str | None, int, int]] = Counter()  # (context, stmt, line)
+        # Only counting lines: events go to _raw by (context, file, line), sites found at the end.
+        self._count_only = bool(lines) and not (
+            arcs or self.trace_lines or self.trace_branches or self.line_points
+        )
+        self._raw: dict[tuple[str | None, str, int], int] = {}
         self._last: dict[FrameType, int] = {}  # arcs: the statement each frame ran last
         self.board = Switchboard(self._resolve, self._switch, lazy=True)
         self._initial = [p for p in probes.callback_probes() if p.callback is not None]
@@ -167,7 +172,7 @@ class Tracer:
                 "probe-events",
                 {
                     events.PY_START: self._on_start,
-                    events.LINE: self._on_line,
+                    events.LINE: self._on_line_count if self._count_only else self._on_line,
                     events.PY_RETURN: self._on_return,
                     events.PY_UNWIND: self._on_unwind,
                 },
@@ -307,6 +312,11 @@ class Tracer:
     def lines(self) -> tuple[dict[int, int], dict[tuple[str | None, int], int]]:
         """Line counts of attached code, per statement site and per (context, site): the
         count of a statement's busiest physical line."""
+        for (context, filename, line), n in list(self._raw.items()):
+            site = self._line_site(filename, line)
+            if site is not None:
+                self._physical[(context, site, line)] += n
+        self._raw.clear()
         total: dict[tuple[int, int], int] = {}
         per_context: dict[tuple[str | None, int], int] = {}
         for (context, site, line), n in list(self._physical.items()):
@@ -459,6 +469,16 @@ class Tracer:
             return None
         return mon.DISABLE  # nothing to do at the next call of this code
 
+    def _on_line_count(self, code: CodeType, line: int) -> object:
+        """The LINE callback when lines are only counted: as little as a count needs."""
+        context = self._context() if self._context is not None else None
+        if context is None and self.gated:
+            return None  # outside every recorded call tree: its line may run inside one later
+        key = (context, code.co_filename, line)
+        raw = self._raw
+        raw[key] = raw.get(key, 0) + 1
+        return None if self._every_line else sys.monitoring.DISABLE
+
     def _on_line(self, code: CodeType, line: int) -> object:
         if self._line(code, line, sys._getframe(1)):
             return None
@@ -508,7 +528,13 @@ class Tracer:
             code = frame.f_code
             need = self._codes.get(id(code))
             if need and need[1]:
-                self._line(code, frame.f_lineno, frame)
+                if self._count_only:
+                    context = self._context() if self._context is not None else None
+                    if context is not None or not self.gated:
+                        key = (context, code.co_filename, frame.f_lineno)
+                        self._raw[key] = self._raw.get(key, 0) + 1
+                else:
+                    self._line(code, frame.f_lineno, frame)
         elif event == "return":
             if frame in self._unwinding:  # an exception leaving the frame: no return
                 self._unwinding.discard(frame)
