@@ -38,7 +38,7 @@ class _Recorder:
         spool: Spool,
         analyses: Sequence[registry.Analysis] = (),
         stat: Any = None,
-        inside: _Inside | None = None,
+        inside: Recording | None = None,
     ) -> None:
         self.spool = spool
         self.analyses = analyses
@@ -133,7 +133,7 @@ def run(
         "options": options,
     }
     stat = _stat(counters, counters_backend)
-    inside = _Inside(db_path, names, options)
+    inside = Recording(db_path, names, options)
     recorder = _Recorder(Spool(db_path, header), chosen, stat, inside)
     if stat is not None:
         from probe.engines.perf import PerfError
@@ -194,7 +194,7 @@ def chosen_analyses(
     ]
 
 
-class _Inside:
+class Recording:
     """What a recorded program reports while it runs (under `probe run` or in a session):
     counter regions (decorated calls, tests, Wasm export calls), probe.measure's samples,
     and the Wasm modules it loads (runs of their own). Saved when its run closes."""
@@ -272,7 +272,7 @@ class _Inside:
         recorder.readings(rows)
 
 
-class Session(_Inside):
+class Session(Recording):
     """Recording inside this process: ``with probe.session(...) as s:`` or start()/stop().
 
     With analyses of its own, a session records all of the program's code (not the standard
@@ -361,7 +361,7 @@ class Session(_Inside):
             return
         self._attached = None
         self.leave()
-        attached.stop(outcome or Outcome("ok", 0))  # closes the run: see _Inside.save
+        attached.stop(outcome or Outcome("ok", 0))  # closes the run: see Recording.save
         database(self.db_path).ingest()
 
     def __enter__(self) -> Session:

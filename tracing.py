@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from probe.recording import Session
+    from probe.recording import Recording
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,11 +35,11 @@ current_context = _context.get
 class _State:
     """The innermost recording session; None while nothing records (the decorator's check)."""
 
-    session: Session | None = None
+    session: Recording | None = None
 
 
 state = _State()
-stack: list[Session] = []  # the sessions recording now, innermost last
+stack: list[Recording] = []  # the sessions recording now, innermost last
 
 # Analyses the decorated functions ask for: a session opened without analyses of its own
 # records these, in the decorated call trees only.
@@ -150,8 +150,13 @@ def trace(
 
         traced = _wrapper(fn, recorded)
         traced.__probe_span__ = span  # type: ignore[attr-defined]
-        if inspect.iscoroutinefunction(fn) and hasattr(inspect, "markcoroutinefunction"):
-            inspect.markcoroutinefunction(traced)  # 3.12+
+        if inspect.iscoroutinefunction(fn):
+            if hasattr(inspect, "markcoroutinefunction"):  # 3.12+
+                inspect.markcoroutinefunction(traced)
+            else:  # 3.11: asyncio.iscoroutinefunction honours its own marker
+                import asyncio.coroutines
+
+                traced._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
         return traced
 
     return decorate(func) if func is not None else decorate
