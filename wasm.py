@@ -52,8 +52,7 @@ class Module:
     def __getattr__(self, export: str) -> Any:
         if export.startswith("_"):
             raise AttributeError(export)
-        if export not in self._instance.exports():
-            self._instance.call(export)  # raises the one-line "exports no function" error
+        self._instance.function(export)  # AttributeError, listing the exports, if none
         return lambda *args: self.call(export, *args)
 
     def close(self) -> None:

@@ -167,17 +167,24 @@ class Instance:
             if isinstance(item, wasmtime.Func) and name not in ours
         ]
 
-    def call(self, name: str, *args: object) -> object:
+    def function(self, name: str):  # noqa: ANN201 - a wasmtime.Func
+        """The exported function ``name``; AttributeError, listing the exports, if none."""
         import wasmtime
 
-        if self.closed:
-            raise UsageError(f"{os.path.basename(self.path)} is closed: its session has ended")
         func = self._exports.get(name)
         if not isinstance(func, wasmtime.Func):
             raise AttributeError(
                 f"{os.path.basename(self.path)} exports no function {name!r} "
                 f"(exports: {', '.join(self.exports()) or 'none'})"
             )
+        return func
+
+    def call(self, name: str, *args: object) -> object:
+        import wasmtime
+
+        if self.closed:
+            raise UsageError(f"{os.path.basename(self.path)} is closed: its session has ended")
+        func = self.function(name)
         try:
             return func(self.store, *args)
         except wasmtime.ExitTrap as e:
