@@ -11,6 +11,7 @@ can be queried at once, in the same process.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -350,6 +351,9 @@ class Session(Recording):
         self._attached = attached
         self.run_id = recorder.spool.run_id
         self.run_ids = [self.run_id]
+        if not _open_sessions:
+            atexit.register(_stop_at_exit)
+        _open_sessions.append(self)
         self.enter()
         attached.start()
         return self
@@ -360,6 +364,8 @@ class Session(Recording):
         if attached is None:
             return
         self._attached = None
+        if self in _open_sessions:
+            _open_sessions.remove(self)
         self.leave()
         attached.stop(outcome or Outcome("ok", 0))  # closes the run: see Recording.save
         database(self.db_path).ingest()
@@ -370,6 +376,10 @@ class Session(Recording):
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
         if exc is None:
             self.stop()
+        elif isinstance(exc, SystemExit):  # the program ends here, as it meant to
+            code = exc.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+            self.stop(Outcome("ok", status, None if code is None else f"exit({code!r})"))
         elif isinstance(exc, KeyboardInterrupt):
             self.stop(Outcome("killed", 130, "KeyboardInterrupt"))
         else:
@@ -440,6 +450,13 @@ def session(
 
 
 _databases: dict[str, Database] = {}
+_open_sessions: list[Session] = []  # started and not yet stopped
+
+
+def _stop_at_exit() -> None:
+    """Sessions the program never stopped are saved as it exits, innermost first."""
+    for s in reversed(list(_open_sessions)):
+        s.stop(Outcome("ok", 0, "stopped at exit"))
 
 
 def database(path: str) -> Database:

@@ -333,3 +333,43 @@ def test_callgrind_counts_instructions_only(tmp_path: Path) -> None:
         .splitlines()[-1]
         .endswith("callgrind counts instructions only: --counters instructions")
     )
+
+
+_ENDINGS = """
+import sys, probe
+def work(n):
+    return sum(range(n))
+if sys.argv[1] == "never-stopped":
+    probe.session("hotness", db="e.duckdb").start()
+    work(10)
+elif sys.argv[1] == "exit":
+    with probe.session("hotness", db="e.duckdb"):
+        work(10)
+        sys.exit(3)
+else:
+    with probe.session("hotness", db="e.duckdb"):
+        work(10)
+        raise ValueError("bad input")
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_however_a_session_ends_its_run_is_saved(python: str, tmp_path: Path) -> None:
+    (tmp_path / "endings.py").write_text(_ENDINGS)
+    codes = [
+        subprocess.run([python, "endings.py", how], cwd=tmp_path, capture_output=True).returncode
+        for how in ("never-stopped", "exit", "raise")
+    ]
+    assert codes == [0, 3, 1]
+    run_probe(python, "runs", "--db", "e.duckdb", cwd=tmp_path)
+    rows = query(
+        tmp_path / "e.duckdb",
+        "SELECT status, exit_code, message, (SELECT count(*) FROM counts c JOIN sites s "
+        "USING (run_id, site_id) WHERE c.run_id = r.run_id AND s.func = 'work') "
+        "FROM runs r ORDER BY started_at",
+    )
+    assert rows == [
+        ("ok", 0, "stopped at exit", 1),  # never stopped: saved as the program exits
+        ("ok", 3, "exit(3)", 1),
+        ("error", 1, "ValueError: bad input", 1),
+    ]
