@@ -351,11 +351,18 @@ class Session(Recording):
         self._attached = attached
         self.run_id = recorder.spool.run_id
         self.run_ids = [self.run_id]
+        try:
+            attached.start()
+        except BaseException:
+            if stat is not None:
+                stat.stop()
+            recorder.spool.discard()
+            self._attached = None
+            raise
         if not _open_sessions:
             atexit.register(_stop_at_exit)
         _open_sessions.append(self)
         self.enter()
-        attached.start()
         return self
 
     def stop(self, outcome: Outcome | None = None) -> None:

@@ -28,7 +28,12 @@ def claim_tool(name: str, callbacks: dict[int, Callable[..., object]]) -> int:
             mon.use_tool_id(tool, name)
             break
     else:
-        raise RuntimeError("every sys.monitoring tool id is taken by another tool")
+        from probe.engines import UsageError
+
+        raise UsageError(
+            "every sys.monitoring tool id is taken (by other tools, or sessions nested deeper "
+            "than the five ids allow)"
+        )
     for event, fn in callbacks.items():
         mon.register_callback(tool, event, fn)
     mon.set_events(tool, mon.events.PY_START)
