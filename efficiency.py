@@ -11,10 +11,8 @@ are unsupported (virtual machines) the software events stand in, said once.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,8 +117,8 @@ def _arguments(item: Any) -> tuple[tuple, dict]:
 
 def _store(rows: list[tuple[str, Any, dict[str, Any]]], label: str, db: str | None) -> None:
     from probe.engines import Outcome
-    from probe.recording import _Recorder, database
-    from probe.storage import Spool, resolve_path
+    from probe.recording import database, new_run
+    from probe.storage import resolve_path
     from probe.tracing import state
 
     if not rows:
@@ -129,16 +127,7 @@ def _store(rows: list[tuple[str, Any, dict[str, Any]]], label: str, db: str | No
         state.session.add_readings(rows)
         return
     path = resolve_path(db)
-    header = {
-        "target": label,
-        "engine": "cpython",
-        "analyses": ["measure"],
-        "argv": list(sys.argv),
-        "started_at": time.time(),
-        "cwd": os.getcwd(),
-        "options": {},
-    }
-    recorder = _Recorder(Spool(path, header))
+    recorder = new_run(path, label, "cpython", ["measure"], sys.argv, {})
     recorder.readings(rows)
     recorder.close(Outcome("ok", 0))
     database(path).ingest()

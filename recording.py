@@ -124,26 +124,18 @@ def run(
             f"the analyses {', '.join(names)} need no probes the {engine.name} engine has"
         )
     db_path = resolve_path(db)
-    header = {
-        "target": os.path.abspath(target.path) if target.path else target.module,
-        "engine": engine.name,
-        "analyses": names,
-        "argv": target.argv,
-        "started_at": time.time(),
-        "cwd": os.getcwd(),
-        "options": options,
-    }
-    stat = _stat(counters, counters_backend)
     inside = Recording(db_path, names, options)
-    recorder = _Recorder(Spool(db_path, header), chosen, stat, inside)
-    if stat is not None:
-        from probe.engines.perf import PerfError
-
-        try:
-            stat.start()
-        except PerfError as e:
-            recorder.spool.discard()
-            raise UsageError(str(e)) from None
+    recorder = new_run(
+        db_path,
+        os.path.abspath(target.path) if target.path else target.module,
+        engine.name,
+        names,
+        target.argv,
+        options,
+        analyses=chosen,
+        stat=_stat(counters, counters_backend),
+        inside=inside,
+    )
     inside.enter()
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
@@ -183,6 +175,41 @@ def run(
             file=summary,
         )
     return recorder.spool.run_id, outcome
+
+
+def new_run(
+    db_path: str,
+    target: str | None,
+    engine: str,
+    names: Sequence[str],
+    argv: Sequence[str],
+    options: dict[str, Any],
+    *,
+    analyses: Sequence[registry.Analysis] = (),
+    stat: Any = None,
+    inside: Recording | None = None,
+) -> _Recorder:
+    """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
+    an engine. A run whose counters can't start is not kept."""
+    header = {
+        "target": target,
+        "engine": engine,
+        "analyses": list(names),
+        "argv": list(argv),
+        "started_at": time.time(),
+        "cwd": os.getcwd(),
+        "options": options,
+    }
+    recorder = _Recorder(Spool(db_path, header), analyses, stat, inside)
+    if stat is not None:
+        from probe.engines.perf import PerfError
+
+        try:
+            stat.start()
+        except PerfError as e:
+            recorder.spool.discard()
+            raise UsageError(str(e)) from None
+    return recorder
 
 
 def chosen_analyses(
@@ -321,44 +348,35 @@ class Session(Recording):
         self._names = names
         self.analyses = chosen_analyses(names, self.options)
         probes = ProbeSet.of(p for a in self.analyses for p in a.probes(CPythonEngine.events))
-        header = {
-            "target": self.name,
-            "engine": "cpython",
-            "analyses": [a.name for a in self.analyses],
-            "argv": list(sys.argv),
-            "started_at": time.time(),
-            "cwd": os.getcwd(),
-            "options": self.options,
-        }
-        stat = _stat(self.counters)
-        recorder = _Recorder(Spool(self.db_path, header), self.analyses, stat, self)
-        attached = Attached(
-            probes,
-            self.scope,
-            recorder,
-            context=tracing.current_context,
-            gated=gated,
-            fine=gated or tracing.decorated > 0,
+        recorder = new_run(
+            self.db_path,
+            self.name,
+            "cpython",
+            [a.name for a in self.analyses],
+            list(sys.argv),
+            self.options,
+            analyses=self.analyses,
+            stat=_stat(self.counters),
+            inside=self,
         )
-        if stat is not None:
-            from probe.engines.perf import PerfError
-
-            try:
-                stat.start()
-            except PerfError as e:
-                recorder.spool.discard()
-                raise UsageError(str(e)) from None
+        try:
+            attached = Attached(
+                probes,
+                self.scope,
+                recorder,
+                context=tracing.current_context,
+                gated=gated,
+                fine=gated or tracing.decorated > 0,
+            )
+            attached.start()
+        except BaseException:
+            if recorder.stat is not None:
+                recorder.stat.stop()
+            recorder.spool.discard()
+            raise
         self._attached = attached
         self.run_id = recorder.spool.run_id
         self.run_ids = [self.run_id]
-        try:
-            attached.start()
-        except BaseException:
-            if stat is not None:
-                stat.stop()
-            recorder.spool.discard()
-            self._attached = None
-            raise
         if not _open_sessions:
             atexit.register(_stop_at_exit)
         _open_sessions.append(self)

@@ -13,7 +13,6 @@ region. Loaded outside a session, it runs as it is.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,8 +69,7 @@ def load(
     """Instantiate the module at ``path`` (WASI with ``args``, ``env``, preopened ``dirs`` as
     (host, guest) pairs); ``counters``: perf events counted around each export call while a
     session records."""
-    from probe.recording import _Recorder
-    from probe.storage import Spool
+    from probe.recording import new_run
     from probe.tracing import state
 
     if counters:
@@ -86,16 +84,15 @@ def load(
 
     analyses = session.fresh_analyses()
     probes = ProbeSet.of(p for a in analyses for p in a.probes(WasmEngine.events))
-    header = {
-        "target": os.path.abspath(path),
-        "engine": "wasm",
-        "analyses": [a.name for a in analyses],
-        "argv": [path, *args],
-        "started_at": time.time(),
-        "cwd": os.getcwd(),
-        "options": session.options,
-    }
-    recorder = _Recorder(Spool(session.db_path, header), analyses)
+    recorder = new_run(
+        session.db_path,
+        os.path.abspath(path),
+        "wasm",
+        [a.name for a in analyses],
+        [path, *args],
+        session.options,
+        analyses=analyses,
+    )
     try:
         instance = Instance(path, probes, recorder, opts)
     except BaseException:

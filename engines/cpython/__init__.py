@@ -38,12 +38,17 @@ class CPythonEngine:
     name = "cpython"
     events = frozenset({"line", "branch", "func", "call", "return"})
 
-    def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
-        unsupported = probes.events() - self.events
+    @classmethod
+    def check(cls, probes: ProbeSet) -> None:
+        """UsageError for probes this engine can't place (for a run and a session alike)."""
+        unsupported = probes.events() - cls.events
         if unsupported:
             raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
         if probes.switchable() - {"line", "func", "return"}:
             raise UsageError("the cpython engine has callback probes on line, func, return only")
+
+    def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
+        self.check(probes)
         kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
         count = any(k >= Kind.COUNT for k in kinds)
         branch = probes.kind_for("branch") is not None

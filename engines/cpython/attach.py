@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from probe.engines import Outcome, Recorder, UsageError
+from probe.engines import Outcome, Recorder
 from probe.probes import Kind, ProbeSet, Scope
 
 from . import CPythonEngine, _analyze_file, _sources, _Wanted, _write_tables
@@ -35,11 +35,7 @@ class Attached:
         fine: bool = False,
     ) -> None:
         """``context``, ``gated``, ``fine``: see :class:`Tracer`."""
-        unsupported = probes.events() - CPythonEngine.events
-        if unsupported:
-            raise UsageError(f"the cpython engine has no {', '.join(sorted(unsupported))} probes")
-        if probes.switchable() - {"line", "func", "return"}:
-            raise UsageError("the cpython engine has callback probes on line, func, return only")
+        CPythonEngine.check(probes)
         kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
         lines = None
         if kinds:
