@@ -61,16 +61,8 @@ class WasmEngine:
         opts = runner.Options(**target.options)
         opts.args = list(target.args)
         path = str(target.path)
-        original = load_bytes(path)
-        try:
-            module = parse(original)
-        except WasmError as e:
-            raise UsageError(f"{path}: {e}") from None
-        plan = plan_for(probes, self.events, module)
-        prepared = prepare(original, module, plan)
+        module, plan, prepared, engine, compiled = _compiled(path, probes, opts)
         unit = os.path.realpath(path)
-        engine = runner.make_engine(opts)
-        compiled = compile_cached(engine, prepared, runner.config_key(opts))
         host = _Host(probes, prepared, module, unit, recorder)
         ran = None
         outcome = Outcome("error", 1, "probe stopped before the program ended")
@@ -126,16 +118,10 @@ class Instance:
         self.path = path
         self.recorder = recorder
         opts = opts or runner.Options()
-        original = load_bytes(path)
-        try:
-            module = parse(original)
-        except WasmError as e:
-            raise UsageError(f"{path}: {e}") from None
-        plan = plan_for(probes, WasmEngine.events, module) if recorder else Plan()
+        module, plan, self.prepared, engine, compiled = _compiled(
+            path, probes if recorder else None, opts
+        )
         self.module = module
-        self.prepared = prepare(original, module, plan)
-        engine = runner.make_engine(opts)
-        compiled = compile_cached(engine, self.prepared, runner.config_key(opts))
         self.unit = os.path.realpath(path)
         self.host = _Host(probes, self.prepared, module, self.unit, recorder) if recorder else None
         self.store, instance = runner.instantiate(
@@ -221,6 +207,20 @@ class Instance:
                 self.recorder, self.unit, self.module, self.prepared, memory, self.host.ranges
             )
             self.recorder.close(self.outcome)
+
+
+def _compiled(path: str, probes: ProbeSet | None, opts: runner.Options):  # noqa: ANN202
+    """The module at ``path`` read, parsed, rewritten for ``probes`` (None: left as it is)
+    and compiled by wasmtime (both cached): (module, plan, prepared, engine, compiled)."""
+    original = load_bytes(path)
+    try:
+        module = parse(original)
+    except WasmError as e:
+        raise UsageError(f"{path}: {e}") from None
+    plan = plan_for(probes, WasmEngine.events, module) if probes is not None else Plan()
+    prepared = prepare(original, module, plan)
+    engine = runner.make_engine(opts)
+    return module, plan, prepared, engine, compile_cached(engine, prepared, runner.config_key(opts))
 
 
 class _Host:
