@@ -18,7 +18,7 @@ import sys
 import sysconfig
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from probe.engines import Outcome, Recorder, Target, UsageError
 from probe.probes import Kind, ProbeSet, Scope
@@ -200,12 +200,7 @@ class _Run:
         self._stop()
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        infos = {}
-        if self.lines:
-            for path in list(hits) + [real(p) for p in _sources(self.scope, self.wanted)]:
-                info = self.info_for(path)
-                if info is not None:
-                    infos[path] = info
+        infos = _infos(hits, self.scope, self.wanted, self.info_for) if self.lines else {}
         tracer = self.tracer
         counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
         _write_tables(self.recorder, infos, hits, self.branch, self.ids, counts)
@@ -323,15 +318,28 @@ def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(files), tuple(dirs)
 
 
-def _sources(scope: Scope, wanted: Callable[[str], bool]) -> list[str]:
-    """Python files below --source directories, so files that never ran are reported."""
-    found = []
+def _infos(
+    ran: Iterable[str],
+    scope: Scope,
+    wanted: Callable[[str], bool],
+    info_for: Callable[[str], SourceInfo | None],
+) -> dict[str, SourceInfo]:
+    """Static facts of the files that ran (real paths) and of every Python file below the
+    --source directories, so that files that never ran are reported too."""
+    paths = list(ran)
     for top in scope.source:
         for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-            found.extend(
-                p for f in filenames if f.endswith(".py") and wanted(p := os.path.join(dirpath, f))
+            paths.extend(
+                os.path.realpath(p)
+                for f in filenames
+                if f.endswith(".py") and wanted(p := os.path.join(dirpath, f))
             )
+    found = {}
+    for path in paths:
+        info = info_for(path)
+        if info is not None:
+            found[path] = info
     return found
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from probe.engines import Outcome, Recorder
 from probe.probes import Kind, ProbeSet, Scope
 
-from . import CPythonEngine, _analyze_file, _sources, _Wanted, _write_tables
+from . import CPythonEngine, _analyze_file, _infos, _Wanted, _write_tables
 from .events import SiteIds, Tracer
 from .source import SourceInfo
 
@@ -90,12 +90,7 @@ class Attached:
         for site, n in lines.items():
             _, unit, _, line, _ = self.ids.rows[site]
             hits.setdefault(unit, {})[line] = n
-        infos = {}
-        if tracer.count_lines:
-            for path in list(hits) + _sources(self.scope, self.wanted):
-                info = self.info_for(path)
-                if info is not None:
-                    infos[path] = info
+        infos = _infos(hits, self.scope, self.wanted, self.info_for) if tracer.count_lines else {}
         _write_tables(
             self.recorder,
             infos,
