@@ -23,7 +23,7 @@ from probe import analyses as registry
 from probe.analyses import Tables
 from probe.engines import Outcome, Target, UsageError, engine_for
 from probe.probes import ProbeSet, Scope
-from probe.storage import Spool, StorageError, ingest_in_background, resolve_path
+from probe.storage import TABLES, Spool, StorageError, ingest_in_background, resolve_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,7 +43,7 @@ class _Recorder:
     ) -> None:
         self.spool = spool
         self.analyses = analyses
-        self.stat = stat  # engines.perf.Stat counting the whole run, if asked for
+        self.stat = stat  # what counts the whole run, if asked for: perf stat or callgrind
         self.inside = inside  # what the program reported while recorded
         self.tables: Tables = {}
         self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
@@ -66,11 +66,7 @@ class _Recorder:
         """Counter readings into the counters table: (region, Reading, other columns)."""
         if not rows:
             return
-        columns: dict[str, list] = {
-            c: []
-            for c in ("region", "event", "value", "unit", "status", "time_enabled")
-            + ("time_running", "calls", "input", "sample")
-        }
+        columns: dict[str, list] = {name: [] for name, _ in TABLES["counters"][1:]}
         for region, r, extra in rows:
             values = {"region": region, **vars(r), "calls": 1, "input": None, "sample": None}
             values.update(extra)
