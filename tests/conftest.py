@@ -16,29 +16,21 @@ PROGRAMS = HERE / "programs"
 REPO = HERE.parent
 SAMPLES = REPO / "samples"
 
-_PYENV = Path("/root/.pyenv/versions")
-
-
 def _interpreters() -> list[str]:
-    """This Python plus 3.12 and 3.13 where they are installed with probe importable."""
-    found = {f"{sys.version_info.major}.{sys.version_info.minor}": sys.executable}
-    for version in ("3.11", "3.12", "3.13"):
-        if version in found:
-            continue
-        candidates = sorted(_PYENV.glob(f"{version}.*/bin/python3")) if _PYENV.is_dir() else []
-        exe = shutil.which(f"python{version}")
-        for path in [*map(str, candidates), exe]:
-            if path and _has_probe(path):
-                found[version] = path
-                break
-    return [found[v] for v in sorted(found)]
-
-
-def _has_probe(python: str) -> bool:
-    probe = subprocess.run(
-        [python, "-c", "import probe, duckdb, pyarrow, coverage"], capture_output=True
-    )
-    return probe.returncode == 0
+    """The interpreters to test on: PROBE_TEST_PYTHONS (the venvs .ci/run builds, one per
+    Python version), else this one alone. Never the machine's interpreters as they happen to
+    be: packages installed there by hand once hid a dependency missing from pyproject."""
+    listed = os.environ.get("PROBE_TEST_PYTHONS", "").split()
+    for python in listed:
+        found = subprocess.run(
+            [python, "-c", "import probe, duckdb, pyarrow, coverage"],
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode != 0:
+            last = (found.stderr.strip().splitlines() or ["no output"])[-1]
+            raise pytest.UsageError(f"PROBE_TEST_PYTHONS: {python} can't import probe: {last}")
+    return listed or [sys.executable]
 
 
 INTERPRETERS = _interpreters()
