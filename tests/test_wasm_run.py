@@ -121,14 +121,22 @@ def test_hotness_counts_are_exact(wdir: Path) -> None:
     assert "fib_loop" in report.stdout
 
 
-def test_trap_is_recorded_with_original_offsets_and_counts_kept(wdir: Path) -> None:
-    got = probe("run", "--invoke", "div", "fib.wat", "1", "0", cwd=wdir)
+@pytest.mark.parametrize("analysis", ["coverage", "calls", "trace"])
+def test_trap_is_recorded_with_original_offsets_and_counts_kept(
+    wdir: Path, analysis: str
+) -> None:
+    got = probe("run", "-a", analysis, "--invoke", "div", "fib.wat", "1", "0", cwd=wdir)
     assert got.returncode == 134
     assert "integer divide by zero" in got.stderr
-    assert "0x8a - div" in got.stderr  # i32.div_s's offset in the original module
+    # i32.div_s's offset and function in the original module, whatever the rewriter added
+    # (calls and trace import host functions, which moves every defined function's index)
+    assert "0x8a - div (func 2)" in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
     [run] = query("SELECT status, message FROM runs", wdir)
     assert run["status"] == "trap" and "integer divide by zero" in run["message"]
+    assert "0x8a - div (func 2)" in run["message"]
+    if analysis != "coverage":
+        return
     covered = query(
         "SELECT s.func FROM sites s JOIN counts c USING (run_id, site_id) WHERE s.kind = 'block'",
         wdir,

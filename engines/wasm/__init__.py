@@ -38,7 +38,7 @@ from .rewrite import (
     instrument,
 )
 
-REWRITER_VERSION = "7"  # part of every cache key: bump when rewritten modules change
+REWRITER_VERSION = "8"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",
@@ -499,9 +499,13 @@ def _backtrace(frames: list[tuple[int, str, int]], prepared: Result, module: Mod
     lines = ["wasm backtrace:"]
     for i, (func, name, offset) in enumerate(frames):
         orig = prepared.original_offset(offset) if offset is not None else None
-        label = module.func_name(func) if func is not None else (name or "?")
         where = f"{orig:#x}" if orig is not None else "?"
-        lines.append(f"  {i:>3}: {where} - {label} (func {func})")
+        index = prepared.original_func(func) if func is not None else None
+        if index is None:  # a frame of probe's own code, or one wasmtime could not place
+            label = "probe" if func is not None else (name or "?")
+            lines.append(f"  {i:>3}: {where} - {label}")
+        else:
+            lines.append(f"  {i:>3}: {where} - {module.func_name(index)} (func {index})")
     return "\n".join(lines)
 
 

@@ -189,12 +189,27 @@ class Result:
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
+    # Function indices: probe's imports go after the module's own (``imported`` of them),
+    # moving each defined function up by ``shift``; its appended functions come after all
+    # ``funcs`` of the original.
+    imported: int = 0
+    shift: int = 0
+    funcs: int = 0
 
     def original_offset(self, offset: int) -> int:
         i = bisect.bisect_right(self.new_starts, offset) - 1
         if i < 0:
             return offset
         return self.old_starts[i] + (offset - self.new_starts[i])
+
+    def original_func(self, index: int) -> int | None:
+        """The original module's index of the rewritten module's function ``index``; None
+        for a function of probe's own (an import or the event writer)."""
+        if index < self.imported:
+            return index
+        if index < self.imported + self.shift:
+            return None
+        return index - self.shift if index - self.shift < self.funcs else None
 
 
 def instrument(m: Module, plan: Plan) -> Result:
@@ -524,6 +539,9 @@ class _Rewriter:
             ranges=bool(self.ranges),
             new_starts=array("q", (self.marks_new[i] for i in order)),
             old_starts=array("q", (self.marks_old[i] for i in order)),
+            imported=m.imported_funcs,
+            shift=self.shift,
+            funcs=len(m.func_types),
         )
 
     def _mark(self, new: int, old: int) -> None:
