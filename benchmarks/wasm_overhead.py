@@ -126,11 +126,11 @@ def cache_hits() -> None:
         os.environ["PROBE_CACHE"] = tmp
         engine = runner.make_engine(runner.Options())
         t0 = time.perf_counter()
-        r = prepare(data, m, plan)
+        r = prepare(data, m, plan, engine)
         compile_cached(engine, r, "bench")
         miss = time.perf_counter() - t0
         t0 = time.perf_counter()
-        r = prepare(data, m, plan)
+        r = prepare(data, m, plan, engine)
         compile_cached(engine, r, "bench")
         hit = time.perf_counter() - t0
     print(

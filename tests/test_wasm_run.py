@@ -193,10 +193,10 @@ def test_coverage_reports(wdir: Path) -> None:
 def test_rewrite_and_compile_are_cached(wdir: Path) -> None:
     for _ in range(2):
         assert probe("run", "-q", "kernels.wasm", "--", "hash", "1", cwd=wdir).returncode == 0
-    assert len(list((wdir / "cache" / "wasm").glob("*/rewrite.pickle"))) == 1
-    assert len(list((wdir / "cache" / "wasm" / "compiled").glob("*.cwasm"))) == 1
+    assert len(list((wdir / "cache" / "wasm").glob("*.rewrite"))) == 1
+    assert len(list((wdir / "cache" / "wasm").glob("*.cwasm"))) == 1
     probe("run", "-q", "-a", "hotness", "kernels.wasm", "--", "hash", "1", cwd=wdir)
-    assert len(list((wdir / "cache" / "wasm").glob("*/rewrite.pickle"))) == 2
+    assert len(list((wdir / "cache" / "wasm").glob("*.rewrite"))) == 2
 
 
 def test_bad_wasm_input_is_one_line(wdir: Path) -> None:

@@ -9,9 +9,7 @@ module hash and probe-set key) → run (runner.py) → read the probe memory
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
-import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 from probe.engines import Outcome, Recorder, Target, UsageError
 from probe.probes import Kind, Probe, ProbeSet, Scope, SiteEvent, Switchboard, site_matches
 
-from . import runner
+from . import cache, runner
 from .binary import Module, NotSupported, WasmError, parse
 from .rewrite import (
     COUNT,
@@ -38,7 +36,6 @@ from .rewrite import (
     instrument,
 )
 
-REWRITER_VERSION = "8"  # part of every cache key: bump when rewritten modules change
 _EVENT_FIELDS = {
     "func": "func",
     "block": "block",
@@ -218,8 +215,8 @@ def _compiled(path: str, probes: ProbeSet | None, opts: runner.Options):  # noqa
     except WasmError as e:
         raise UsageError(f"{path}: {e}") from None
     plan = plan_for(probes, WasmEngine.events, module) if probes is not None else Plan()
-    prepared = prepare(original, module, plan)
     engine = runner.make_engine(opts)
+    prepared = prepare(original, module, plan, engine)
     return module, plan, prepared, engine, compile_cached(engine, prepared, runner.config_key(opts))
 
 
@@ -425,42 +422,21 @@ def load_bytes(path: str) -> bytes:
     return data
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("PROBE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "probe"
-    )
-    return Path(root) / "wasm"
-
-
-def _key(data: bytes, plan: Plan) -> str:
-    h = hashlib.sha256(data)
-    h.update(f"|{plan.key()}|{REWRITER_VERSION}".encode())
-    return h.hexdigest()[:32]
-
-
-def prepare(data: bytes, module: Module, plan: Plan) -> Result:
-    """The module rewritten for ``plan``: from the cache, or rewritten now and cached."""
-    folder = cache_dir() / _key(data, plan)
-    cached = folder / "rewrite.pickle"
-    try:
-        with open(cached, "rb") as f:
-            return pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-        pass
+def prepare(data: bytes, module: Module, plan: Plan, engine) -> Result:  # noqa: ANN001
+    """The module rewritten for ``plan``: from the cache, or validated, rewritten and cached."""
+    result = cache.rewritten(data, plan)
+    if result is not None:
+        return result
+    problem = cache.validate(engine, data, module)
+    if problem is not None:
+        raise UsageError(f"invalid module: {problem}")
     try:
         result = instrument(module, plan)
     except NotSupported as e:
         raise UsageError(str(e)) from None
     except WasmError as e:
         raise UsageError(f"malformed module: {e}") from None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # no cache this time
+    cache.keep_rewritten(data, plan, result)
     return result
 
 
@@ -468,31 +444,15 @@ def compile_cached(engine, prepared: Result, config: str):  # noqa: ANN001, ANN2
     """wasmtime's compiled module, from the cache when this exact module was compiled before."""
     import wasmtime
 
-    key = hashlib.sha256(prepared.module).hexdigest()[:32]
-    artifact = cache_dir() / "compiled" / f"{key}-{config}-{wasmtime_version()}.cwasm"
-    if artifact.exists():
-        try:
-            return wasmtime.Module.deserialize_file(engine, str(artifact))
-        except wasmtime.WasmtimeError:
-            pass
+    module = cache.compiled(engine, prepared, config)
+    if module is not None:
+        return module
     try:
         module = wasmtime.Module(engine, prepared.module)
     except wasmtime.WasmtimeError as e:
         raise UsageError(f"invalid module: {str(e).strip().splitlines()[0]}") from None
-    try:
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        tmp = artifact.with_suffix(".tmp")
-        tmp.write_bytes(module.serialize())
-        os.replace(tmp, artifact)
-    except OSError:
-        pass
+    cache.keep_compiled(module, prepared, config)
     return module
-
-
-def wasmtime_version() -> str:
-    from importlib.metadata import version
-
-    return version("wasmtime")
 
 
 def _backtrace(frames: list[tuple[int, str, int]], prepared: Result, module: Module) -> str:

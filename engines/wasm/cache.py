@@ -1,0 +1,238 @@
+"""The Wasm cache: rewritten modules and wasmtime's compiled code, kept between runs.
+
+A compiled artifact is native code that wasmtime runs without checking it, so the cache is
+trusted only as far as nobody else can write it:
+
+* its directory is the user's own, mode 0700 whatever the umask; one that another user owns
+  or can write is not used at all (the run goes on uncached, saying so once);
+* every entry is plain data (never pickle), written 0600, and begins with a digest of its
+  key and its contents, so an entry copied over another's, truncated or edited by hand is
+  a miss, not code to run;
+* a module is validated by wasmtime before it is rewritten: the rewriter adds memories,
+  globals and functions, and an invalid module that used their index spaces would become
+  valid after rewriting and reach them. A rewritten entry exists only for a valid module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import struct
+import sys
+from array import array
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .binary import Module
+from .rewrite import Plan, Result, Sites
+
+if TYPE_CHECKING:
+    import wasmtime
+
+REWRITER_VERSION = "8"  # part of every key: bump when rewritten modules or this format change
+_DIGEST = hashlib.sha256().digest_size
+_warned: set[str] = set()
+
+
+class Unusable(Exception):
+    """The cache directory can't be trusted or made."""
+
+
+def directory() -> Path:
+    root = os.environ.get("PROBE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "probe"
+    )
+    return Path(root) / "wasm"
+
+
+def rewrite_key(data: bytes, plan: Plan) -> str:
+    h = hashlib.sha256(data)
+    h.update(f"|{plan.key()}|{REWRITER_VERSION}".encode())
+    return h.hexdigest()[:32]
+
+
+def load(name: str, key: str) -> bytes | None:
+    """The entry ``name`` if it is ours, unaltered and made for ``key``; else None."""
+    try:
+        folder = _trusted()
+    except Unusable:
+        return None
+    try:
+        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022 or not stat.S_ISREG(info.st_mode):
+            return None
+        data = f.read()
+    digest, payload = data[:_DIGEST], data[_DIGEST:]
+    if len(digest) != _DIGEST or digest != _digest(key, payload):
+        return None
+    return payload
+
+
+def store(name: str, key: str, payload: bytes) -> None:
+    """Write the entry ``name`` for ``key`` (owner-only, whole or not at all)."""
+    try:
+        folder = _trusted()
+    except Unusable as e:
+        if str(e) not in _warned:
+            _warned.add(str(e))
+            print(f"probe: not caching: {e}", file=sys.stderr)
+        return
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_digest(key, payload))
+            f.write(payload)
+        os.replace(tmp, folder / name)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _digest(key: str, payload: bytes) -> bytes:
+    h = hashlib.sha256(key.encode())
+    h.update(payload)
+    return h.digest()
+
+
+def _trusted() -> Path:
+    """The cache directory, made owner-only where it is new; Unusable if others can write it."""
+    folder = directory()
+    missing = []
+    for part in (folder, *folder.parents):
+        if part.exists():
+            break
+        missing.append(part)
+    for part in reversed(missing):
+        try:
+            part.mkdir(mode=0o700)
+            os.chmod(part, 0o700)  # the umask may have taken bits away, or (000) none
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise Unusable(f"can't make {part}: {e.strerror}") from None
+    try:
+        info = os.lstat(folder)
+    except OSError as e:
+        raise Unusable(f"{folder}: {e.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise Unusable(f"{folder} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise Unusable(f"{folder} belongs to another user")
+    if info.st_mode & 0o022:
+        raise Unusable(f"{folder} can be written by others (chmod go-w to use it)")
+    return folder
+
+
+# -- rewritten modules --------------------------------------------------------------------
+
+
+def rewritten(data: bytes, plan: Plan) -> Result | None:
+    payload = load(rewrite_key(data, plan) + ".rewrite", rewrite_key(data, plan))
+    if payload is None:
+        return None
+    try:
+        return decode(payload)
+    except (ValueError, KeyError, TypeError, struct.error):
+        return None
+
+
+def keep_rewritten(data: bytes, plan: Plan, result: Result) -> None:
+    key = rewrite_key(data, plan)
+    store(key + ".rewrite", key, encode(result))
+
+
+def encode(result: Result) -> bytes:
+    """A Result as plain data: a JSON header, then its arrays and the module as raw bytes."""
+    header: dict = {"byteorder": sys.byteorder, "blobs": []}
+    blobs: list[bytes] = []
+    for owner, prefix in ((result, ""), (result.sites, "sites.")):
+        for f in fields(owner):
+            value = getattr(owner, f.name)
+            if isinstance(value, Sites):
+                continue
+            if isinstance(value, array | bytes):
+                raw = value.tobytes() if isinstance(value, array) else value
+                header["blobs"].append([prefix + f.name, len(raw)])
+                blobs.append(raw)
+            else:
+                header[prefix + f.name] = sorted(value) if isinstance(value, set) else value
+    head = json.dumps(header).encode()
+    return struct.pack("<I", len(head)) + head + b"".join(blobs)
+
+
+def decode(payload: bytes) -> Result:
+    (size,) = struct.unpack_from("<I", payload)
+    header = json.loads(payload[4 : 4 + size])
+    if header.pop("byteorder") != sys.byteorder:
+        raise ValueError("written on another machine")
+    at = 4 + size
+    for name, length in header.pop("blobs"):
+        header[name] = payload[at : at + length]
+        at += length
+    if at != len(payload):
+        raise ValueError("truncated")
+    sites = Sites()
+    for f in fields(Sites):
+        value = header.pop("sites." + f.name)
+        current = getattr(sites, f.name)
+        if isinstance(current, array):
+            current.frombytes(value)
+        else:
+            setattr(sites, f.name, set(value) if isinstance(current, set) else value)
+    for name in ("new_starts", "old_starts"):
+        header[name] = array("q", header[name])
+    return Result(sites=sites, **header)
+
+
+# -- compiled code ------------------------------------------------------------------------
+
+
+def compiled(engine: wasmtime.Engine, prepared: Result, config: str) -> wasmtime.Module | None:
+    """wasmtime's module compiled before from exactly these bytes, with this configuration."""
+    import wasmtime
+
+    key = _compiled_key(prepared, config)
+    payload = load(key + ".cwasm", key)
+    if payload is None:
+        return None
+    try:
+        return wasmtime.Module.deserialize(engine, payload)
+    except wasmtime.WasmtimeError:
+        return None
+
+
+def keep_compiled(module: wasmtime.Module, prepared: Result, config: str) -> None:
+    key = _compiled_key(prepared, config)
+    store(key + ".cwasm", key, module.serialize())
+
+
+def _compiled_key(prepared: Result, config: str) -> str:
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(prepared.module).hexdigest()[:32]
+    return f"{digest}-{config}-{version('wasmtime')}"
+
+
+def validate(engine: wasmtime.Engine, data: bytes, module: Module) -> str | None:
+    """Why wasmtime (or probe) would refuse the user's module as it is; None if it is valid."""
+    import wasmtime
+
+    for mod, name, _, _ in module.imports:
+        if mod == "probe":
+            return f'it imports "probe" "{name}": that namespace is probe\'s own'
+    try:
+        wasmtime.Module.validate(engine, data)
+    except wasmtime.WasmtimeError as e:
+        text = str(e).strip()
+        return text.splitlines()[0] if text else "invalid"
+    return None
