@@ -101,7 +101,7 @@ def test_region_counters_count_the_region_only() -> None:
         region.close()
     assert small["task-clock"].status == "ok" and big["task-clock"].status == "ok"
     assert big["task-clock"].value > 20 * small["task-clock"].value  # reset between regions
-    assert big["task-clock"].unit == "ns" and big["task-clock"].time_running > 0
+    assert big["task-clock"].unit == "msec" and big["task-clock"].time_running > 0
     if hardware_counters():
         assert big["instructions"].value > small["instructions"].value
     else:
@@ -133,3 +133,31 @@ def test_instructions_of_a_region_grow_with_its_work() -> None:
         region.close()
     assert small.status == big.status == "ok"
     assert big.value > 100 * small.value > 0
+
+
+@needs_perf
+def test_task_clock_has_one_unit_in_runs_and_regions(tmp_path: Path) -> None:
+    # A decorated function's region and the whole run, counted in the same run: the region
+    # lies inside the run, so its task-clock can't exceed the run's, whatever the unit.
+    (tmp_path / "spin.py").write_text(
+        "import probe\n\n"
+        "@probe.trace(counters=['task-clock'])\n"
+        "def spin():\n"
+        "    return sum(i * i for i in range(300_000))\n\n"
+        "spin()\n"
+    )
+    out = run_probe(
+        sys.executable, "run", "-q", "--counters", "task-clock", "spin.py", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    run_probe(sys.executable, "runs", cwd=tmp_path)  # ingested now, not by the detached process
+    db = tmp_path / ".probe" / "probe.duckdb"
+    rows = dict(
+        (region, (value, unit))
+        for region, value, unit in query(
+            db, "SELECT region, value, unit FROM counters WHERE event = 'task-clock'"
+        )
+    )
+    assert set(rows) == {"run", "__main__.spin"}
+    assert rows["run"][1] == rows["__main__.spin"][1] == "msec"
+    assert 0 < rows["__main__.spin"][0] <= rows["run"][0] < 60_000

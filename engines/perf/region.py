@@ -36,7 +36,9 @@ EVENTS = {
     "minor-faults": (_SOFTWARE, 5),
     "major-faults": (_SOFTWARE, 6),
 }
-_UNITS = {"task-clock": "ns", "cpu-clock": "ns"}  # the kernel counts clocks in nanoseconds
+# The kernel counts clocks in nanoseconds; perf stat reports them in msec, and so do regions,
+# so that one column of the counters table has one unit per event.
+_CLOCKS = ("task-clock", "cpu-clock")
 _ENABLE, _DISABLE, _RESET, _GROUP = 0x2400, 0x2401, 0x2403, 1
 # read_format: PERF_FORMAT_TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING | GROUP
 _READ_FORMAT = 1 | 2 | 8
@@ -107,9 +109,10 @@ class Region:
             _, enabled, running = values[:3]
             for event, value in zip(self.opened, values[3:], strict=False):
                 scaled = value * enabled / running if running and running < enabled else value
-                readings.append(
-                    Reading(event, float(scaled), _UNITS.get(event, ""), "ok", enabled, running)
-                )
+                unit = ""
+                if event in _CLOCKS:
+                    scaled, unit = scaled / 1e6, "msec"
+                readings.append(Reading(event, float(scaled), unit, "ok", enabled, running))
         for event in self.missing:
             readings.append(Reading(event, None, "", "unsupported", None, None))
         order = {e: i for i, e in enumerate(self.events)}
