@@ -132,6 +132,7 @@ def run(
         stat=_stat(counters, counters_backend),
         inside=inside,
     )
+    inside.run_id = recorder.spool.run_id
     inside.enter()
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
@@ -184,10 +185,13 @@ def new_run(
     analyses: Sequence[registry.Analysis] = (),
     stat: Any = None,
     inside: Recording | None = None,
+    parent: str | None = None,
 ) -> _Recorder:
     """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
-    an engine. A run whose counters can't start is not kept."""
+    an engine. A run whose counters can't start is not kept. ``parent``: the run this one
+    is started inside."""
     header = {
+        "parent": parent,
         "target": target,
         "engine": engine,
         "analyses": list(names),
@@ -226,6 +230,7 @@ class Recording:
     def __init__(self, db_path: str, names: Sequence[Any], options: dict[str, Any]) -> None:
         self.db_path = db_path
         self.options = options
+        self.run_id: str | None = None  # its own run, once it has one
         self._names = list(names)
         self.run_ids: list[str] = []  # the runs of the Wasm modules loaded, after its own
         self._modules: list[Any] = []
@@ -326,7 +331,6 @@ class Session(Recording):
         self.scope = Scope(source=tuple(source), include=tuple(include), omit=tuple(omit))
         self.counters = list(counters)
         self.name = name or "session"
-        self.run_id: str | None = None  # this session's own (Python) run
         self.analyses: list[registry.Analysis] = []
         self._attached: Any = None
 
@@ -344,6 +348,7 @@ class Session(Recording):
         self._names = names
         self.analyses = chosen_analyses(names, self.options)
         probes = ProbeSet.of(p for a in self.analyses for p in a.probes(CPythonEngine.events))
+        outer = tracing.state.session  # what records already: this run is started inside it
         recorder = new_run(
             self.db_path,
             self.name,
@@ -354,6 +359,7 @@ class Session(Recording):
             analyses=self.analyses,
             stat=_stat(self.counters),
             inside=self,
+            parent=outer.run_id if outer is not None else None,
         )
         try:
             attached = Attached(

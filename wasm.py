@@ -92,6 +92,7 @@ def load(
         [path, *args],
         session.options,
         analyses=analyses,
+        parent=session.run_id,
     )
     try:
         instance = Instance(path, probes, recorder, opts)

@@ -191,7 +191,7 @@ def report(
     from probe.storage import Database
 
     with Database(db) as database:
-        chosen = run_id or database.latest_run(analysis)
+        chosen = database.run_for(analysis, run_id)
         kind = load(analysis)
         create_views(database, [kind])
         text = kind().report(database, chosen, fmt)

@@ -168,11 +168,21 @@ class Database:
         except duckdb.Error as e:
             raise StorageError(_first_line(e)) from None
 
+    def run_for(self, analysis: str | None = None, run_id: str | None = None) -> str:
+        """``run_id`` if the database has it, else the latest top-level run (with the
+        analysis); StorageError if there is none."""
+        if run_id is None:
+            return self.latest_run(analysis)
+        if self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
+            raise StorageError(f"no run {run_id!r} in {self.path} (probe runs lists them)")
+        return run_id
+
     def latest_run(self, analysis: str | None = None) -> str:
-        q = "SELECT run_id FROM runs"
+        """The latest top-level run (not one started inside another), with the analysis."""
+        q = "SELECT run_id FROM runs WHERE parent IS NULL"
         params: list[Any] = []
         if analysis:
-            q += " WHERE list_contains(analyses, ?)"
+            q += " AND list_contains(analyses, ?)"
             params.append(analysis)
         row = self.con.execute(
             q + " ORDER BY started_at DESC, run_id DESC LIMIT 1", params

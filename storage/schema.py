@@ -25,6 +25,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("message", "VARCHAR"),
         ("cwd", "VARCHAR"),  # where the run started; reports show paths relative to it
         ("options", "VARCHAR"),  # the analyses' options, as JSON
+        # The run this one was started inside (a Wasm module that a Python program under
+        # probe loaded); NULL for a top-level run, which is what commands default to.
+        ("parent", "VARCHAR"),
     ),
     "sites": (
         ("run_id", "VARCHAR"),

@@ -16,6 +16,7 @@ PROGRAMS = HERE / "programs"
 REPO = HERE.parent
 SAMPLES = REPO / "samples"
 
+
 def _interpreters() -> list[str]:
     """The interpreters to test on: PROBE_TEST_PYTHONS (the venvs .ci/run builds, one per
     Python version), else this one alone. Never the machine's interpreters as they happen to

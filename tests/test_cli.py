@@ -48,6 +48,10 @@ def test_bad_report_requests(workdir) -> None:
     run_probe(sys.executable, "run", "-q", "helper.py", cwd=workdir)
     _one_line_error(run_probe(sys.executable, "report", "--format", "pdf", cwd=workdir), "pdf")
     _one_line_error(run_probe(sys.executable, "report", "nosuch", cwd=workdir), "nosuch")
+    for analysis in ("coverage", "calls", "hotness"):
+        _one_line_error(
+            run_probe(sys.executable, "report", analysis, "--run", "bogus", cwd=workdir), "bogus"
+        )
     _one_line_error(run_probe(sys.executable, "export", "--format", "csv", "out", cwd=workdir))
 
 

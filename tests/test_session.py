@@ -373,3 +373,28 @@ def test_however_a_session_ends_its_run_is_saved(python: str, tmp_path: Path) ->
         ("ok", 3, "exit(3)", 1),
         ("error", 1, "ValueError: bad input", 1),
     ]
+
+
+_LOADS_WASM = """
+import sys
+import probe
+
+calc = probe.wasm.load(sys.argv[1])
+print(calc.fib(10))
+"""
+
+
+def test_a_run_started_inside_another_is_its_child(tmp_path: Path) -> None:
+    # app.py under probe run loads a Wasm module: two runs, and the commands default to the
+    # one the user started (its summary was the one printed), not the module's.
+    (tmp_path / "app.py").write_text(_LOADS_WASM)
+    fib = str(SAMPLES / "wasm" / "fib.wat")
+    done = run_probe(sys.executable, "run", "-q", "app.py", fib, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "55", done.stderr
+    report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert list(json.loads(report.stdout)["files"]) == ["app.py"]
+    db = tmp_path / ".probe" / "probe.duckdb"
+    runs = dict(query(db, "SELECT engine, parent FROM runs"))
+    app_run = query(db, "SELECT run_id FROM runs WHERE engine = 'cpython'")[0][0]
+    assert runs == {"cpython": None, "wasm": app_run}

@@ -122,9 +122,7 @@ def test_hotness_counts_are_exact(wdir: Path) -> None:
 
 
 @pytest.mark.parametrize("analysis", ["coverage", "calls", "trace"])
-def test_trap_is_recorded_with_original_offsets_and_counts_kept(
-    wdir: Path, analysis: str
-) -> None:
+def test_trap_is_recorded_with_original_offsets_and_counts_kept(wdir: Path, analysis: str) -> None:
     got = probe("run", "-a", analysis, "--invoke", "div", "fib.wat", "1", "0", cwd=wdir)
     assert got.returncode == 134
     assert "integer divide by zero" in got.stderr
