@@ -139,6 +139,12 @@ def run(
     except UsageError:
         recorder.spool.discard()  # the target never started: there is no run to keep
         raise
+    except Exception as e:
+        # probe failed, not the program: the run says so (left open, it would read 'killed')
+        if not recorder.spool.run.get("closed"):
+            recorder.spool.close("error", 1, f"internal error: {type(e).__name__}: {e}")
+        ingest_in_background(db_path)
+        raise
     except BaseException:
         ingest_in_background(db_path)  # keep what the journal holds, whatever happened
         raise

@@ -153,3 +153,19 @@ def test_include_omit_and_source(workdir) -> None:
         "shapes/__main__.py",
         "shapes/geometry.py",
     }
+
+
+def test_an_internal_error_is_recorded_as_an_error_not_a_kill(workdir) -> None:
+    # probe failing inside a run (here: a dependency it can't import, as on a machine where
+    # pyproject once left `bytecode` out) is probe's error: exit 3, said as such, and the run
+    # is recorded as 'error' with the cause, not as 'killed' by a writer that vanished.
+    script = (
+        "import sys; sys.modules['bytecode'] = None; from probe.cli import main; "
+        "sys.argv = ['probe', 'run', '-a', 'hotness', 'app.py']; main()"
+    )
+    got = _python(sys.executable, "-c", script, cwd=workdir)
+    assert got.returncode == 3, got.stderr
+    assert got.stderr.startswith("probe: internal error: ModuleNotFoundError")
+    [run] = _runs(sys.executable, workdir)
+    assert run["status"] == "error", run
+    assert run["message"].startswith("internal error: ModuleNotFoundError"), run
