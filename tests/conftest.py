@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,24 @@ def query(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> dict[str, str]:
+    """docs/writing-analyses.md's first Python block as module slowcalls, with an entry point:
+    a plugin, installed as pip would (the environment to run probe with)."""
+    page = (REPO / "docs" / "writing-analyses.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    site = tmp_path / "site"
+    (site / "slowcalls-0.1.dist-info").mkdir(parents=True)
+    (site / "slowcalls.py").write_text(code)
+    (site / "slowcalls-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: slowcalls\nVersion: 0.1\n"
+    )
+    (site / "slowcalls-0.1.dist-info" / "entry_points.txt").write_text(
+        "[probe.analyses]\nslowcalls = slowcalls:SlowCalls\n"
+    )
+    return {"PYTHONPATH": str(site), "PROBE_CACHE": str(tmp_path / "cache")}
 
 
 @pytest.fixture

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import INTERPRETERS, PROGRAMS, REPO, run_probe, version_of
-
-DOC = REPO / "docs" / "writing-analyses.md"
-
-
-@pytest.fixture
-def plugin(tmp_path: Path) -> dict[str, str]:
-    """The page's first Python block as module slowcalls, with an entry point: a plugin."""
-    code = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
-    site = tmp_path / "site"
-    (site / "slowcalls-0.1.dist-info").mkdir(parents=True)
-    (site / "slowcalls.py").write_text(code)
-    (site / "slowcalls-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: slowcalls\nVersion: 0.1\n"
-    )
-    (site / "slowcalls-0.1.dist-info" / "entry_points.txt").write_text(
-        "[probe.analyses]\nslowcalls = slowcalls:SlowCalls\n"
-    )
-    return {"PYTHONPATH": str(site), "PROBE_CACHE": str(tmp_path / "cache")}
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
