@@ -28,6 +28,7 @@ from probe.storage import TABLES, Spool, StorageError, ingest_in_background, res
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
     from probe.storage.db import Database
 
 

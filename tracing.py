@@ -181,7 +181,7 @@ def _wrapper(fn: Callable[..., Any], recorded: Callable[..., Any]) -> Callable[.
         f"    return __probe_recorded({call})\n"
     )
     namespace = {"__probe_state": state, "__probe_fn": fn, "__probe_recorded": recorded}
-    exec(compile(source, "<probe.trace>", "exec"), namespace)  # noqa: S102 - our template
+    exec(compile(source, "<probe.trace>", "exec"), namespace)  # our template
     traced = namespace[fn.__name__]
     traced.__defaults__ = getattr(fn, "__defaults__", None)
     traced.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)

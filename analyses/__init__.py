@@ -63,17 +63,6 @@ class UnknownAnalysis(LookupError):
     pass
 
 
-def _builtins() -> dict[str, type[Analysis]]:
-    from .branches import Branches
-    from .calls import Calls
-    from .coverage import Coverage
-    from .hotness import Hotness
-    from .memory import Memory
-    from .trace import Trace
-
-    return {a.name: a for a in (Coverage, Hotness, Branches, Calls, Memory, Trace)}
-
-
 def create_views(db: Database, analyses: Iterable[type[Analysis]] | None = None) -> None:
     """Create (or refresh) the views of ``analyses`` (default: every available one) in ``db``."""
     for analysis in analyses if analyses is not None else available().values():
@@ -81,12 +70,15 @@ def create_views(db: Database, analyses: Iterable[type[Analysis]] | None = None)
             db.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
 
+GROUP = "probe.analyses"  # the entry-point group: probe's own analyses and everyone else's
+
+
 def available() -> dict[str, type[Analysis]]:
-    """Every analysis: the built-in ones and those installed by other packages."""
+    """Every analysis installed: probe's own and other packages' (a broken one is left out)."""
     from importlib.metadata import entry_points
 
-    found = dict(_builtins())
-    for ep in entry_points(group="probe.analyses"):
+    found: dict[str, type[Analysis]] = {}
+    for ep in entry_points(group=GROUP):
         if ep.name not in found:
             try:
                 found[ep.name] = ep.load()
@@ -96,10 +88,11 @@ def available() -> dict[str, type[Analysis]]:
 
 
 def load(name: str) -> type[Analysis]:
-    builtin = _builtins()
-    if name in builtin:
-        return builtin[name]
-    known = available()
-    if name not in known:
-        raise UnknownAnalysis(f"unknown analysis {name!r} (available: {', '.join(sorted(known))})")
-    return known[name]
+    """The analysis registered as ``name`` (only its module is imported)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=GROUP, name=name)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=GROUP))
+        raise UnknownAnalysis(f"unknown analysis {name!r} (available: {', '.join(known)})")
+    return next(iter(found)).load()

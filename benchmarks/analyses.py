@@ -35,9 +35,10 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from probe.analyses import Analysis  # noqa: E402
 from python_coverage import QUICK, _has, _version, timed  # noqa: E402
 from wasm_overhead import KERNELS, SCALES, quiet_stdout  # noqa: E402
+
+from probe.analyses import Analysis  # noqa: E402
 
 WASM_ANALYSES = ["coverage", "hotness", "branches", "calls", "memory", "trace"]
 PY_ANALYSES = ["coverage", "hotness", "branches", "calls", "trace"]
@@ -55,13 +56,13 @@ class _Points(Analysis):
         super().__init__()
         self.event = event
 
-    def probes(self, events):  # noqa: ANN001, ANN201
+    def probes(self, events):
         from probe.probes import Kind, Probe
 
         yield Probe(self.event, Kind.CALLBACK)
 
 
-def _engine_run(target, analyses, db: str) -> float:  # noqa: ANN001
+def _engine_run(target, analyses, db: str) -> float:
     from probe import recording
 
     t0 = time.perf_counter()
@@ -158,6 +159,7 @@ def _table(title: str, times: dict, configs: list[str]) -> None:
 def wasm_points(reps: int) -> None:
     """Guarded callback points on every block, all off, at full kernel size."""
     import wasmtime
+
     from probe.engines.wasm import binary, runner
     from probe.engines.wasm.rewrite import FLAG, Plan, instrument
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import wasmtime
+
 from probe.engines.wasm import binary, compile_cached, prepare, runner
 from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
 

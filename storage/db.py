@@ -242,7 +242,7 @@ def _lock(db_path: str) -> _Lock:
     parent = os.path.dirname(os.path.abspath(db_path))
     try:
         os.makedirs(parent, exist_ok=True)
-        f = open(f"{db_path}.lock", "a+b")  # noqa: SIM115 - held until close()
+        f = open(f"{db_path}.lock", "a+b")  # held until close()
     except OSError as e:
         raise StorageError(f"can't open the database at {db_path}: {e.strerror}") from None
     deadline = time.monotonic() + LOCK_WAIT_S

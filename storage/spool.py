@@ -236,7 +236,7 @@ def _whole_batches(path: Path) -> Any:
     except (pa.ArrowInvalid, OSError):
         return None  # not even a schema: the writer died at once
 
-    def batches():  # noqa: ANN202
+    def batches():
         while True:
             try:
                 yield stream.read_next_batch()

@@ -131,6 +131,6 @@ def spec_reports() -> list[str]:
     return _SPEC_REPORTS
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+def pytest_terminal_summary(terminalreporter) -> None:  # pytest hook
     for text in _SPEC_REPORTS:
         terminalreporter.write_line(text)

@@ -42,7 +42,7 @@ def run(engine: str, probes: list[Probe]) -> Recorder:
     else:
         from probe.engines.cpython import CPythonEngine
 
-        devnull = open(os.devnull, "w")  # noqa: SIM115 - the program's own output
+        devnull = open(os.devnull, "w")  # the program's own output
         saved, sys.stdout = sys.stdout, devnull
         try:
             CPythonEngine().run(Target(str(CALLS)), ProbeSet.of(probes), Scope(), rec)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import wasmtime
+
 from probe.engines.wasm import binary, runner
 from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROGRAMS, SAMPLES, query, run_probe
+
 from probe.engines.perf import parse_stat_csv
 
 

@@ -13,7 +13,7 @@ from conftest import INTERPRETERS, PROGRAMS, query, run_probe, version_of
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "wasm"
 
 
-def probe_run(cwd: Path, *args: str, python: str = sys.executable):  # noqa: ANN201
+def probe_run(cwd: Path, *args: str, python: str = sys.executable):
     out = run_probe(python, "run", "-q", "--db", "p.duckdb", *args, cwd=cwd)
     # Reading through probe ingests the journal the run left.
     run_probe(python, "runs", "--db", "p.duckdb", cwd=cwd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from probe.analyses.coverage import Coverage
 from probe.probes import Kind, Probe, ProbeSet, Scope, Site
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_probe
+
 from probe.storage import TABLES, Database, StorageError
 
 CONTRACT = {

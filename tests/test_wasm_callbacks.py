@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from probe.engines import Outcome, Target
 from probe.engines.wasm import WasmEngine
 from probe.probes import Kind, Probe, ProbeSet, Scope

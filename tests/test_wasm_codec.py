@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from probe.engines.wasm import binary
 from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
 

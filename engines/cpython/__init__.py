@@ -247,7 +247,7 @@ def _join_threads() -> None:
             t.join()
 
 
-def _find_main_spec(module: str):  # noqa: ANN202 - importlib.machinery.ModuleSpec
+def _find_main_spec(module: str):  # importlib.machinery.ModuleSpec
     try:
         spec = importlib.util.find_spec(module)
         if spec is not None and spec.submodule_search_locations is not None:
@@ -300,21 +300,16 @@ class _Wanted:
 
 
 def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
-    """probe's own files: its top-level modules, loaded or not (a program may import
-    probe.tracing later), and the directories of its subpackages."""
-    files, dirs = set(), set()
-    top = sys.modules.get("probe")
-    if top is not None and getattr(top, "__file__", None):
-        root = os.path.dirname(os.path.realpath(top.__file__))
-        files.update(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".py"))
-    for name, mod in list(sys.modules.items()):
-        if name == "probe" or name.startswith("probe."):
-            if getattr(mod, "__file__", None):
-                files.add(os.path.realpath(mod.__file__))
-            if name != "probe":
-                dirs.update(
-                    os.path.join(os.path.realpath(p), "") for p in getattr(mod, "__path__", ())
-                )
+    """probe's own files, from the package as installed, not from the modules loaded so far
+    (a program may import more of probe later: probe.wasm, probe.cli): its top-level
+    modules, and the directories of its subpackages."""
+    root = os.path.dirname(os.path.realpath(sys.modules["probe"].__file__ or ""))
+    files, dirs = set(), []
+    for entry in os.scandir(root):
+        if entry.is_file() and entry.name.endswith(".py"):
+            files.add(entry.path)
+        elif entry.is_dir() and os.path.exists(os.path.join(entry.path, "__init__.py")):
+            dirs.append(os.path.join(entry.path, ""))
     return frozenset(files), tuple(dirs)
 
 

@@ -59,7 +59,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
         self._wanted = wanted
         self._loader_type = type("ProbeLoader", (_Loader,), {"compiler": compiler})
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - importlib protocol
+    def find_spec(self, fullname, path=None, target=None):  # importlib protocol
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if (
             spec is not None

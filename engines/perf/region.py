@@ -133,5 +133,5 @@ class Region:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001, S110 - at interpreter exit os may be gone
+        except Exception:  # noqa: BLE001 - at interpreter exit os may be gone
             pass

@@ -150,7 +150,7 @@ class Instance:
             if isinstance(item, wasmtime.Func) and name not in ours
         ]
 
-    def function(self, name: str):  # noqa: ANN201 - a wasmtime.Func
+    def function(self, name: str):  # a wasmtime.Func
         """The exported function ``name``; AttributeError, listing the exports, if none."""
         import wasmtime
 
@@ -206,7 +206,7 @@ class Instance:
             self.recorder.close(self.outcome)
 
 
-def _compiled(path: str, probes: ProbeSet | None, opts: runner.Options):  # noqa: ANN202
+def _compiled(path: str, probes: ProbeSet | None, opts: runner.Options):
     """The module at ``path`` read, parsed, rewritten for ``probes`` (None: left as it is)
     and compiled by wasmtime (both cached): (module, plan, prepared, engine, compiled)."""
     original = load_bytes(path)
@@ -249,7 +249,7 @@ class _Host:
             found[FLUSH_IMPORT[1]] = ([], self.flush)
         return found
 
-    def attach(self, store, exports) -> None:  # noqa: ANN001 - wasmtime types
+    def attach(self, store, exports) -> None:  # wasmtime types
         """Called once the instance exists, before any guest code runs."""
         import numpy as np
 
@@ -268,7 +268,7 @@ class _Host:
 
     # -- callback points --------------------------------------------------------
 
-    def _site_kinds(self):  # noqa: ANN202 - numpy array of kind names
+    def _site_kinds(self):  # numpy array of kind names
         import numpy as np
 
         if self._kinds is None:
@@ -293,7 +293,7 @@ class _Host:
             )
         ]
 
-    def _switch(self, event: str, site_ids, on: bool) -> None:  # noqa: ANN001 - ids or None
+    def _switch(self, event: str, site_ids, on: bool) -> None:  # ids or None
         if self.guards is None:
             raise ValueError(f"no callback points on {event} sites in this run")
         if site_ids is None:
@@ -356,7 +356,7 @@ class _Host:
             self.flush(self.cursor.value(self.store) // EVENT_BYTES)
 
 
-def _view(store, memory, dtype):  # noqa: ANN001, ANN202 - wasmtime and numpy types
+def _view(store, memory, dtype):  # wasmtime and numpy types
     """A numpy view of a memory the guest never grows (so its address stays put)."""
     import ctypes
 
@@ -422,7 +422,7 @@ def load_bytes(path: str) -> bytes:
     return data
 
 
-def prepare(data: bytes, module: Module, plan: Plan, engine) -> Result:  # noqa: ANN001
+def prepare(data: bytes, module: Module, plan: Plan, engine) -> Result:
     """The module rewritten for ``plan``: from the cache, or validated, rewritten and cached."""
     result = cache.rewritten(data, plan)
     if result is not None:
@@ -440,7 +440,7 @@ def prepare(data: bytes, module: Module, plan: Plan, engine) -> Result:  # noqa:
     return result
 
 
-def compile_cached(engine, prepared: Result, config: str):  # noqa: ANN001, ANN201 - wasmtime types
+def compile_cached(engine, prepared: Result, config: str):  # wasmtime types
     """wasmtime's compiled module, from the cache when this exact module was compiled before."""
     import wasmtime
 
@@ -475,7 +475,7 @@ def _write_tables(
     module: Module,
     prepared: Result,
     memory: bytes | None,
-    ranges=None,  # noqa: ANN001 - numpy (sites, 2) lowest and highest operands, or None
+    ranges=None,  # numpy (sites, 2) lowest and highest operands, or None
 ) -> None:
     import numpy as np
 

@@ -548,7 +548,7 @@ class _Rewriter:
         self.marks_new.append(new)
         self.marks_old.append(old)
 
-    def _code_payload(self, sec) -> bytes:  # noqa: ANN001 - Section
+    def _code_payload(self, sec) -> bytes:  # Section
         """The new code section payload; marks are relative to it until run() adds its base."""
         self._code_marks = len(self.marks_new)
         helpers = self._helpers()
@@ -568,7 +568,7 @@ class _Rewriter:
 
     # -- one function -----------------------------------------------------------
 
-    def _function(self, body) -> bytes:  # noqa: ANN001, C901 - one tight loop on purpose
+    def _function(self, body) -> bytes:  # one tight loop on purpose
         b = self.m.data
         plan, sites, counting, split_traps = self.plan, self.sites, self.counting, self.split_traps
         fidx = body.index
@@ -632,7 +632,7 @@ class _Rewriter:
         )
         callbacks = set(plan.callbacks)
 
-        def call_host(kind: str, at_offset: int, operand=None, *args: object) -> None:  # noqa: ANN001
+        def call_host(kind: str, at_offset: int, operand=None, *args: object) -> None:
             """After sites.add(kind, ...): the site's callback point, before ``at_offset``.
 
             ``operand(*args)``, if given: code saving the operand, code pushing it as an i64,
@@ -1000,7 +1000,7 @@ class _Rewriter:
         site: int,
         offset: int,
         above: int | None,
-        local,  # noqa: ANN001 - the function's scratch local allocator
+        local,  # the function's scratch local allocator
         keep_range: bool = False,
     ) -> bytes:
         """An access's effective address as an event (or into the site's range); ``above``:
@@ -1070,7 +1070,7 @@ class _Rewriter:
                 p += 1  # extended constant arithmetic
             out += b[start:p]
 
-    def _elements(self, sec) -> bytes:  # noqa: ANN001 - Section
+    def _elements(self, sec) -> bytes:  # Section
         b = self.m.data
         n, p = u32(b, sec.start)
         out = bytearray(enc_u32(n))
@@ -1099,7 +1099,7 @@ class _Rewriter:
                     out += enc_u32(self._func(idx))
         return bytes((SEC_ELEMENT,)) + enc_u32(len(out)) + out
 
-    def _globals(self, sec) -> bytes:  # noqa: ANN001 - Section
+    def _globals(self, sec) -> bytes:  # Section
         """The global entries (without their count), ref.func indices moved."""
         b = self.m.data
         n, p = u32(b, sec.start)
@@ -1109,7 +1109,7 @@ class _Rewriter:
             p = self._const_expr(b, p + 2, out)
         return bytes(out)
 
-    def _names(self, sec) -> bytes:  # noqa: ANN001 - Section
+    def _names(self, sec) -> bytes:  # Section
         """The name section with function indices moved (function, local and label names)."""
         b = self.m.data
         n, p = u32(b, sec.start)
@@ -1207,13 +1207,13 @@ def _first_argument(valtype: int) -> tuple[bytes, bytes, bytes]:
     return b"", b"\x20\x00" + _TO_I64[valtype], b""
 
 
-def _held_result(valtype: int, local) -> tuple[bytes, bytes, bytes]:  # noqa: ANN001
+def _held_result(valtype: int, local) -> tuple[bytes, bytes, bytes]:
     """The value a function returns (the last, if several)."""
     tmp = local(valtype)
     return b"\x22" + tmp, b"\x20" + tmp + _TO_I64[valtype], b""
 
 
-def _held_index(local) -> tuple[bytes, bytes, bytes]:  # noqa: ANN001
+def _held_index(local) -> tuple[bytes, bytes, bytes]:
     """A callback point's operand at call_indirect: the table index it goes through."""
     index = local(0x7F)
     return b"\x22" + index, b"\x20" + index + b"\xad", b""
@@ -1222,7 +1222,7 @@ def _held_index(local) -> tuple[bytes, bytes, bytes]:  # noqa: ANN001
 def _held_address(
     offset: int,
     above: int | None,
-    local,  # noqa: ANN001 - the function's scratch local allocator
+    local,  # the function's scratch local allocator
 ) -> tuple[bytes, bytes, bytes]:
     """A callback point's operand at a load or store: save the address (and the value over
     it), push the effective address as an i64, put the value back."""
@@ -1266,7 +1266,7 @@ def _extend(
     sec,
     sid: int,
     entry: bytes,
-    count: int = 1,  # noqa: ANN001
+    count: int = 1,
     rest: bytes | None = None,
 ) -> bytes:
     """A vector section with ``count`` entries appended (to ``rest``, if its entries changed)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
+
 from probe.engines import Outcome, UsageError
 
 TRAP_EXIT = 134  # what the wasmtime CLI exits with on a trap (128 + SIGABRT)

@@ -1,0 +1,113 @@
+"""The package as users get it: a wheel in a fresh venv, its analyses registered, its own files
+never measured as the user's, its code ruff-clean."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from conftest import REPO, SAMPLES, query, run_probe
+
+
+def test_a_wheel_installed_in_a_fresh_venv_runs_python_and_wasm(tmp_path: Path) -> None:
+    # The package list in pyproject is kept by hand: a subpackage or data file it forgets is
+    # missing from the wheel, which an editable install never shows.
+    source = tmp_path / "source"  # a build writes into its tree: not into the repository
+    shutil.copytree(
+        REPO, source, ignore=shutil.ignore_patterns(".git", ".probe", "build", "*.egg-info")
+    )
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    [wheel] = wheels.glob("*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(SAMPLES / "python" / "wordfreq.py", work)
+    shutil.copy(SAMPLES / "python" / "lighthouse.txt", work)
+    shutil.copy(SAMPLES / "wasm" / "calc.wasm", work)
+    env = {"PROBE_CACHE": str(tmp_path / "cache")}
+    for args in (
+        ["run", "-a", "hotness", "--branch", "wordfreq.py", "lighthouse.txt"],
+        ["run", "-a", "calls", "-a", "trace", "calc.wasm", "--", "8"],
+        ["report", "calls"],
+        ["analyses"],
+    ):
+        done = run_probe(python, *args, cwd=work, env=env)
+        assert done.returncode == 0, f"probe {' '.join(args)}: {done.stderr}"
+        assert "Traceback" not in done.stderr
+    assert "trace" in done.stdout and "memory" in done.stdout
+    db = work / ".probe" / "probe.duckdb"
+    assert query(db, "SELECT engine, status FROM runs ORDER BY started_at") == [
+        ("cpython", "ok"),
+        ("wasm", "ok"),
+    ]
+
+
+def _analysis_classes() -> dict[str, str]:
+    """Every Analysis subclass defined in analyses/, as entry-point values."""
+    found = {}
+    for path in sorted((REPO / "analyses").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id == "Analysis" for b in node.bases
+            ):
+                names = [
+                    s.value.value
+                    for s in node.body
+                    if isinstance(s, ast.Assign)
+                    and [t.id for t in s.targets if isinstance(t, ast.Name)] == ["name"]
+                ]
+                found[names[0]] = f"probe.analyses.{path.stem}:{node.name}"
+    return found
+
+
+def test_every_built_in_analysis_is_registered_like_a_plugin() -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert declared["probe.analyses"] == _analysis_classes()
+
+
+_IMPORTS_PROBE_LATER = """
+import sys
+import probe
+
+with probe.session("coverage", db="s.duckdb") as s:
+    import probe.cli.main  # a part of probe that no probe code had imported yet
+    from probe.storage import render
+    print(render.render(["a"], [(1,)], "csv").split()[0])
+units = [u for (u,) in s.query("SELECT DISTINCT unit FROM sites").fetchall()]
+print(sorted(units))
+"""
+
+
+def test_probes_own_files_are_never_measured_as_the_users(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(_IMPORTS_PROBE_LATER)
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_DB"}
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    units = eval(done.stdout.splitlines()[-1])  # a list of paths, printed by the program
+    assert units == [str(tmp_path / "app.py")], units
+
+
+def test_the_code_is_ruff_clean() -> None:
+    ruff = str(Path(sys.executable).with_name("ruff"))  # a test dependency, beside python
+    for args in (["check", "."], ["format", "--check", "."]):
+        done = subprocess.run([ruff, *args], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
