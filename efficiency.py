@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from probe.errors import UsageError
+
 _INPUT_CHARS = 200
 
 
@@ -76,7 +78,7 @@ def measure(
     from probe.engines.perf.region import check_events
 
     if repeat < 1 or warmup < 0:
-        raise ValueError("measure: repeat must be at least 1 and warmup at least 0")
+        raise UsageError("measure: repeat must be at least 1 and warmup at least 0")
     check_events(list(counters))
     label = name or f"{fn.__module__}.{getattr(fn, '__qualname__', repr(fn))}"
     group = open_region(list(counters))

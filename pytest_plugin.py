@@ -50,6 +50,7 @@ class _Recorder:
     """The session's recording, and the span each test runs in."""
 
     def __init__(self, config: pytest.Config) -> None:
+        from probe.errors import UsageError
         from probe.recording import Session
         from probe.tracing import Span
 
@@ -60,7 +61,7 @@ class _Recorder:
 
             try:
                 check_events(counters)
-            except ValueError as e:
+            except UsageError as e:
                 raise pytest.UsageError(f"--probe-counters: {e}") from None
         self.session = Session(
             names,
@@ -95,14 +96,12 @@ class _Recorder:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.option.probe:
         return
-    from probe.analyses import UnknownAnalysis
-    from probe.engines import UsageError
-    from probe.storage import StorageError
+    from probe.errors import ProbeError
 
     try:
         recorder = _Recorder(config)
         recorder.session.start()
-    except (UnknownAnalysis, UsageError, StorageError) as e:
+    except ProbeError as e:
         raise pytest.UsageError(f"--probe: {e}") from None
     config.pluginmanager.register(recorder, "probe-recorder")
     config._probe_recorder = recorder  # type: ignore[attr-defined]

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from probe import analyses as registry
 from probe.analyses import Tables
-from probe.engines import Outcome, Target, UsageError, engine_for
+from probe.engines import Outcome, Target, engine_for
+from probe.errors import PerfError, StorageError, UsageError
 from probe.probes import ProbeSet, Scope
-from probe.storage import TABLES, Spool, StorageError, ingest_in_background, resolve_path
+from probe.storage import TABLES, Spool, ingest_in_background, resolve_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -209,8 +210,6 @@ def new_run(
     }
     recorder = _Recorder(Spool(db_path, header), analyses, stat, inside)
     if stat is not None:
-        from probe.engines.perf import PerfError
-
         try:
             stat.start()
         except PerfError as e:
@@ -507,7 +506,7 @@ def database(path: str) -> Database:
 
 def _stat(counters: Sequence[str], backend: str = "perf") -> Any:
     """What counts the whole run: perf stat, or callgrind."""
-    from probe.engines.perf import PerfError, Stat, callgrind
+    from probe.engines.perf import Stat, callgrind
 
     if backend not in ("perf", "callgrind"):
         raise UsageError(f"no counters backend {backend!r} (perf or callgrind)")

@@ -16,8 +16,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from probe.engines.wasm import Instance, Trap
-from probe.engines.wasm.runner import Options
+from probe.engines.wasm.instance import Instance
+from probe.engines.wasm.options import Options
+from probe.errors import Trap
 from probe.probes import ProbeSet
 
 __all__ = ["Module", "Trap", "load"]
@@ -80,7 +81,7 @@ def load(
     session = state.session
     if session is None:
         return Module(Instance(path, ProbeSet.of([]), None, opts), counters)
-    from probe.engines.wasm import WasmEngine
+    from probe.engines.wasm.engine import WasmEngine
 
     analyses = session.fresh_analyses()
     probes = ProbeSet.of(p for a in analyses for p in a.probes(WasmEngine.events))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from probe.errors import UnknownAnalysis, UsageError
 from probe.probes import Probe
 
 if TYPE_CHECKING:
@@ -54,13 +55,9 @@ class Analysis:
     def check_format(self, fmt: str) -> None:
         """Refuse, in one line, a report format this analysis does not write."""
         if fmt not in self.formats:
-            raise ValueError(
+            raise UsageError(
                 f"the {self.name} report comes as {', '.join(self.formats)}, not {fmt!r}"
             )
-
-
-class UnknownAnalysis(LookupError):
-    pass
 
 
 def create_views(db: Database, analyses: Iterable[type[Analysis]] | None = None) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from probe.errors import UsageError
 from probe.probes import Kind, Probe
 
 from . import Analysis, Tables
@@ -130,7 +131,7 @@ class Coverage(Analysis):
             "SELECT cwd, options, engine, target FROM runs WHERE run_id = ?", [run_id]
         ).fetchone()
         if run is None:
-            raise ValueError(f"no run {run_id!r}")
+            raise UsageError(f"no run {run_id!r}")
         if run[2] == "wasm":
             return _wasm_report(wasm_functions(wasm_rows_from_db(db, run_id)), run[3], fmt)
         self.check_format(fmt)
@@ -464,7 +465,7 @@ def _wasm_report(funcs: dict[str, FunctionCoverage], module: str, fmt: str) -> s
         return wasm_lcov(funcs, module)
     if fmt == "text":
         return _wasm_text(funcs)
-    raise ValueError(f"coverage reports of Wasm runs come as text, json or lcov, not {fmt!r}")
+    raise UsageError(f"coverage reports of Wasm runs come as text, json or lcov, not {fmt!r}")
 
 
 def _wasm_text(funcs: dict[str, FunctionCoverage], top: int | None = None) -> str:

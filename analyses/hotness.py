@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from probe.errors import UsageError
 from probe.probes import Kind, Probe
 
 from . import Analysis, Tables
@@ -48,7 +49,7 @@ class Hotness(Analysis):
         engine = db.execute("SELECT engine FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if engine and engine[0] != "wasm":
             if fmt == "lcov":
-                raise ValueError("hotness LCOV is for Wasm runs; use coverage's for Python")
+                raise UsageError("hotness LCOV is for Wasm runs; use coverage's for Python")
             rows = db.execute(
                 "SELECT s.unit, s.line, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
                 "WHERE s.run_id = ? AND s.kind = 'line' "

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from probe.errors import UsageError
 from probe.probes import EVENTS, Kind, Probe, Site
 
 from . import Analysis, Tables
@@ -44,7 +45,7 @@ class Trace(Analysis):
             elif spec in EVENTS:
                 self.classes.append(spec)
             else:
-                raise ValueError(f"--sites {spec!r}: give func:GLOB or one of {', '.join(EVENTS)}")
+                raise UsageError(f"--sites {spec!r}: give func:GLOB or one of {', '.join(EVENTS)}")
 
     def probes(self, events: frozenset[str]) -> Iterable[Probe]:
         default = "block" if "block" in events else "line"
@@ -78,7 +79,7 @@ class Trace(Analysis):
         if fmt in ("json", "jsonl"):
             (count,) = db.execute(f"SELECT count(*) FROM trace WHERE {where}", params).fetchone()
             if count > _MOST_IN_A_REPORT:
-                raise ValueError(
+                raise UsageError(
                     f"the trace has {count:,} events, too many for one report: query the trace "
                     "view (probe query), or probe export --format parquet"
                 )

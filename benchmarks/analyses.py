@@ -86,9 +86,10 @@ def _settle(db: str) -> None:
 def wasm_analyses(reps: int, scale: float, work: Path) -> None:
     from probe.engines import Target
     from probe.engines.wasm import binary, runner
+    from probe.engines.wasm.options import Options
     from probe.engines.wasm.rewrite import Plan, instrument
 
-    engine = runner.make_engine(runner.Options())
+    engine = runner.make_engine(Options())
     import wasmtime
 
     plain = wasmtime.Module(engine, instrument(binary.parse(KERNELS.read_bytes()), Plan()).module)
@@ -98,10 +99,10 @@ def wasm_analyses(reps: int, scale: float, work: Path) -> None:
     db = str(work / "wasm.duckdb")
     for rep in range(reps + 1):  # round 0 fills the rewrite and compile caches: not counted
         for k, n in sizes.items():
-            opts = runner.Options(args=[k, n])
+            opts = Options(args=[k, n])
             with quiet_stdout():
                 t0 = time.perf_counter()
-                runner.run(engine, plain, "kernels.wasm", opts, None, None)
+                runner.run(engine, plain, "kernels.wasm", opts)
                 dt = time.perf_counter() - t0
             if rep:
                 times[k]["plain"].append(dt)
@@ -161,14 +162,18 @@ def wasm_points(reps: int) -> None:
     import wasmtime
 
     from probe.engines.wasm import binary, runner
-    from probe.engines.wasm.rewrite import FLAG, Plan, instrument
+    from probe.engines.wasm.options import Options
+    from probe.engines.wasm.rewrite import Plan, instrument
+    from probe.probes import Kind
 
     m = binary.parse(KERNELS.read_bytes())
-    engine = runner.make_engine(runner.Options())
+    engine = runner.make_engine(Options())
     plans = {
         "plain": Plan(),
-        "block flags": Plan(func=FLAG, block=FLAG),
-        "block flags + switched-off points": Plan(func=FLAG, block=FLAG, callbacks=("block",)),
+        "block flags": Plan(func=Kind.FLAG, block=Kind.FLAG),
+        "block flags + switched-off points": Plan(
+            func=Kind.FLAG, block=Kind.FLAG, callbacks=("block",)
+        ),
     }
     built = {}
     for name, plan in plans.items():
@@ -178,13 +183,16 @@ def wasm_points(reps: int) -> None:
     host = {"hit": (["i32", "i64"], lambda site, value: None)}
     for _ in range(reps):
         for k, n in SCALES.items():
-            opts = runner.Options(args=[k, str(n)])
+            opts = Options(args=[k, str(n)])
             for c, (module, start, plan, _) in built.items():
                 funcs = host if plan.callbacks else None
                 export = "probe:memory" if plan.any() else None
                 with quiet_stdout():
                     t0 = time.perf_counter()
-                    runner.run(engine, module, "kernels.wasm", opts, start, export, funcs)
+                    runner.run(
+                        engine, module, "kernels.wasm", opts,
+                        deferred_start=start, probe_export=export, host_funcs=funcs,
+                    )  # fmt: skip
                     times[k][c].append(time.perf_counter() - t0)
     configs = [c for c in plans if c != "plain"]
     _table("Wasm: switched-off callback points on every block (full size)", times, configs)

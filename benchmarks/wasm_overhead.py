@@ -25,17 +25,20 @@ from pathlib import Path
 
 import wasmtime
 
-from probe.engines.wasm import binary, compile_cached, prepare, runner
-from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
+from probe.engines.wasm import binary, runner
+from probe.engines.wasm.engine import compile_cached, prepare
+from probe.engines.wasm.options import Options
+from probe.engines.wasm.rewrite import Plan, instrument
+from probe.probes import Kind
 
 HERE = Path(__file__).parent
 KERNELS = HERE.parent / "samples" / "wasm" / "kernels.wasm"
 SCALES = {"matmul": 150, "stencil": 450, "sort": 120, "hash": 120, "compress": 500}  # ~2 s plain
 CONFIGS = {
     "plain": Plan(),
-    "coverage (blocks)": Plan(func=FLAG, block=FLAG),
-    "hotness (block counts)": Plan(func=COUNT, block=COUNT),
-    "every-instruction flags": Plan(func=FLAG, block=FLAG, instr=FLAG),
+    "coverage (blocks)": Plan(func=Kind.FLAG, block=Kind.FLAG),
+    "hotness (block counts)": Plan(func=Kind.COUNT, block=Kind.COUNT),
+    "every-instruction flags": Plan(func=Kind.FLAG, block=Kind.FLAG, instr=Kind.FLAG),
 }
 
 
@@ -56,7 +59,7 @@ def quiet_stdout():
 def overhead(reps: int, scale: float) -> None:
     data = KERNELS.read_bytes()
     m = binary.parse(data)
-    engine = runner.make_engine(runner.Options())
+    engine = runner.make_engine(Options())
     built = {}
     for name, plan in CONFIGS.items():
         r = instrument(m, plan)
@@ -70,10 +73,13 @@ def overhead(reps: int, scale: float) -> None:
     for _ in range(reps):
         for k in kernels:
             for c, (module, start, export) in built.items():
-                opts = runner.Options(args=[k, kernels[k]])
+                opts = Options(args=[k, kernels[k]])
                 with quiet_stdout():
                     t0 = time.perf_counter()
-                    ran = runner.run(engine, module, "kernels.wasm", opts, start, export)
+                    ran = runner.run(
+                        engine, module, "kernels.wasm", opts,
+                        deferred_start=start, probe_export=export,
+                    )  # fmt: skip
                     times[k][c].append(time.perf_counter() - t0)
                 assert ran.outcome.status == "ok", ran.outcome
     names = [c for c in CONFIGS if c != "plain"]
@@ -125,14 +131,14 @@ def cache_hits() -> None:
     plan = CONFIGS["coverage (blocks)"]
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PROBE_CACHE"] = tmp
-        engine = runner.make_engine(runner.Options())
+        engine = runner.make_engine(Options())
         t0 = time.perf_counter()
         r = prepare(data, m, plan, engine)
-        compile_cached(engine, r, "bench")
+        compile_cached(engine, r, Options())
         miss = time.perf_counter() - t0
         t0 = time.perf_counter()
         r = prepare(data, m, plan, engine)
-        compile_cached(engine, r, "bench")
+        compile_cached(engine, r, Options())
         hit = time.perf_counter() - t0
     print(
         f"\nkernels.wasm ({len(data) / 1e3:.0f} kB): rewrite + compile {miss * 1000:.0f} ms; "

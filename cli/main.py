@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from probe.errors import UsageError
+
 app = typer.Typer(
     name="probe",
     help="Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL.",
@@ -26,17 +28,16 @@ DbOption = Annotated[
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input becomes one line on stderr and exit status 2, never a traceback."""
+    """Bad input (a ProbeError) becomes one line on stderr and exit status 2, never a
+    traceback; anything else is probe's own bug, and main() says so."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from probe.analyses import UnknownAnalysis
-        from probe.engines import UsageError
-        from probe.storage import StorageError
+        from probe.errors import ProbeError
 
         try:
             return fn(*args, **kwargs)
-        except (UsageError, StorageError, UnknownAnalysis, ValueError) as e:
+        except ProbeError as e:
             print(f"probe: error: {e.args[0] if e.args else e}", file=sys.stderr)
             raise typer.Exit(2) from None
         except BrokenPipeError:
@@ -44,15 +45,6 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def _pair(text: str, sep: str, option: str) -> tuple[str, str]:
-    from probe.engines import UsageError
-
-    if sep not in text:
-        raise UsageError(f"{option} takes {'K=V' if sep == '=' else 'HOST::GUEST'}, not {text!r}")
-    key, value = text.split(sep, 1)
-    return key, value
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -125,39 +117,22 @@ def run(
     probe run app.py ARGS, probe run -m pkg ARGS, probe run app.wasm -- ARGS
     """
     from probe import recording
-    from probe.engines import Target, UsageError
+    from probe.engines import target_from_command
     from probe.probes import Scope
 
-    if counters_backend == "callgrind":
-        from probe.engines.perf import PerfError, callgrind
+    if counters_backend == "callgrind":  # this very command, inside valgrind
+        from probe.engines.perf import callgrind
 
-        if not callgrind.inside():
-            try:
-                # this very command, inside valgrind
-                callgrind.relaunch(sys.argv[1:], list(_split([counters])) if counters else [])
-            except PerfError as e:
-                raise UsageError(str(e)) from None
-    args = list(target or [])
-    options: dict[str, object] = {}
-    if env:
-        options["env"] = dict(_pair(e, "=", "--env") for e in env)
-    if dirs:
-        options["dirs"] = [_pair(d, "::", "--dir") if "::" in d else (d, d) for d in dirs]
-    for name, value in (("invoke", invoke), ("fuel", fuel), ("timeout", timeout)):
-        if value is not None:
-            options[name] = value
-    if module:
-        tgt = Target(module=module, args=args)
-    elif args:
-        rest = args[1:]
-        if args[0].endswith((".wasm", ".wat")):
-            if rest[:1] == ["--invoke"] and len(rest) > 1 and "invoke" not in options:
-                options["invoke"], rest = rest[1], rest[2:]  # `probe run lib.wasm --invoke f 1`
-            if rest[:1] == ["--"]:
-                rest = rest[1:]  # `probe run app.wasm -- ARGS`, as wasmtime takes them
-        tgt = Target(path=args[0], args=rest, options=options)
-    else:
-        raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")
+        callgrind.relaunch(sys.argv[1:], list(_split([counters])) if counters else [])
+    tgt = target_from_command(
+        target or [],
+        module,
+        env=env or (),
+        dirs=dirs or (),
+        invoke=invoke,
+        fuel=fuel,
+        timeout=timeout,
+    )
     scope = Scope(source=_split(source), include=_split(include), omit=_split(omit))
     _, outcome = recording.run(
         tgt,
@@ -249,7 +224,7 @@ def export(
     from probe.storage import Database
 
     if fmt != "parquet":
-        raise ValueError(f"unknown export format {fmt!r} (use parquet)")
+        raise UsageError(f"unknown export format {fmt!r} (use parquet)")
     with Database(db) as database:
         for path in database.export_parquet(directory):
             print(path)
@@ -271,7 +246,7 @@ def _emit(text: str, output: str | None) -> None:
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text if text.endswith("\n") else text + "\n")
         except OSError as e:
-            raise ValueError(f"can't write {output}: {e.strerror}") from None
+            raise UsageError(f"can't write {output}: {e.strerror}") from None
         return
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 

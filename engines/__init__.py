@@ -9,14 +9,12 @@ way the target ended.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from probe.errors import UsageError
 from probe.probes import ProbeSet, Scope
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line, exit status 2."""
 
 
 @dataclass
@@ -66,6 +64,38 @@ class Engine(Protocol):
     ) -> Outcome: ...
 
 
+def target_from_command(
+    words: Sequence[str],
+    module: str | None = None,
+    *,
+    env: Sequence[str] = (),
+    dirs: Sequence[str] = (),
+    invoke: str | None = None,
+    fuel: int | None = None,
+    timeout: float | None = None,
+) -> Target:
+    """What ``probe run [-m MODULE] WORDS`` runs: a program and its arguments; Wasm options
+    (``--env``, ``--dir``, ``--invoke``, ``--fuel``, ``--timeout``) for a Wasm program, where
+    wasmtime's conventions apply to the words after the file too."""
+    from probe.engines.wasm.options import from_command
+
+    wasm = {"env": env, "dirs": dirs, "invoke": invoke, "fuel": fuel, "timeout": timeout}
+    if module:
+        return Target(module=module, args=list(words), options=from_command([], **wasm)[1])
+    if not words:
+        raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")
+    path, rest = words[0], list(words[1:])
+    if _is_wasm(path):
+        rest, options = from_command(rest, **wasm)
+    else:
+        options = from_command([], **wasm)[1]
+    return Target(path=path, args=rest, options=options)
+
+
+def _is_wasm(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in (".wasm", ".wat")
+
+
 def engine_for(target: Target) -> Engine:
     """The engine that runs ``target``, judged by its file type."""
     if target.path is not None:
@@ -73,8 +103,8 @@ def engine_for(target: Target) -> Engine:
             raise UsageError(f"can't open file {target.path!r}: no such file")
         if os.path.isdir(target.path):
             raise UsageError(f"{target.path!r} is a directory, not a program")
-        if os.path.splitext(target.path)[1].lower() in (".wasm", ".wat"):
-            from probe.engines.wasm import WasmEngine
+        if _is_wasm(target.path):
+            from probe.engines.wasm.engine import WasmEngine
 
             return WasmEngine()
     if target.options:

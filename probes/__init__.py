@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.errors import UsageError
+
 
 class Kind(enum.IntEnum):
     """What a probe records, ordered from cheapest to most flexible."""
@@ -64,9 +66,9 @@ class Probe:
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
-            raise ValueError(f"unknown probe event {self.event!r} (known: {', '.join(EVENTS)})")
+            raise UsageError(f"unknown probe event {self.event!r} (known: {', '.join(EVENTS)})")
         if self.callback is not None and self.kind != Kind.CALLBACK:
-            raise ValueError("only a callback probe takes a callback")
+            raise UsageError("only a callback probe takes a callback")
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class Switchboard:
 
     def insert(self, probe: Probe) -> None:
         if probe.callback is None:
-            raise ValueError("only callback probes can be inserted while the program runs")
+            raise UsageError("only callback probes can be inserted while the program runs")
         self._seq += 1
         entry = (self._seq, probe.callback)
         if probe.site is None:

@@ -6,7 +6,7 @@ table for other tools and other machines.
 """
 
 from .schema import TABLES
-from .spool import Spool, StorageError, ingest_in_background, resolve_path
+from .spool import Spool, ingest_in_background, resolve_path
 
 
 def __getattr__(name: str) -> object:

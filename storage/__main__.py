@@ -6,8 +6,9 @@ waiting for DuckDB.
 
 import sys
 
+from probe.errors import StorageError
+
 from .db import Database
-from .spool import StorageError
 
 
 def main(argv: list[str]) -> int:

@@ -17,9 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.errors import StorageError
+
 from . import spool
 from .schema import TABLES, VIEWS, arrow_schema, ddl, view_ddl
-from .spool import StorageError, resolve_path
+from .spool import resolve_path
 
 if TYPE_CHECKING:
     import duckdb

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from probe.errors import UsageError
+
 FORMATS = ("table", "csv", "json")
 
 
@@ -21,7 +23,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
     if fmt == "json":
         return json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1)
     if fmt != "table":
-        raise ValueError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
+        raise UsageError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     lines = [

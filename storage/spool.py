@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from probe.errors import StorageError, UsageError
+
 from .schema import TABLES
 
 DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
@@ -26,10 +28,6 @@ DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
 def resolve_path(path: str | None = None) -> str:
     """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory."""
     return path or os.environ.get("PROBE_DB") or DEFAULT_PATH
-
-
-class StorageError(Exception):
-    """The database or its journal can't be used: reported as one line."""
 
 
 def spool_root(db_path: str | os.PathLike[str]) -> Path:
@@ -82,7 +80,7 @@ class Spool:
         known = {name for name, _ in TABLES[table]}
         unknown = set(columns) - known
         if unknown:
-            raise ValueError(f"table {table} has no columns {sorted(unknown)}")
+            raise UsageError(f"table {table} has no columns {sorted(unknown)}")
         self._seq += 1
         if all(isinstance(v, list) for v in columns.values()):
             _write_whole(self.dir / f"{self._seq:06d}-{table}.json", json.dumps(columns))
@@ -107,7 +105,7 @@ class Spool:
         from .schema import VIEWS
 
         if not re.fullmatch(r"[a-z][a-z0-9_]*", table) or table in VIEWS or "run_id" in columns:
-            raise ValueError(
+            raise UsageError(
                 f"an analysis's table needs a lower-case name of its own, without run_id: {table!r}"
             )
         self._seq += 1

@@ -36,7 +36,7 @@ class Recorder:
 def run(engine: str, probes: list[Probe]) -> Recorder:
     rec = Recorder()
     if engine == "wasm":
-        from probe.engines.wasm import WasmEngine
+        from probe.engines.wasm.engine import WasmEngine
 
         WasmEngine().run(Target(str(CALC), args=["8"]), ProbeSet.of(probes), Scope(), rec)
     else:

@@ -21,28 +21,38 @@ from pathlib import Path
 import wasmtime
 
 from probe.engines.wasm import binary, runner
-from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
+from probe.engines.wasm.options import Options
+from probe.engines.wasm.rewrite import Plan, instrument
+from probe.probes import Kind
 
-EVERYWHERE = Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, memory=FLAG, exit=FLAG)
-COUNTS = Plan(func=COUNT, block=COUNT)
+EVERYWHERE = Plan(
+    func=Kind.FLAG,
+    block=Kind.FLAG,
+    instr=Kind.FLAG,
+    branch=Kind.FLAG,
+    call=Kind.FLAG,
+    memory=Kind.FLAG,
+    exit=Kind.FLAG,
+)
+COUNTS = Plan(func=Kind.COUNT, block=Kind.COUNT)
 # Callback probes import a host function, which moves every defined function's index.
 CALLBACKS = Plan(
-    func=FLAG,
-    block=FLAG,
-    call=FLAG,
-    memory=FLAG,
-    exit=FLAG,
+    func=Kind.FLAG,
+    block=Kind.FLAG,
+    call=Kind.FLAG,
+    memory=Kind.FLAG,
+    exit=Kind.FLAG,
     callbacks=("func", "block", "call", "exit", "memory"),
     ranges=("memory",),
 )
 # Operand events everywhere they exist: scratch locals, the event writer, a second import.
 OPERANDS = Plan(
-    func=COUNT,
-    block=COUNT,
-    branch=COUNT,
-    call=COUNT,
-    memory=COUNT,
-    exit=COUNT,
+    func=Kind.COUNT,
+    block=Kind.COUNT,
+    branch=Kind.COUNT,
+    call=Kind.COUNT,
+    memory=Kind.COUNT,
+    exit=Kind.COUNT,
     callbacks=("func",),
     operand=("block", "branch", "call", "exit", "func", "memory"),
 )
@@ -275,7 +285,7 @@ def run_file(wast: Path, plan: Plan = EVERYWHERE) -> Report:
             report.skipped["wast not convertible by wasm-tools"] += 1
             return report
         commands = json.loads(out.read_text())["commands"]
-        engine = runner.make_engine(runner.Options())
+        engine = runner.make_engine(Options())
         plain, probed = _World(engine), _World(engine)
         usable = True  # the last module loaded on both sides
         for cmd in commands:

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_probe
 
-from probe.storage import TABLES, Database, StorageError
+from probe.errors import StorageError
+from probe.storage import TABLES, Database
 
 CONTRACT = {
     "runs": [

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from probe.engines import Outcome, Target
-from probe.engines.wasm import WasmEngine
+from probe.engines.wasm.engine import WasmEngine
 from probe.probes import Kind, Probe, ProbeSet, Scope
 
 FIB = Path(__file__).resolve().parents[1] / "samples" / "wasm" / "fib.wat"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from probe.engines.wasm import binary
-from probe.engines.wasm.rewrite import COUNT, FLAG, Plan, instrument
+from probe.engines.wasm.rewrite import Plan, instrument
+from probe.probes import Kind
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "wasm"
 needs_wasm_tools = pytest.mark.skipif(
@@ -37,25 +38,33 @@ SMITH = [
     "--generate-custom-sections=true",
 ]
 PLANS = [
-    Plan(func=FLAG, block=FLAG),
-    Plan(func=FLAG, block=FLAG, instr=FLAG, branch=FLAG, call=FLAG, memory=FLAG, exit=FLAG),
-    Plan(func=COUNT, block=COUNT, instr=COUNT),
+    Plan(func=Kind.FLAG, block=Kind.FLAG),
     Plan(
-        func=COUNT,
-        block=COUNT,
-        instr=COUNT,
-        branch=COUNT,
-        call=COUNT,
-        memory=COUNT,
-        exit=COUNT,
+        func=Kind.FLAG,
+        block=Kind.FLAG,
+        instr=Kind.FLAG,
+        branch=Kind.FLAG,
+        call=Kind.FLAG,
+        memory=Kind.FLAG,
+        exit=Kind.FLAG,
+    ),
+    Plan(func=Kind.COUNT, block=Kind.COUNT, instr=Kind.COUNT),
+    Plan(
+        func=Kind.COUNT,
+        block=Kind.COUNT,
+        instr=Kind.COUNT,
+        branch=Kind.COUNT,
+        call=Kind.COUNT,
+        memory=Kind.COUNT,
+        exit=Kind.COUNT,
         callbacks=("block", "memory"),
         operand=("block", "branch", "call", "exit", "func", "instr", "memory"),
     ),
     Plan(
-        func=FLAG,
-        call=FLAG,
-        memory=COUNT,
-        exit=FLAG,
+        func=Kind.FLAG,
+        call=Kind.FLAG,
+        memory=Kind.COUNT,
+        exit=Kind.FLAG,
         callbacks=("call", "exit", "func", "memory"),
         ranges=("memory",),
     ),

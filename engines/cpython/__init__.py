@@ -20,7 +20,8 @@ import threading
 import types
 from collections.abc import Callable, Iterable
 
-from probe.engines import Outcome, Recorder, Target, UsageError
+from probe.engines import Outcome, Recorder, Target
+from probe.errors import UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
 from .events import SiteIds, Tracer

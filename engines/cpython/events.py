@@ -34,6 +34,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from probe.engines import Recorder
+from probe.errors import UsageError
 from probe.probes import Kind, Probe, ProbeSet, Site, SiteEvent, Switchboard, site_matches
 
 from .monitor import START_DISABLE_HIDES_LINE, claim_tool, release_tool
@@ -556,7 +557,7 @@ class Tracer:
         pattern = probe.site
         assert pattern is not None
         if pattern.unit is None:
-            raise ValueError(f"a Python {probe.event} probe needs the file its site is in")
+            raise UsageError(f"a Python {probe.event} probe needs the file its site is in")
         import os
 
         unit = os.path.realpath(pattern.unit)

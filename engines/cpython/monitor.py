@@ -28,7 +28,7 @@ def claim_tool(name: str, callbacks: dict[int, Callable[..., object]]) -> int:
             mon.use_tool_id(tool, name)
             break
     else:
-        from probe.engines import UsageError
+        from probe.errors import UsageError
 
         raise UsageError(
             "every sys.monitoring tool id is taken (by other tools, or sessions nested deeper "

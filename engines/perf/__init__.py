@@ -19,12 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from probe.errors import PerfError
+
 # What stands in when hardware events are missing: always counted, in any VM.
 SOFTWARE = ("task-clock", "page-faults", "context-switches")
-
-
-class PerfError(Exception):
-    """perf can't be used here: reported in one line."""
 
 
 @dataclass

@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 
-from . import PerfError, Reading
+from probe.errors import PerfError
+
+from . import Reading
 
 ENV = "PROBE_CALLGRIND_OUT"  # set inside valgrind: where callgrind writes its dumps
 
@@ -39,7 +41,10 @@ def check(events: list[str]) -> None:
 
 
 def relaunch(argv: list[str], events: list[str]) -> None:
-    """Run ``python -m probe ARGV`` under callgrind, then exit with its status."""
+    """Unless this process runs under probe's callgrind already: run ``python -m probe ARGV``
+    under it, then exit with its status."""
+    if inside():
+        return
     check(events)
     if shutil.which("valgrind") is None:
         raise PerfError("--counters-backend callgrind needs valgrind (apt-get install valgrind)")

@@ -14,6 +14,8 @@ import os
 import platform
 import struct
 
+from probe.errors import UsageError
+
 from . import SOFTWARE, Reading, note_unsupported
 
 _SYSCALL = {"x86_64": 298, "aarch64": 241}.get(platform.machine())
@@ -47,10 +49,10 @@ _USER_ONLY = (1 << 5) | (1 << 6)
 
 
 def check_events(events: list[str]) -> None:
-    """ValueError, in one line, for an event this module can't open."""
+    """UsageError, in one line, for an event this module can't open."""
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
-        raise ValueError(f"unknown counter {unknown[0]!r} (known: {', '.join(EVENTS)})")
+        raise UsageError(f"unknown counter {unknown[0]!r} (known: {', '.join(EVENTS)})")
 
 
 class Region:

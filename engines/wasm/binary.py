@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from probe.errors import NotSupported, WasmError
+
 from .opcodes import UNSUPPORTED, VALTYPES
 
 MAGIC = b"\0asm"
@@ -21,21 +23,7 @@ SEC_GLOBAL, SEC_EXPORT, SEC_START, SEC_ELEMENT, SEC_CODE, SEC_DATA = 6, 7, 8, 9,
 SEC_DATACOUNT, SEC_TAG = 12, 13
 
 # Where each known section may stand, by the spec's order (data count before code).
-_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
-
-
-class WasmError(ValueError):
-    """A malformed module; ``offset`` is the byte offset in the file."""
-
-    def __init__(self, message: str, offset: int | None = None) -> None:
-        self.offset = offset
-        super().__init__(message if offset is None else f"{message} at byte offset {offset:#x}")
-
-
-class NotSupported(WasmError):
-    def __init__(self, feature: str, offset: int | None = None) -> None:
-        self.feature = feature
-        super().__init__(f"not supported: {feature}", offset)
+ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 
 # -- LEB128 -------------------------------------------------------------------
@@ -215,12 +203,12 @@ def parse(data: bytes) -> Module:
             sec.name = data[q : q + n].decode("utf-8", "replace")
         elif sid == SEC_TAG:
             raise NotSupported("exception handling (tag section)", header)
-        elif sid not in _ORDER:
+        elif sid not in ORDER:
             raise WasmError(f"malformed section id {sid}", header)
-        elif _ORDER[sid] <= last:
+        elif ORDER[sid] <= last:
             raise WasmError("unexpected section (out of order or duplicate)", header)
         else:
-            last = _ORDER[sid]
+            last = ORDER[sid]
         m.sections.append(sec)
         p = end
     for sec in m.sections:

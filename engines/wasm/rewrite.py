@@ -28,8 +28,11 @@ import bisect
 from array import array
 from dataclasses import dataclass, field
 
+from probe.probes import Kind
+
 from . import opcodes as op
 from .binary import (
+    ORDER,
     SEC_CODE,
     SEC_ELEMENT,
     SEC_EXPORT,
@@ -51,7 +54,6 @@ from .binary import (
     u32,
 )
 
-FLAG, COUNT = 1, 2
 PROBE_MEMORY_EXPORT = "probe:memory"
 START_EXPORT = "probe:start"  # the start function, exported: the host calls it (runner)
 HIT_IMPORT = ("probe", "hit")  # (param i32 site, i64 operand): what callback points call
@@ -117,7 +119,7 @@ _MISC_TRAPS = {8, 10, 11, 12, 14, 17}  # memory.init/copy/fill, table.init/copy/
 
 @dataclass
 class Plan:
-    """What to probe: the kind for each event class, FLAG or COUNT (0 for none)."""
+    """What to probe: the kind for each event class, Kind.FLAG or Kind.COUNT (0 for none)."""
 
     func: int = 0
     block: int = 0
@@ -221,9 +223,6 @@ def instrument(m: Module, plan: Plan) -> Result:
         raise WasmError("unexpected end of the module inside a function body") from None
 
 
-_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
-
-
 class _Frame:
     __slots__ = (
         "kind",
@@ -259,7 +258,7 @@ class _Rewriter:
     def __init__(self, m: Module, plan: Plan) -> None:
         self.m = m
         self.plan = plan
-        self.counting = COUNT in (
+        self.counting = Kind.COUNT in (
             plan.func,
             plan.block,
             plan.instr,
@@ -504,10 +503,10 @@ class _Rewriter:
                     b, m.section(SEC_TYPE), SEC_TYPE, extra, count=len(self.new_types)
                 )
         present = {s.id for s in m.sections}
-        missing = sorted((sid for sid in added if sid not in present), key=_ORDER.get)
+        missing = sorted((sid for sid in added if sid not in present), key=ORDER.get)
         out = bytearray(b[:8])
         for sec in m.sections:
-            while missing and sec.id and _ORDER[missing[0]] < _ORDER[sec.id]:
+            while missing and sec.id and ORDER[missing[0]] < ORDER[sec.id]:
                 out += added[missing.pop(0)]
             if sec.id in added:
                 out += added[sec.id]

@@ -16,19 +16,12 @@ from typing import Any
 
 import wasmtime
 
-from probe.engines import Outcome, UsageError
+from probe.engines import Outcome
+from probe.errors import UsageError
+
+from .options import Options
 
 TRAP_EXIT = 134  # what the wasmtime CLI exits with on a trap (128 + SIGABRT)
-
-
-@dataclass
-class Options:
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    dirs: list[tuple[str, str]] = field(default_factory=list)  # (host, guest)
-    invoke: str | None = None
-    fuel: int | None = None
-    timeout: float | None = None
 
 
 def make_engine(opts: Options) -> wasmtime.Engine:
@@ -47,11 +40,6 @@ def make_engine(opts: Options) -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-def config_key(opts: Options) -> str:
-    """What about the engine's configuration changes compiled code."""
-    return f"fuel={opts.fuel is not None},epoch={opts.timeout is not None}"
-
-
 @dataclass
 class Ran:
     outcome: Outcome
@@ -64,13 +52,16 @@ def run(
     module: wasmtime.Module,
     name: str,
     opts: Options,
-    deferred_start: str | None,
-    probe_export: str | None,
+    *,
+    deferred_start: str | None = None,
+    probe_export: str | None = None,
     host_funcs: dict[str, tuple[list[str], Callable[..., None]]] | None = None,
     attach: Callable[[wasmtime.Store, Any], None] | None = None,
 ) -> Ran:
-    """Run the module; ``host_funcs`` are imported from module "probe" by name (with
-    their parameter types); ``attach`` sees the instance's exports before any guest code."""
+    """Run the module (``name`` is its argv[0]): ``deferred_start`` first, the export that
+    the rewriter made of its start function; ``probe_export``, the memory to read after the
+    run, however it ends; ``host_funcs`` are imported from module "probe" by name (with their
+    parameter types); ``attach`` sees the instance's exports before any guest code."""
     store, instance = instantiate(engine, module, name, opts, host_funcs, attach)
     exports = instance.exports(store)
     memory = exports.get(probe_export) if probe_export else None
@@ -141,7 +132,7 @@ def _call(
         if opts.invoke:
             func = exports.get(opts.invoke)
             if not isinstance(func, wasmtime.Func):
-                names = [n for n, e in _items(exports) if isinstance(e, wasmtime.Func)]
+                names = [n for n, e in exports_of(exports) if isinstance(e, wasmtime.Func)]
                 raise UsageError(
                     f"no exported function {opts.invoke!r} (exports: {', '.join(names) or 'none'})"
                 )
@@ -165,15 +156,16 @@ def _call(
             status, msg = "timeout", f"timed out after {opts.timeout} s"
         elif e.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
             status, msg = "timeout", f"ran out of fuel ({opts.fuel})"
-        return Outcome(status, TRAP_EXIT, _cause(msg)), frames
+        return Outcome(status, TRAP_EXIT, cause(msg)), frames
     except wasmtime.WasmtimeError as e:
-        return Outcome("trap", TRAP_EXIT, _cause(str(e))), []
+        return Outcome("trap", TRAP_EXIT, cause(str(e))), []
     except KeyboardInterrupt:
         return Outcome("killed", 130, "KeyboardInterrupt"), []
     return Outcome("ok", 0), []
 
 
-def _items(exports: Any) -> list[tuple[str, Any]]:
+def exports_of(exports: Any) -> list[tuple[str, Any]]:
+    """(name, export) of every export (wasmtime's exports object, or nothing)."""
     try:
         return list(exports.items())
     except AttributeError:
@@ -199,7 +191,7 @@ def _parse_args(ftype: wasmtime.FuncType, args: list[str], name: str) -> list[An
     return values
 
 
-def _cause(text: str) -> str:
+def cause(text: str) -> str:
     """The reason in one of wasmtime's error texts (its last line: "wasm trap: ...")."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"

@@ -1,0 +1,174 @@
+"""The host side of a probed module while it runs: callback points switched by guard
+bytes, the event ring taken into Arrow batches, live probe insertion and removal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from probe.engines import Recorder
+from probe.errors import UsageError
+from probe.probes import Probe, ProbeSet, SiteEvent, Switchboard, site_matches
+
+from .binary import Module
+from .rewrite import (
+    CURSOR_EXPORT,
+    EVENT_BYTES,
+    EVENT_CAPACITY,
+    EVENTS_EXPORT,
+    FLUSH_IMPORT,
+    GUARDS_EXPORT,
+    HIT_IMPORT,
+    RANGES_EXPORT,
+    Result,
+)
+
+# One event in the ring, as the event writer stores it.
+EVENT_DTYPE = [("value", "<i8"), ("site", "<i4"), ("pad", "<i4")]
+
+
+class Host:
+    """The host side of a probed module: callback points, the event ring, live probes."""
+
+    def __init__(
+        self, probes: ProbeSet, prepared: Result, module: Module, unit: str, recorder: Recorder
+    ) -> None:
+        self.prepared = prepared
+        self.module = module
+        self.unit = unit
+        self.recorder = recorder
+        self.store = None
+        self.guards = None  # numpy view of the guard memory
+        self.ring = None  # numpy view of the event ring
+        self.cursor = None
+        self.ranges = None  # numpy (sites, 2) view: lowest and highest operand per site
+        self.seq = 0
+        self.names: dict[int, str] = {}
+        self._kinds = None
+        self.board = Switchboard(self._resolve, self._switch)
+        self._initial = probes.callback_probes()
+
+    def imports(self) -> dict[str, tuple[list[str], Callable[..., None]]]:
+        found = {}
+        if self.prepared.calls_host:
+            found[HIT_IMPORT[1]] = (["i32", "i64"], self.hit)
+        if self.prepared.events:
+            found[FLUSH_IMPORT[1]] = ([], self.flush)
+        return found
+
+    def attach(self, store: Any, exports: Any) -> None:
+        """Called once the instance exists, before any guest code runs."""
+        import numpy as np
+
+        self.store = store
+        if self.prepared.calls_host:
+            self.guards = view(store, exports[GUARDS_EXPORT], np.uint8)
+            for probe in self._initial:
+                if probe.callback is not None:
+                    self.board.insert(probe)
+        if self.prepared.events:
+            self.ring = view(store, exports[EVENTS_EXPORT], EVENT_DTYPE)
+            self.cursor = exports[CURSOR_EXPORT]
+        if self.prepared.ranges:
+            self.ranges = view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
+            self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
+
+    # -- callback points --------------------------------------------------------
+
+    def _site_kinds(self):  # numpy array of kind names
+        import numpy as np
+
+        if self._kinds is None:
+            self._kinds = np.array(self.prepared.sites.kind, dtype=object)
+        return self._kinds
+
+    def _resolve(self, probe: Probe) -> list[int]:
+        sites, pattern = self.prepared.sites, probe.site
+        assert pattern is not None
+        kind = probe.event  # site kinds are the event class names
+        return [
+            i
+            for i in range(len(sites))
+            if sites.kind[i] == kind
+            and site_matches(
+                pattern,
+                kind,
+                self.unit,
+                self._name(sites.func[i]),
+                offset=sites.offset[i],
+                target=sites.target[i],
+            )
+        ]
+
+    def _switch(self, event: str, site_ids, on: bool) -> None:  # ids or None
+        if self.guards is None:
+            raise UsageError(f"no callback points on {event} sites in this run")
+        if site_ids is None:
+            mask = self._site_kinds() == event
+            if not on:  # sites with local probes of their own stay on
+                keep = [i for i in range(len(mask)) if mask[i] and self.board.active(event, i)]
+                self.guards[: len(mask)][mask] = 0
+                self.guards[keep] = 1
+            else:
+                self.guards[: len(mask)][mask] = 1
+            return
+        for i in site_ids:
+            self.guards[i] = 1 if on else int(self.board.active(event, i))
+
+    def _name(self, func: int) -> str:
+        name = self.names.get(func)
+        if name is None:
+            name = self.names[func] = self.module.func_name(func)
+        return name
+
+    def hit(self, site: int, value: int) -> None:
+        sites = self.prepared.sites
+        kind = sites.kind[site]
+        self.board.fire(
+            kind,
+            site,
+            SiteEvent(
+                site,
+                kind,
+                self._name(sites.func[site]),
+                offset=sites.offset[site],
+                unit=self.unit,
+                value=value if site in sites.valued else None,
+                probes=self.board,
+            ),
+        )
+
+    # -- the event ring ---------------------------------------------------------
+
+    def flush(self, count: int = EVENT_CAPACITY) -> None:
+        """Move ``count`` events from the ring to the run's events table, as one batch."""
+        import numpy as np
+
+        if not count:
+            return
+        events = self.ring[:count]
+        self.recorder.append(
+            "events",
+            {
+                "seq": np.arange(self.seq, self.seq + count, dtype=np.int64),
+                "site_id": events["site"].astype(np.int64),
+                "value": events["value"].copy(),
+            },
+        )
+        self.seq += count
+
+    def finish(self) -> None:
+        """Take the events still in the ring, however the run ended."""
+        if self.ring is not None and self.store is not None:
+            self.flush(self.cursor.value(self.store) // EVENT_BYTES)
+
+
+def view(store: Any, memory: Any, dtype: Any) -> Any:
+    """A numpy view of a memory the guest never grows (so its address stays put)."""
+    import ctypes
+
+    import numpy as np
+
+    size = memory.data_len(store)
+    buf = (ctypes.c_ubyte * size).from_address(ctypes.addressof(memory.data_ptr(store).contents))
+    return np.frombuffer(buf, dtype=dtype)

@@ -1,0 +1,76 @@
+"""What a Wasm run leaves: the ``sites`` of the module (names and offsets of the user's
+file) and the ``counts`` read from the probe memory, with address ranges where kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probe.engines import Recorder
+
+from .binary import Module
+from .rewrite import Result
+
+
+def write_tables(
+    recorder: Recorder,
+    unit: str,
+    module: Module,
+    prepared: Result,
+    memory: bytes | None,
+    ranges: Any = None,  # numpy (sites, 2): lowest and highest operands, or None
+) -> None:
+    import numpy as np
+
+    sites = prepared.sites
+    n = len(sites)
+    slots = np.frombuffer(sites.slot, dtype=np.int64) if n else np.zeros(0, np.int64)
+    if memory is not None and prepared.slots:
+        dtype = np.int64 if prepared.counting else np.uint8
+        values = np.frombuffer(memory, dtype=dtype, count=prepared.slots).astype(np.int64)
+        counts = np.where(slots >= 0, values[np.clip(slots, 0, None)], 0)
+    else:
+        counts = np.zeros(n, np.int64)
+    funcs = np.frombuffer(sites.func, dtype=np.int64) if n else np.zeros(0, np.int64)
+    # Imported functions are sites too (kind 'import', never counted): call sites name them.
+    imports = range(module.imported_funcs)
+    names = {int(f): module.func_name(int(f)) for f in np.unique(funcs)}
+    names.update((i, module.func_name(i)) for i in imports)
+    targets = list(sites.target) + list(imports)
+    recorder.write(
+        "sites",
+        {
+            "site_id": np.arange(n + len(imports), dtype=np.int64),
+            "kind": list(sites.kind) + ["import"] * len(imports),
+            "unit": [unit] * (n + len(imports)),
+            "func": [names[int(f)] for f in funcs] + [names[i] for i in imports],
+            "offset": np.concatenate(
+                [
+                    np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
+                    np.full(len(imports), -1, np.int64),
+                ]
+            ),
+            "target": targets,
+            "size": np.concatenate(
+                [
+                    np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
+                    np.zeros(len(imports), np.int64),
+                ]
+            ),
+        },
+    )
+    hit = np.nonzero(counts)[0]
+    columns = {"site_id": hit.astype(np.int64), "count": counts[hit]}
+    if ranges is not None:
+        seen = ranges[:n][hit]
+        low = seen[:, 0].astype(np.int64)
+        has = seen[:, 0] <= seen[:, 1]
+        columns["low"] = np.where(has, low, 0)
+        columns["high"] = np.where(has, seen[:, 1].astype(np.int64), 0)
+        if not has.all():  # sites without a range keeper (not loads or stores)
+            columns["low"] = [
+                int(v) if h else None for v, h in zip(columns["low"], has, strict=True)
+            ]
+            columns["high"] = [
+                int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
+            ]
+    recorder.write("counts", columns)
