@@ -119,14 +119,14 @@ def _arguments(item: Any) -> tuple[tuple, dict]:
 
 def _store(rows: list[tuple[str, Any, dict[str, Any]]], label: str, db: str | None) -> None:
     from probe.engines import Outcome
-    from probe.recording import database, new_run
+    from probe.recording import current, database, new_run
     from probe.storage import resolve_path
-    from probe.tracing import state
 
     if not rows:
         return
-    if state.session is not None:
-        state.session.add_readings(rows)
+    recording = current()
+    if recording is not None:
+        recording.add_readings(rows)
         return
     path = resolve_path(db)
     recorder = new_run(path, label, "cpython", ["measure"], sys.argv, {})

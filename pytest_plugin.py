@@ -46,8 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-class _Recorder:
-    """The session's recording, and the span each test runs in."""
+class _Plugin:
+    """The test session's recording (a Session), and the span each test runs in."""
 
     def __init__(self, config: pytest.Config) -> None:
         from probe.errors import UsageError
@@ -99,15 +99,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from probe.errors import ProbeError
 
     try:
-        recorder = _Recorder(config)
-        recorder.session.start()
+        plugin = _Plugin(config)
+        plugin.session.start()
     except ProbeError as e:
         raise pytest.UsageError(f"--probe: {e}") from None
-    config.pluginmanager.register(recorder, "probe-recorder")
-    config._probe_recorder = recorder  # type: ignore[attr-defined]
+    config.pluginmanager.register(plugin, "probe-plugin")
+    config._probe_plugin = plugin  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    recorder = getattr(config, "_probe_recorder", None)
-    if recorder is not None:
-        recorder.session.stop()
+    plugin = getattr(config, "_probe_plugin", None)
+    if plugin is not None:
+        plugin.session.stop()

@@ -33,20 +33,22 @@ if TYPE_CHECKING:
     from probe.storage.db import Database
 
 
-class _Recorder:
-    """Writes tables to the journal and keeps them for the end-of-run summary."""
+class RunRecorder:
+    """One run's recorder, the engines' ``Recorder``: writes its tables to the run's journal,
+    keeps them for the end-of-run summary, and closes the run with what the program reported
+    (its ``recording``) and the counters of the whole run."""
 
     def __init__(
         self,
         spool: Spool,
         analyses: Sequence[registry.Analysis] = (),
         stat: Any = None,
-        inside: Recording | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self.spool = spool
         self.analyses = analyses
         self.stat = stat  # what counts the whole run, if asked for: perf stat or callgrind
-        self.inside = inside  # what the program reported while recorded
+        self.recording = recording  # what the program reported while recorded
         self.tables: Tables = {}
         self.streamed: dict[str, int] = {}  # rows of streamed tables (not kept)
 
@@ -77,8 +79,8 @@ class _Recorder:
         self.write("counters", columns)
 
     def close(self, outcome: Outcome) -> None:
-        if self.inside is not None:
-            self.inside.save(self)
+        if self.recording is not None:
+            self.recording.save(self)
         if self.stat is not None:
             self.readings([("run", r, {}) for r in self.stat.stop()])
         # The analyses' own tables go in before the run is closed, so ingest sees them all.
@@ -122,7 +124,7 @@ def run(
             f"the analyses {', '.join(names)} need no probes the {engine.name} engine has"
         )
     db_path = resolve_path(db)
-    inside = Recording(db_path, names, options)
+    recording = Recording(db_path, names, options)
     recorder = new_run(
         db_path,
         os.path.abspath(target.path) if target.path else target.module,
@@ -132,10 +134,10 @@ def run(
         options,
         analyses=chosen,
         stat=_stat(counters, counters_backend),
-        inside=inside,
+        recording=recording,
     )
-    inside.run_id = recorder.spool.run_id
-    inside.enter()
+    recording.run_id = recorder.spool.run_id
+    recording.enter()
     try:
         outcome = engine.run(target, probes, scope or Scope(), recorder)
     except UsageError:
@@ -151,7 +153,7 @@ def run(
         ingest_in_background(db_path)  # keep what the journal holds, whatever happened
         raise
     finally:
-        inside.leave()
+        recording.leave()
     ingest_in_background(db_path)
     if summary is not None:
         run = dict(recorder.spool.run, streamed=recorder.streamed)
@@ -192,9 +194,9 @@ def new_run(
     *,
     analyses: Sequence[registry.Analysis] = (),
     stat: Any = None,
-    inside: Recording | None = None,
+    recording: Recording | None = None,
     parent: str | None = None,
-) -> _Recorder:
+) -> RunRecorder:
     """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
     an engine. A run whose counters can't start is not kept. ``parent``: the run this one
     is started inside."""
@@ -208,7 +210,7 @@ def new_run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    recorder = _Recorder(Spool(db_path, header), analyses, stat, inside)
+    recorder = RunRecorder(Spool(db_path, header), analyses, stat, recording)
     if stat is not None:
         try:
             stat.start()
@@ -228,10 +230,25 @@ def chosen_analyses(
     ]
 
 
+def current() -> Recording | None:
+    """What records this process now: the innermost Recording, or None.
+
+    This is the one way to ask. ``probe run`` records the program it runs, a ``Session``
+    records code of its own process; while either does, decorated calls, ``probe.measure``
+    and ``probe.wasm.load`` report to it."""
+    from probe import tracing
+
+    return tracing.state.recording
+
+
 class Recording:
-    """What a recorded program reports while it runs (under `probe run` or in a session):
-    counter regions (decorated calls, tests, Wasm export calls), probe.measure's samples,
-    and the Wasm modules it loads (runs of their own). Saved when its run closes."""
+    """What records a program, and what the program reports to while it runs: under ``probe
+    run`` (one is made for the run) or in a ``Session``. It has its own run (``run_id``,
+    in ``db_path``) and gathers counter regions (decorated calls, tests, Wasm export calls),
+    ``probe.measure``'s samples and the Wasm modules the program loads (runs of their own,
+    children of this one). All of it is saved when its run closes (``save``).
+
+    ``current()`` returns the innermost one; ``enter``/``leave`` make it current."""
 
     def __init__(self, db_path: str, names: Sequence[Any], options: dict[str, Any]) -> None:
         self.db_path = db_path
@@ -248,15 +265,16 @@ class Recording:
         """Become what decorated calls, probe.measure and probe.wasm.load report to."""
         from probe import tracing
 
-        tracing.stack.append(self)
-        tracing.state.session = self
+        tracing.state.stack.append(self)
+        tracing.state.recording = self
 
     def leave(self) -> None:
         from probe import tracing
 
-        if self in tracing.stack:
-            tracing.stack.remove(self)
-        tracing.state.session = tracing.stack[-1] if tracing.stack else None
+        stack = tracing.state.stack
+        if self in stack:
+            stack.remove(self)
+        tracing.state.recording = stack[-1] if stack else None
 
     def context_changed(self) -> None:
         """A coarse context (a test) begins."""
@@ -291,7 +309,7 @@ class Recording:
         self.run_ids.append(run_id)
         self._modules.append(module)
 
-    def save(self, recorder: _Recorder) -> None:
+    def save(self, recorder: RunRecorder) -> None:
         for module in self._modules:
             try:
                 module.close()
@@ -354,7 +372,7 @@ class Session(Recording):
         self._names = names
         self.analyses = chosen_analyses(names, self.options)
         probes = ProbeSet.of(p for a in self.analyses for p in a.probes(CPythonEngine.events))
-        outer = tracing.state.session  # what records already: this run is started inside it
+        outer = current()  # what records already: this run is started inside it
         recorder = new_run(
             self.db_path,
             self.name,
@@ -364,7 +382,7 @@ class Session(Recording):
             self.options,
             analyses=self.analyses,
             stat=_stat(self.counters),
-            inside=self,
+            recording=self,
             parent=outer.run_id if outer is not None else None,
         )
         try:

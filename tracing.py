@@ -33,13 +33,15 @@ current_context = _context.get
 
 
 class _State:
-    """The innermost recording session; None while nothing records (the decorator's check)."""
+    """What records now, kept here for the decorator's check (one attribute read per call;
+    probe.recording is too heavy to import at decoration). Read it with
+    ``probe.recording.current()``; ``Recording.enter``/``leave`` set it."""
 
-    session: Recording | None = None
+    recording: Recording | None = None  # the innermost; None while nothing records
+    stack: list[Recording] = []  # every Recording recording now, innermost last
 
 
 state = _State()
-stack: list[Recording] = []  # the sessions recording now, innermost last
 
 # Analyses the decorated functions ask for: a session opened without analyses of its own
 # records these, in the decorated call trees only.
@@ -72,7 +74,7 @@ class Span:
 class _Entered:
     """One entry of a span (a class, not a generator: this runs on every decorated call)."""
 
-    __slots__ = ("span", "label", "token", "session", "group")
+    __slots__ = ("span", "label", "token", "recording", "group")
 
     def __init__(self, span: Span, label: str) -> None:
         self.span = span
@@ -81,9 +83,9 @@ class _Entered:
 
     def __enter__(self) -> None:
         span = self.span
-        self.session = state.session
+        self.recording = state.recording
         self.token = _context.set(self.label)
-        if span.counters and self.session is not None and not getattr(span._local, "running", 0):
+        if span.counters and self.recording is not None and not getattr(span._local, "running", 0):
             self.group = span._group()  # the outermost entry on this thread counts
             span._local.running = True
             self.group.start()
@@ -92,7 +94,7 @@ class _Entered:
         if self.group is not None:
             readings = self.group.stop()
             self.span._local.running = False
-            self.session.add_region(self.label, readings)
+            self.recording.add_region(self.label, readings)
         _context.reset(self.token)
 
 
@@ -176,7 +178,7 @@ def _wrapper(fn: Callable[..., Any], recorded: Callable[..., Any]) -> Callable[.
         spec, call = _parameters(params)
     source = (
         f"def {fn.__name__}({spec}):\n"
-        "    if __probe_state.session is None:\n"
+        "    if __probe_state.recording is None:\n"
         f"        return __probe_fn({call})\n"
         f"    return __probe_recorded({call})\n"
     )

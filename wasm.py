@@ -39,9 +39,10 @@ class Module:
         return self._instance.exports()
 
     def call(self, export: str, *args: object) -> object:
-        from probe.tracing import Span, state
+        from probe.recording import current
+        from probe.tracing import Span
 
-        if state.session is None or not self._counters:
+        if current() is None or not self._counters:
             return self._instance.call(export, *args)
         span = self._spans.get(export)
         if span is None:
@@ -70,15 +71,14 @@ def load(
     """Instantiate the module at ``path`` (WASI with ``args``, ``env``, preopened ``dirs`` as
     (host, guest) pairs); ``counters``: perf events counted around each export call while a
     session records."""
-    from probe.recording import new_run
-    from probe.tracing import state
+    from probe.recording import current, new_run
 
     if counters:
         from probe.engines.perf.region import check_events
 
         check_events(list(counters))
     opts = Options(args=list(args), env=dict(env or {}), dirs=list(dirs))
-    session = state.session
+    session = current()
     if session is None:
         return Module(Instance(path, ProbeSet.of([]), None, opts), counters)
     from probe.engines.wasm.engine import WasmEngine
