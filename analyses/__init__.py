@@ -1,9 +1,11 @@
-"""Analyses: which probes a question needs, and how stored rows answer it.
+"""Analyses: which probes a question needs, and how recorded rows answer it.
 
-An analysis never touches an engine. It names probes (``probes()``), and
-reads back the tables of the SQL contract: from memory right after a run
-(``summary()``), or from the database later (``report()``). Third-party
-packages add analyses through the entry-point group ``probe.analyses``.
+An analysis never touches an engine. It names probes (``probes()``), and answers from what
+they left: right after a run from the tables still in memory (``summary()``), or later from
+the database (``report()``). A built-in analysis defines its answer once, as a result model
+built from rows of either source (``rows.py``), and leaves the writing to a report format
+(``probe.reports``: one module per format). Every analysis, probe's own and other packages',
+is found through the entry-point group ``probe.analyses``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from probe.errors import UnknownAnalysis, UsageError
 from probe.probes import Probe
 
+from .rows import Tables
+
 if TYPE_CHECKING:
     from probe.storage import Database
 
-# Tables as columns, the way a run hands them over: {table: {column: values}}.
-Tables = dict[str, dict[str, list[Any]]]
+__all__ = ["GROUP", "Analysis", "Tables", "available", "load"]
 
 
 class Analysis:
@@ -27,9 +30,6 @@ class Analysis:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     formats: ClassVar[tuple[str, ...]] = ("text",)
-    # Views this analysis's results are, over the tables of the SQL contract: {name: SELECT}.
-    # They are created in the database for `probe query` and before the report.
-    views: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -45,7 +45,8 @@ class Analysis:
         return {}
 
     def summary(self, run: dict[str, Any], tables: Tables) -> str | None:
-        """A short text printed when a run ends, from the run's own tables."""
+        """A short text printed when a run ends, from the run's own tables (``run``: its
+        header, as ``Database.run`` gives it)."""
         return None
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
@@ -58,13 +59,6 @@ class Analysis:
             raise UsageError(
                 f"the {self.name} report comes as {', '.join(self.formats)}, not {fmt!r}"
             )
-
-
-def create_views(db: Database, analyses: Iterable[type[Analysis]] | None = None) -> None:
-    """Create (or refresh) the views of ``analyses`` (default: every available one) in ``db``."""
-    for analysis in analyses if analyses is not None else available().values():
-        for name, select in getattr(analysis, "views", {}).items():
-            db.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
 
 GROUP = "probe.analyses"  # the entry-point group: probe's own analyses and everyone else's

@@ -151,7 +151,14 @@ def run(
 @_one_line_errors
 def report(
     analysis: Annotated[str, typer.Argument(help="Which analysis to report.")] = "coverage",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, lcov or xml.")] = "text",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, jsonl, lcov, xml or dot: as the analysis writes them.",
+        ),
+    ] = "text",
     run_id: Annotated[
         str | None,
         typer.Option("--run", help="Run id [default: the latest run with the analysis]."),
@@ -162,14 +169,12 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Report a recorded run."""
-    from probe.analyses import create_views, load
+    from probe.analyses import load
     from probe.storage import Database
 
     with Database(db) as database:
         chosen = database.run_for(analysis, run_id)
-        kind = load(analysis)
-        create_views(database, [kind])
-        text = kind().report(database, chosen, fmt)
+        text = load(analysis)().report(database, chosen, fmt)
     _emit(text, output)
 
 
@@ -183,7 +188,7 @@ def query(
     db: DbOption = None,
 ) -> None:
     """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...)."""
-    _show(sql, fmt, db, views=True)
+    _show(sql, fmt, db)
 
 
 @app.command()
@@ -198,14 +203,11 @@ def runs(db: DbOption = None) -> None:
     )
 
 
-def _show(sql: str, fmt: str, db: str | None, views: bool = False) -> None:
-    from probe.analyses import create_views
+def _show(sql: str, fmt: str, db: str | None) -> None:
+    from probe.reports.query import render
     from probe.storage import Database
-    from probe.storage.render import render
 
     with Database(db) as database:
-        if views:
-            create_views(database)
         result = database.execute(sql)
         if not result.columns:
             return

@@ -170,6 +170,17 @@ class Database:
         except duckdb.Error as e:
             raise StorageError(_first_line(e)) from None
 
+    def run(self, run_id: str) -> dict[str, Any]:
+        """A stored run's row of ``runs``, its options as a dict (as a run's header has them
+        while it is recorded); StorageError if there is none."""
+        cursor = self.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise StorageError(f"no run {run_id!r} in {self.path} (probe runs lists them)")
+        run = dict(zip([d[0] for d in cursor.description], row, strict=True))
+        run["options"] = json.loads(run["options"] or "{}")
+        return run
+
     def run_for(self, analysis: str | None = None, run_id: str | None = None) -> str:
         """``run_id`` if the database has it, else the latest top-level run (with the
         analysis); StorageError if there is none."""

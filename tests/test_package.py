@@ -88,8 +88,8 @@ import probe
 
 with probe.session("coverage", db="s.duckdb") as s:
     import probe.cli.main  # a part of probe that no probe code had imported yet
-    from probe.storage import render
-    print(render.render(["a"], [(1,)], "csv").split()[0])
+    from probe.reports import query
+    print(query.render(["a"], [(1,)], "csv").split()[0])
 units = [u for (u,) in s.query("SELECT DISTINCT unit FROM sites").fetchall()]
 print(sorted(units))
 """

@@ -1,4 +1,4 @@
-"""Query results as text: an aligned table, CSV or JSON."""
+"""The rows of `probe query`: an aligned table, CSV or JSON."""
 
 from __future__ import annotations
 

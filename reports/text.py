@@ -1,0 +1,257 @@
+"""Text: what a person reads in a terminal. A brief result (``result.brief``) is the summary
+printed when a run ends; otherwise the full report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from functools import singledispatch
+
+from probe.analyses.branches import BranchArms
+from probe.analyses.calls import CallGraph
+from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
+from probe.analyses.hotness import FunctionCounts, LineCounts
+from probe.analyses.memory import MemoryAccess
+from probe.analyses.trace import TraceEvents
+
+
+@singledispatch
+def render(result: object) -> str:
+    raise NotImplementedError(type(result).__name__)
+
+
+def columns(rows: Sequence[Sequence[str]], left: int = 1, sep: str = "   ") -> list[str]:
+    """Rows of cells aligned in columns: the first ``left`` columns to the left, the rest to
+    the right (numbers)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = zip(row, widths, strict=True)
+        return sep.join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    return [line(r) for r in rows]
+
+
+# -- coverage ---------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: LineCoverage) -> str:
+    files, branch, missing = result.files, result.branch, not result.brief
+    if not files:
+        return "No data to report."
+    names = {p: result.relative(p) for p in files}
+    header = ["Name", "Stmts", "Miss"] + (["Branch", "BrPart"] if branch else []) + ["Cover"]
+    rows = []
+    for path in sorted(files, key=names.get):
+        f = files[path]
+        row = [names[path], str(f.statements), str(len(f.missing))]
+        if branch:
+            row += [str(f.branches), str(len(f.partial_lines()))]
+        row.append(display(result.percent([f])) + "%")
+        rows.append(row)
+    total = ["TOTAL", str(sum(f.statements for f in files.values()))]
+    total.append(str(sum(len(f.missing) for f in files.values())))
+    if branch:
+        total.append(str(sum(f.branches for f in files.values())))
+        total.append(str(sum(len(f.partial_lines()) for f in files.values())))
+    total.append(display(result.percent()) + "%")
+    lines = columns([header, total, *rows])
+    if missing:  # a last column, not aligned: coverage.py's Missing
+        shown = ["Missing", "", *(_missing(files[p]) for p in sorted(files, key=names.get))]
+        lines = [f"{line}   {m}".rstrip() for line, m in zip(lines, shown, strict=True)]
+    head, foot, body = lines[0], lines[1], lines[2:]
+    rule = "-" * len(head)
+    return "\n".join([head, rule, *body, rule, foot])
+
+
+def _missing(f: FileCoverage) -> str:
+    partial = sorted(a for a in f.arcs_missed if a[0] in f.executed)
+    arcs = [f"{src}->{dst}" if dst > 0 else f"{src}->exit" for src, dst in partial]
+    return ", ".join(_ranges(f.missing) + arcs)
+
+
+def _ranges(lines: Iterable[int]) -> list[str]:
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(lines):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [n]
+    if run:
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return out
+
+
+@render.register
+def _(result: WasmCoverage) -> str:
+    funcs = result.functions
+    if not funcs:
+        return "No data to report."
+    rows = []
+    for f in sorted(funcs.values(), key=lambda f: f.offset):
+        ci, ti = f.instructions()
+        nb = len(f.blocks)
+        pc = 100.0 * ci / ti if ti else 100.0
+        rows.append(
+            [f.name, f"{f.offset:#x}", str(nb), str(nb - f.covered_blocks()), str(ti),
+             str(ti - ci), display(pc) + "%"]
+        )  # fmt: skip
+    ci = sum(f.instructions()[0] for f in funcs.values())
+    ti = sum(f.instructions()[1] for f in funcs.values())
+    nb = sum(len(f.blocks) for f in funcs.values())
+    cb = sum(f.covered_blocks() for f in funcs.values())
+    pc = 100.0 * ci / ti if ti else 100.0
+    total = ["TOTAL", "", str(nb), str(nb - cb), str(ti), str(ti - ci), display(pc) + "%"]
+    header = ["Function", "Offset", "Blocks", "Miss", "Instrs", "Miss", "Cover"]
+    top = 20 if result.brief else None
+    shown, note = rows, []
+    if top is not None and len(rows) > top:
+        shown = sorted(rows, key=lambda r: -int(r[5]))[:top]
+        note = [f"({len(rows) - top} more functions: probe report coverage)"]
+    head, foot, *body = columns([header, total, *shown])
+    rule = "-" * len(head)
+    return "\n".join([head, rule, *body, rule, foot, *note])
+
+
+# -- hotness ----------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: FunctionCounts) -> str:
+    if not result.functions:
+        return "No data to report."
+    ranked = result.ranked()
+    total = sum(f.executed() for f in ranked) or 1
+    lines = [f"{'Function':<32} {'Calls':>14} {'Instructions':>16} {'Share':>7}"]
+    lines.append("-" * len(lines[0]))
+    for f in ranked[: 10 if result.brief else 25]:
+        share = 100.0 * f.executed() / total
+        lines.append(f"{f.name[:32]:<32} {f.entered:>14,} {f.executed():>16,} {share:>6.1f}%")
+    blocks = sorted(
+        ((c * f.sizes.get(o, 0), c, o, f.name) for f in ranked for o, c in f.blocks.items() if c),
+        reverse=True,
+    )[:10]
+    lines.append("")
+    lines.append(f"{'Hottest blocks':<32} {'Runs':>14} {'Instructions':>16} {'Offset':>10}")
+    for executed, count, offset, name in blocks:
+        lines.append(f"{name[:32]:<32} {count:>14,} {executed:>16,} {offset:>#10x}")
+    return "\n".join(lines)
+
+
+@render.register
+def _(result: LineCounts) -> str:
+    return "\n".join(f"{c:>14,}  {u}:{n}" for u, n, c in result.lines) or "No data to report."
+
+
+# -- branches ---------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: BranchArms) -> str:
+    if not result.arms:
+        return "No branches measured."
+    ranked = result.branches()
+    top = 10 if result.brief else None
+    one_sided = sum(1 for a in ranked if sum(1 for x in a if x.count) == 1 and len(a) > 1)
+    never = sum(1 for a in ranked if not any(x.count for x in a))
+    lines = [f"{len(ranked)} branches: {never} never ran, {one_sided} always went one way"]
+    lines.append(f"{'Function':<28} {'At':>16} {'Arm to':>10} {'Taken':>14}")
+    for arms_of in ranked[:top] if top else ranked:
+        for unit, func, at, target, count in arms_of:
+            where = f"{at:#x}" if result.wasm else f"{os.path.basename(unit)}:{at}"
+            if target is None:
+                to = "?"
+            elif result.wasm:
+                to = f"{target:#x}"
+            else:
+                to = str(target) if target > 0 else "exit"
+            lines.append(f"{func[:28]:<28} {where:>16} {to:>10} {count:>14,}")
+    if top and len(ranked) > top:
+        lines.append(f"({len(ranked) - top} more branches: probe report branches)")
+    return "\n".join(lines)
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: CallGraph) -> str:
+    if not result.edges and not result.unresolved:
+        return "No calls measured."
+    if result.brief:
+        lines = [f"{'Caller':<30} {'Callee':<30} {'Calls':>12}"]
+        lines += [f"{a[:30]:<30} {b[:30]:<30} {c:>12,}" for a, b, c, _ in result.edges]
+        if result.more:
+            lines.append(f"({result.more} more edges: probe report calls)")
+        if result.unresolved:
+            lines.append(
+                f"{result.unresolved:,} indirect calls, their callees in: probe report calls"
+            )
+        return "\n".join(lines)
+    lines = [f"{'Caller':<32} {'Callee':<32} {'Calls':>14}  "]
+    for a, b, c, i in result.edges:
+        lines.append(f"{a[:32]:<32} {b[:32]:<32} {c:>14,}  {'indirect' if i else ''}")
+    lines.append("")
+    entered = sum(result.entries.values())
+    lines.append(
+        f"{len(result.edges)} edges; {len(result.entries)} functions entered {entered:,} times"
+    )
+    return "\n".join(lines)
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: MemoryAccess) -> str:
+    if result.brief:
+        (loads, loaded), (stores, stored) = result.totals("load"), result.totals("store")
+        return (
+            f"memory: {loads:,} loads ({loaded:,} bytes), "
+            f"{stores:,} stores ({stored:,} bytes): probe report memory"
+        )
+    if not result.sites:
+        return "No loads or stores ran."
+    per_func: dict[str, list[int]] = {}
+    for a in result.sites:
+        f = per_func.setdefault(a.func, [0, 0, 0])
+        f[0 if a.kind == "load" else 1] += a.count
+        f[2] += a.bytes
+    lines = [f"{'Function':<32} {'Loads':>14} {'Stores':>14} {'Bytes':>16}"]
+    for func, (loads, stores, moved) in sorted(per_func.items(), key=lambda f: -f[1][2]):
+        lines.append(f"{func[:32]:<32} {loads:>14,} {stores:>14,} {moved:>16,}")
+    lines.append("")
+    lines.append(f"{'Busiest sites':<32} {'At':>10} {'Kind':>6} {'Runs':>14} {'Addresses':>23}")
+    for a in result.sites[:20]:
+        span = f"{a.lowest:#x}-{a.highest:#x}" if a.lowest is not None else "?"
+        lines.append(f"{a.func[:32]:<32} {a.offset:>#10x} {a.kind:>6} {a.count:>14,} {span:>23}")
+    return "\n".join(lines)
+
+
+# -- trace ------------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: TraceEvents) -> str:
+    if result.brief:
+        return f"trace: {result.total:,} events recorded: probe report trace"
+    if not result.events:
+        return "No events recorded."
+    lines = [f"{'Seq':>10}  {'Kind':<7} {'Where':<40} {'Value':>20}"]
+    for e in result.events:
+        if e.offset is not None:
+            where = f"{e.func} {e.offset:#x}"
+        else:
+            where = f"{e.func} {os.path.basename(e.unit)}:{e.line}"
+        shown = e.detail if e.detail is not None else ("" if e.value is None else str(e.value))
+        if e.kind in ("block", "instr", "line"):
+            shown = ""  # these events have no operand: their order is the point
+        lines.append(f"{e.seq:>10}  {e.kind:<7} {where[:40]:<40} {shown[:20]:>20}")
+    if result.total > len(result.events):
+        more = result.total - len(result.events)
+        lines.append(f"({more:,} more events: probe report trace --format jsonl)")
+    return "\n".join(lines)
