@@ -37,6 +37,10 @@ def _interpreters() -> list[str]:
 
 INTERPRETERS = _interpreters()
 
+# The tools the test dependencies install (wasm-tools, ruff) live beside this interpreter, in
+# its venv: found there whether or not the venv was activated (.ci/run does not activate it).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
 
 def version_of(python: str) -> str:
     out = subprocess.run(
