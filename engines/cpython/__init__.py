@@ -13,22 +13,18 @@ import builtins
 import importlib.util
 import os
 import signal
-import site
 import sys
-import sysconfig
 import threading
 import types
-from collections.abc import Callable, Iterable
 
 from probe.engines import Outcome, Recorder, Target
 from probe.errors import UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
-from .events import SiteIds, Tracer
+from .compat import MONITORING
 from .loader import Compiler, ImportHook
-from .source import MARKER_BASE, SourceInfo, analyze
-
-MONITORING = sys.version_info >= (3, 12)
+from .measured import Measured
+from .source import SourceInfo
 
 
 class _Terminated(BaseException):
@@ -56,7 +52,7 @@ class CPythonEngine:
         return _Run(target, scope, recorder, probes, count=count, branch=branch).execute()
 
 
-class _Run:
+class _Run(Measured):
     """One execution of a target, from placing probes to writing what they saw."""
 
     def __init__(
@@ -68,18 +64,13 @@ class _Run:
         count: bool,
         branch: bool,
     ) -> None:
+        super().__init__(probes, scope, recorder)
         self.target = target
-        self.scope = scope
-        self.recorder = recorder
-        self.branch = branch
         self.lines = probes.kind_for("line") is not None or branch
-        self.wanted = _Wanted(scope)
-        self.ids = SiteIds()
-        self._infos: dict[str, SourceInfo | None] = {}
         if MONITORING and not count:
             from .monitor import Monitor
 
-            self.collector = Monitor(self.wanted, count=count)
+            self.collector = Monitor(self.wanted)
             self.compiler = Compiler(markers=branch, counting=count, rewriter=None)
         else:
             # Counts on every version, flags on 3.11: increments inserted into the bytecode
@@ -90,19 +81,13 @@ class _Run:
             self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
-        self.tracer = Tracer(probes, self.wanted, self.info_for, self.ids, recorder)
 
-    def info_for(self, path: str) -> SourceInfo | None:
-        """Static facts about the file at real path ``path``, computed once."""
-        if path in self._infos:
-            return self._infos[path]
+    def analyze(self, path: str) -> SourceInfo | None:
+        """Files compiled with probes were analysed then."""
         info = next(
             (i for f, i in self.compiler.infos.items() if os.path.realpath(f) == path), None
         )
-        if info is None:
-            info = _analyze_file(path)
-        self._infos[path] = info
-        return info
+        return info if info is not None else super().analyze(path)
 
     def execute(self) -> Outcome:
         saved = (sys.argv[:], sys.path[:], sys.modules.get("__main__"))
@@ -112,7 +97,7 @@ class _Run:
         if self.lines:
             self.collector.start()
         if self.tracer.needed:
-            self.tracer.start()
+            self.tracer.start(None)  # nothing of the program runs yet
         try:
             code, main = self._prepare()
         except BaseException:
@@ -201,11 +186,7 @@ class _Run:
         self._stop()
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        infos = _infos(hits, self.scope, self.wanted, self.info_for) if self.lines else {}
-        tracer = self.tracer
-        counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
-        _write_tables(self.recorder, infos, hits, self.branch, self.ids, counts)
-        self.recorder.close(outcome)
+        self.write(outcome, hits, {}, lines=self.lines)
 
 
 def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:
@@ -260,146 +241,3 @@ def _find_main_spec(module: str):  # importlib.machinery.ModuleSpec
     if spec.loader is None or not spec.origin or not os.path.isfile(spec.origin):
         raise UsageError(f"{module} is not a Python source module")
     return spec
-
-
-class _Wanted:
-    """Decides, once per file, whether it is the user's code in scope."""
-
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
-        self.cache: dict[str, bool] = {}
-        paths = sysconfig.get_paths()
-        skip = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-        skip.update(getattr(site, "getsitepackages", list)())
-        skip.add(site.getusersitepackages())
-        self.third_party = tuple(os.path.join(os.path.realpath(p), "") for p in skip if p)
-        self.ours = _probe_paths()
-
-    def __call__(self, filename: str) -> bool:
-        known = self.cache.get(filename)
-        if known is None:
-            known = self.cache[filename] = self._decide(filename)
-        return known
-
-    def is_probe(self, filename: str) -> bool:
-        """Whether ``filename`` is one of probe's own files: where the program's calls begin
-        (the @probe.trace wrapper is not: a caller calls through it)."""
-        path = os.path.realpath(filename)
-        if os.path.basename(path) == "tracing.py" and path in self.ours[0]:
-            return False
-        return path in self.ours[0] or path.startswith(self.ours[1])
-
-    def _decide(self, filename: str) -> bool:
-        if not filename or filename.startswith("<") or not filename.endswith(".py"):
-            return False
-        path = os.path.realpath(filename)
-        if path in self.ours[0] or path.startswith(self.ours[1]):
-            return False
-        if not self.scope.narrowed() and path.startswith(self.third_party):
-            return False
-        return self.scope.matches(filename)
-
-
-def _probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
-    """probe's own files, from the package as installed, not from the modules loaded so far
-    (a program may import more of probe later: probe.wasm, probe.cli): its top-level
-    modules, and the directories of its subpackages."""
-    root = os.path.dirname(os.path.realpath(sys.modules["probe"].__file__ or ""))
-    files, dirs = set(), []
-    for entry in os.scandir(root):
-        if entry.is_file() and entry.name.endswith(".py"):
-            files.add(entry.path)
-        elif entry.is_dir() and os.path.exists(os.path.join(entry.path, "__init__.py")):
-            dirs.append(os.path.join(entry.path, ""))
-    return frozenset(files), tuple(dirs)
-
-
-def _infos(
-    ran: Iterable[str],
-    scope: Scope,
-    wanted: Callable[[str], bool],
-    info_for: Callable[[str], SourceInfo | None],
-) -> dict[str, SourceInfo]:
-    """Static facts of the files that ran (real paths) and of every Python file below the
-    --source directories, so that files that never ran are reported too."""
-    paths = list(ran)
-    for top in scope.source:
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-            paths.extend(
-                os.path.realpath(p)
-                for f in filenames
-                if f.endswith(".py") and wanted(p := os.path.join(dirpath, f))
-            )
-    found = {}
-    for path in paths:
-        info = info_for(path)
-        if info is not None:
-            found[path] = info
-    return found
-
-
-def _analyze_file(path: str) -> SourceInfo | None:
-    try:
-        with open(path, "rb") as f:
-            source = importlib.util.decode_source(f.read())
-        return analyze(source, path)[0]
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as e:
-        print(f"probe: warning: couldn't parse {path}: {e}", file=sys.stderr)
-        return None
-
-
-def _write_tables(
-    recorder: Recorder,
-    infos: dict[str, SourceInfo],
-    hits: dict[str, dict[int, int]],
-    branch: bool,
-    ids: SiteIds,
-    counted: dict[int, int],
-    witnessed: bool = True,
-    per_context: dict[tuple[str | None, int], int] | None = None,
-) -> None:
-    """The sites table (every site, with the ids events used) and the counts table.
-
-    ``witnessed``: branch arcs were counted through their witness lines (markers compiled
-    in); else their counts are in ``counted`` already. ``per_context``: counts per
-    (context, site), the context_counts table.
-    """
-    counts = dict(counted)
-    for path in sorted(infos):
-        info, ran = infos[path], hits.get(path, {})
-        per_stmt: dict[int, int] = {}
-        for line, n in ran.items():
-            stmt = info.statement_of(line)
-            if stmt is not None:
-                per_stmt[stmt] = max(per_stmt.get(stmt, 0), n)
-        for line in sorted(info.statements):
-            sid = ids.get("line", path, info.funcs.get(line, "<module>"), line)
-            counts[sid] = per_stmt.get(line, 0)
-        for line in sorted(info.excluded):
-            ids.get("excluded", path, info.funcs.get(line, "<module>"), line)
-        if branch:
-            for (src, dst), witness in sorted(info.arcs.items()):
-                sid = ids.get("branch", path, info.funcs.get(src, "<module>"), src, dst)
-                if witnessed:
-                    seen = ran if witness >= MARKER_BASE else per_stmt
-                    counts[sid] = seen.get(witness, 0)
-    sites: dict[str, list] = {c: [] for c in ("site_id", "kind", "unit", "func", "line", "target")}
-    for sid, (kind, unit, func, line, target) in enumerate(ids.rows):
-        if kind == "func":
-            target = sid  # a function's number, what call sites name as their target
-        for col, value in zip(sites, (sid, kind, unit, func, line, target), strict=True):
-            sites[col].append(value)
-    hit = sorted(sid for sid, n in counts.items() if n)
-    recorder.write("sites", sites)
-    recorder.write("counts", {"site_id": hit, "count": [counts[sid] for sid in hit]})
-    if per_context:
-        keys = sorted(per_context, key=lambda k: (k[0] or "", k[1]))
-        recorder.write(
-            "context_counts",
-            {
-                "context": [k[0] for k in keys],
-                "site_id": [k[1] for k in keys],
-                "count": [per_context[k] for k in keys],
-            },
-        )

@@ -12,17 +12,17 @@ recorder keeps only what runs inside a context: the decorated call tree.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from probe.engines import Outcome, Recorder
 from probe.probes import Kind, ProbeSet, Scope
 
-from . import CPythonEngine, _analyze_file, _infos, _Wanted, _write_tables
-from .events import SiteIds, Tracer
-from .source import SourceInfo
+from . import CPythonEngine
+from .measured import Measured
 
 
-class Attached:
+class Attached(Measured):
     """Records ``probes`` in this process's Python code from start() to stop()."""
 
     def __init__(
@@ -40,33 +40,20 @@ class Attached:
         lines = None
         if kinds:
             lines = Kind.COUNT if any(k >= Kind.COUNT for k in kinds) else Kind.FLAG
-        self.scope = scope
-        self.recorder = recorder
-        self.branch = probes.kind_for("branch") is not None
-        self.wanted = _Wanted(scope)
-        self.ids = SiteIds()
-        self._infos: dict[str, SourceInfo | None] = {}
-        self.tracer = Tracer(
+        super().__init__(
             probes,
-            self.wanted,
-            self.info_for,
-            self.ids,
+            scope,
             recorder,
             lines=lines,
-            arcs=self.branch,
+            arcs=probes.kind_for("branch") is not None,
             context=context,
             gated=gated,
             fine=fine,
         )
         self.running = False
 
-    def info_for(self, path: str) -> SourceInfo | None:
-        if path not in self._infos:
-            self._infos[path] = _analyze_file(path)
-        return self._infos[path]
-
     def start(self) -> None:
-        self.tracer.start()
+        self.tracer.start(sys._getframe(1))
         self.running = True
 
     def context_changed(self) -> None:
@@ -79,26 +66,20 @@ class Attached:
         self.running = False
         tracer = self.tracer
         tracer.stop()
-        hits: dict[str, dict[int, int]] = {}
-        counts = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts}
         lines, per_context = tracer.lines()
         arcs = dict(tracer.arc_counts)  # branch arcs, counted from line transitions
-        if tracer.count_lines == Kind.FLAG:  # flags store 1, however often the events came
+        if tracer.wants.count_lines == Kind.FLAG:  # flags store 1, however often events came
             lines, arcs = dict.fromkeys(lines, 1), dict.fromkeys(arcs, 1)
             per_context = dict.fromkeys(per_context, 1)
-        counts.update(arcs)
+        hits: dict[str, dict[int, int]] = {}
         for site, n in lines.items():
             _, unit, _, line, _ = self.ids.rows[site]
             hits.setdefault(unit, {})[line] = n
-        infos = _infos(hits, self.scope, self.wanted, self.info_for) if tracer.count_lines else {}
-        _write_tables(
-            self.recorder,
-            infos,
+        self.write(
+            outcome,
             hits,
-            self.branch,
-            self.ids,
-            counts,
+            arcs,
+            lines=bool(tracer.wants.count_lines),
             witnessed=False,
             per_context={**tracer.context_counts, **per_context},
         )
-        self.recorder.close(outcome)

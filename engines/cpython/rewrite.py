@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import ctypes
 import dis
-import sys
 import threading
 from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
+from .compat import BACK_JUMP_IS_LINE_EVENT, CODE_ADAPTIVE_OFFSET
+
 _NB_INPLACE_ADD = 13
-# 3.11's sys.settrace reports a line event after every backward jump; 3.12's sys.monitoring
-# LINE only when the line changes. Counts follow the events the version's tracer sees.
-_BACK_IS_LINE_EVENT = sys.version_info < (3, 12)
 _NOP = dis.opmap["NOP"]
 _JUMP_FORWARD = dis.opmap["JUMP_FORWARD"]
 _PATCH_EVERY_S = 0.05
@@ -94,7 +92,7 @@ class Rewriter:
 
     def _disarm(self) -> None:
         waiting = []
-        base = CodeType.__basicsize__  # offsetof(PyCodeObject, co_code_adaptive) on 3.11
+        base = CODE_ADAPTIVE_OFFSET
         for probe in self._armed:
             slots, i, code, offset, skip = probe
             if slots[i] and skip < 256:
@@ -165,7 +163,7 @@ class Rewriter:
         for k, item in enumerate(items):
             if isinstance(item, Instr) and isinstance(item.arg, Label):
                 label = item.arg
-                back = pos[id(label)] < k and _BACK_IS_LINE_EVENT
+                back = pos[id(label)] < k and BACK_JUMP_IS_LINE_EVENT
                 if back or item.lineno != line_at.get(id(label)):
                     counted.add(id(label))
                 else:

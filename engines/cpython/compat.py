@@ -1,0 +1,32 @@
+"""What differs between the CPython versions probe supports (3.11+), in one place.
+
+Which mechanism reports events is the big one: sys.monitoring (PEP 669) from 3.12, with a
+module of its own (sysmon.py); sys.settrace on 3.11 (settrace.py). The rest are quirks the
+engine's modules must know about, named here so that no module tests a version itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from types import CodeType
+
+# sys.monitoring (3.12+) reports events; before it, sys.settrace.
+MONITORING = sys.version_info >= (3, 12)
+
+# 3.13.0: a PY_START callback returning DISABLE also silences later LINE events at the
+# code's first instruction (a one-line lambda then counts once, however often it runs).
+# Counts keep PY_START on in measured code there; flags only need the first event anyway.
+START_DISABLE_HIDES_LINE = sys.version_info >= (3, 13)
+
+# 3.11's sys.settrace reports a line event after every backward jump; 3.12's sys.monitoring
+# LINE only when the line changes. Counts follow the events the version's tracer sees.
+BACK_JUMP_IS_LINE_EVENT = not MONITORING
+
+# 3.11: where a code object's executable bytecode (co_code_adaptive) starts in the object,
+# for switching fired probes off in place (rewrite.py).
+CODE_ADAPTIVE_OFFSET = CodeType.__basicsize__
+
+# Generators, coroutines and async generators: their frames are resumed and suspended, and
+# sys.settrace reports each resumption as a call and each suspension as a return.
+SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
