@@ -431,3 +431,22 @@ def check_opcode(op: int, offset: int) -> None:
     if feature:
         raise NotSupported(feature, offset)
     raise WasmError(f"illegal opcode {op:#x}", offset)
+
+
+def extend_section(
+    b: bytes,
+    sec: Section | None,
+    sid: int,
+    entry: bytes,
+    count: int = 1,
+    rest: bytes | None = None,
+) -> bytes:
+    """A vector section with ``count`` entries appended (to ``rest``, if its entries changed)."""
+    if sec is None:
+        n, old = 0, b""
+    else:
+        n, p = u32(b, sec.start)
+        old = b[p : sec.end]
+    rest = old if rest is None else rest
+    payload = enc_u32(n + count) + rest + entry
+    return bytes((sid,)) + enc_u32(len(payload)) + payload

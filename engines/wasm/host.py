@@ -11,10 +11,9 @@ from probe.errors import UsageError
 from probe.probes import Probe, ProbeSet, SiteEvent, Switchboard, site_matches
 
 from .binary import Module
+from .emit import EVENT_BYTES, EVENT_CAPACITY
 from .rewrite import (
     CURSOR_EXPORT,
-    EVENT_BYTES,
-    EVENT_CAPACITY,
     EVENTS_EXPORT,
     FLUSH_IMPORT,
     GUARDS_EXPORT,
