@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from spectest import EVERYWHERE
 
 from probe.engines.wasm import binary
 from probe.engines.wasm.rewrite import Plan, instrument
@@ -39,15 +40,7 @@ SMITH = [
 ]
 PLANS = [
     Plan(func=Kind.FLAG, block=Kind.FLAG),
-    Plan(
-        func=Kind.FLAG,
-        block=Kind.FLAG,
-        instr=Kind.FLAG,
-        branch=Kind.FLAG,
-        call=Kind.FLAG,
-        memory=Kind.FLAG,
-        exit=Kind.FLAG,
-    ),
+    EVERYWHERE,
     Plan(func=Kind.COUNT, block=Kind.COUNT, instr=Kind.COUNT),
     Plan(
         func=Kind.COUNT,
