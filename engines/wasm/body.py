@@ -18,11 +18,14 @@ from probe.errors import WasmError
 from . import opcodes as op
 from .binary import Body, check_opcode, enc_s, enc_u32, skip_leb, sleb, u32
 from .emit import (
+    NO_VALUE,
     TO_I64,
+    code,
     first_argument,
     held_address,
     held_index,
     held_result,
+    i64,
 )
 
 if TYPE_CHECKING:
@@ -104,8 +107,8 @@ def fast_table(rw: Rewriter) -> bytes:
     table = bytearray(256)
     if rw.plan.instr:
         return bytes(table)  # every instruction is a site
-    for code, kind in op.SINGLE.items():
-        if code in (
+    for opcode, kind in op.SINGLE.items():
+        if opcode in (
             op.BLOCK,
             op.LOOP,
             op.IF,
@@ -122,16 +125,16 @@ def fast_table(rw: Rewriter) -> bytes:
             op.RETURN_CALL_INDIRECT,
         ):
             continue
-        if rw.split_traps and code in _TRAPS:
+        if rw.split_traps and opcode in _TRAPS:
             continue
-        if rw.shift and code == op.REF_FUNC:
+        if rw.shift and opcode == op.REF_FUNC:
             continue  # its function index moves
         if kind == op.NONE:
-            table[code] = 1
+            table[opcode] = 1
         elif kind in (op.U32, op.I32, op.I64):
-            table[code] = 2
+            table[opcode] = 2
         elif kind == op.MEMARG and not rw.plan.memory:
-            table[code] = 3
+            table[opcode] = 3
     return bytes(table)
 
 
@@ -172,7 +175,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
         return enc_u32(scratch[t])
 
     def cond_event(site: int) -> bytes:  # the condition saved by a tee before the branch
-        return rw.emit.event(site, b"\x20" + local(0x7F) + b"\xad")
+        return rw.emit.event(site, code(op.LOCAL_GET, local(op.T_I32), op.I64_EXTEND_I32_U))
 
     single, misc, simd = op.SINGLE, op.MISC, op.SIMD
     new_segment, leader = True, True
@@ -182,12 +185,12 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
     dead = False  # the previous instruction never falls through
     p, end = body.code, body.end
 
-    def splice(at_offset: int, code: bytes) -> None:
+    def splice(at_offset: int, spliced: bytes) -> None:
         nonlocal run_start
         if at_offset > run_start:
             rw.mark(len(out), run_start)
             out.extend(b[run_start:at_offset])
-        out.extend(code)
+        out.extend(spliced)
         run_start = at_offset
 
     mark_new, mark_old = rw.marks_new.append, rw.marks_old.append
@@ -206,7 +209,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
         ``operand(*args)``, if given: code saving the operand, code pushing it as an i64,
         code restoring the stack (called only where there is a point: it takes locals)."""
         if kind in callbacks:
-            before, value, after = b"", b"\x42\x00", b""
+            before, value, after = b"", NO_VALUE, b""
             if operand:
                 before, value, after = operand(*args)
                 sites.valued.add(len(sites) - 1)
@@ -257,8 +260,8 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
             frame.else_slot = rw.new_slot()
             arm_site = len(sites)
             sites.add("branch", fidx, frame.offset, frame.else_slot, ins + 1)
-            code = b"\x05" + rw.flag(frame.else_slot)
-            splice(ins, code + cond_event(arm_site) if ev_branch else code)
+            arm = code(op.ELSE, rw.flag(frame.else_slot))
+            splice(ins, arm + cond_event(arm_site) if ev_branch else arm)
         if dead:
             dead = False
             if opc == op.END or opc == op.ELSE:
@@ -278,7 +281,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
             new_segment = False
             if ins == body.code:
                 if pending_in:  # the call that led here comes before the entry
-                    out += rw.emit.pending_out(b"\x42" + enc_s(fidx))
+                    out += rw.emit.pending_out(i64(fidx))
                 if want_func:
                     sites.add("func", fidx, body.start, slot, fidx)
                     first = ftype[0][:1]
@@ -342,8 +345,8 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 conv = TO_I64.get(results[-1])
                 if conv is not None:  # the returned value (the last, if there are several)
                     tmp = local(results[-1])
-                    value = b"\x22" + tmp + conv
-                    splice(ins, rw.emit.event(len(sites) - 1, value) + b"\x20" + tmp)
+                    value = code(op.LOCAL_TEE, tmp, conv)
+                    splice(ins, rw.emit.event(len(sites) - 1, value) + code(op.LOCAL_GET, tmp))
         p += 1
         kind = single.get(opc)
         if kind is None:
@@ -426,18 +429,21 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                         raise WasmError(f"unknown label {idx}", ins)
                     taken = rw.new_slot()
                     bt = blocktype_for(rw, stack[-1 - idx].label_types())
-                    tee = b"\x22" + local(0x7F) if ev_branch else b""
+                    tee = code(op.LOCAL_TEE, local(op.T_I32)) if ev_branch else b""
                     arm_event = cond_event(len(sites)) if ev_branch else b""
+                    # if (t*)->(t*) probe; br L+1 end: the taken arm passes its probe
                     splice(
                         ins,
-                        tee
-                        + b"\x04"
-                        + bt
-                        + rw.flag(taken)
-                        + arm_event
-                        + b"\x0c"
-                        + enc_u32(idx + 1)
-                        + b"\x0b",
+                        code(
+                            tee,
+                            op.IF,
+                            bt,
+                            rw.flag(taken),
+                            arm_event,
+                            op.BR,
+                            enc_u32(idx + 1),
+                            op.END,
+                        ),  # fmt: skip
                     )
                     run_start = p  # the original br_if is replaced
                     branch_site(rw, sites, fidx, ins, taken, stack, idx)
@@ -467,8 +473,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 held = _STORED.get(opc)
                 call_host("memory", ins, held_address, offset, held, local)
                 if ev_memory:
-                    code = rw.emit.address(len(sites) - 1, offset, held, local, range_memory)
-                    splice(ins, code)
+                    splice(ins, rw.emit.address(len(sites) - 1, offset, held, local, range_memory))
             if split_traps:
                 new_segment = True
             continue
@@ -479,7 +484,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 new_segment = leader = True
                 arm = ins
                 if ev_branch:
-                    splice(ins, b"\x22" + local(0x7F))
+                    splice(ins, code(op.LOCAL_TEE, local(op.T_I32)))
             elif opc == op.LOOP:
                 leader = True
                 if counting:
@@ -507,7 +512,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                         # The callee's entry records (this site, its index): see _pending_out.
                         splice(ins, rw.emit.pending_in(len(sites) - 1))
                         if opc == op.CALL_INDIRECT:  # an import as callee: recorded as -1
-                            splice(p, rw.emit.pending_out(b"\x42\x7f"))
+                            splice(p, rw.emit.pending_out(i64(-1)))
                 if split_traps or opc == op.RETURN_CALL_INDIRECT:
                     new_segment = True
                 if opc == op.RETURN_CALL_INDIRECT:
@@ -544,7 +549,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
         # Declare the scratch locals: the body starts with the local declarations.
         groups, q = u32(b, body.start)
         decls = enc_u32(groups + len(scratch)) + b[q : body.code]
-        decls += b"".join(b"\x01" + bytes((t & 0xFF,)) for t in scratch)
+        decls += b"".join(code(enc_u32(1), t & 0xFF) for t in scratch)  # one local each
         grown = len(decls) - (body.code - body.start)
         out[: body.code - body.start] = decls
         for i in range(marks_from, len(rw.marks_new)):
@@ -556,7 +561,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
 def blocktype_for(rw: Rewriter, carried: bytes, extra_param: bytes = b"") -> bytes:
     """A block type taking ``carried + extra_param`` and giving ``carried``."""
     if not carried and not extra_param:
-        return b"\x40"
+        return bytes((op.EMPTY,))
     return enc_s(rw.type_index(carried + extra_param, carried))
 
 
@@ -590,18 +595,18 @@ def br_table_arms(
     if max(arms) >= len(stack):
         raise WasmError(f"unknown label {max(arms)}", ins)
     carried = stack[-1 - labels[-1]].label_types()
-    bt = blocktype_for(rw, carried, b"\x7f")
-    out = bytearray(b"\x22" + index) if index is not None else bytearray()
-    out += (b"\x02" + bt) * len(arms)
-    out += b"\x0e" + enc_u32(len(labels) - 1)
+    bt = blocktype_for(rw, carried, bytes((op.T_I32,)))
+    out = bytearray(code(op.LOCAL_TEE, index)) if index is not None else bytearray()
+    out += code(op.BLOCK, bt) * len(arms)
+    out += code(op.BR_TABLE_OP, enc_u32(len(labels) - 1))
     for label in labels:
         out += enc_u32(arms.index(label))
     for j, label in enumerate(arms):
         slot = rw.new_slot()
-        out += b"\x0b" + rw.flag(slot)
+        out += code(op.END, rw.flag(slot))
         if index is not None:  # the br_table's index, saved by the tee above
-            out += rw.emit.event(len(sites), b"\x20" + index + b"\xad")
-        out += b"\x0c" + enc_u32(label + len(arms) - 1 - j)
+            out += rw.emit.event(len(sites), code(op.LOCAL_GET, index, op.I64_EXTEND_I32_U))
+        out += code(op.BR, enc_u32(label + len(arms) - 1 - j))
         branch_site(rw, sites, fidx, ins, slot, stack, label)
     return bytes(out)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from probe.probes import Kind
 
+from . import opcodes as op
 from .binary import (
     ORDER,
     SEC_CODE,
@@ -52,6 +53,8 @@ from .emit import (
     EVENT_BYTES,
     EVENT_CAPACITY,
     Emitter,
+    code,
+    i32,
 )
 from .relocate import Relocation
 
@@ -216,7 +219,7 @@ class Rewriter:
             self.event_mem, nextmem = nextmem, nextmem + 1
             self.cursor, self.pending = m.total_globals, m.total_globals + 1
             self.flush_type = self.type_index(b"", b"")
-            self.ev_type = self.type_index(b"\x7e\x7f", b"")
+            self.ev_type = self.type_index(bytes((op.T_I64, op.T_I32)), b"")
             self.ev = len(m.func_types) + added  # the event writer, appended
         if self.ranges:
             self.range_mem = nextmem
@@ -258,7 +261,7 @@ class Rewriter:
         m, b = self.m, self.m.data
         probing = self.plan.any()
         code_sec = m.section(SEC_CODE)
-        code = self._code_payload(code_sec) if code_sec is not None and probing else None
+        bodies = self._code_payload(code_sec) if code_sec is not None and probing else None
         added: dict[int, bytes] = {}  # section id -> whole new section
         if probing:
             size = self.slots * (8 if self.counting else 1)
@@ -298,7 +301,7 @@ class Rewriter:
             if self.shift:
                 imports = b""
                 if self.hit >= 0:
-                    hit_type = self.type_index(b"\x7f\x7e", b"")
+                    hit_type = self.type_index(bytes((op.T_I32, op.T_I64)), b"")
                     imports += enc_name(HIT_IMPORT[0]) + enc_name(HIT_IMPORT[1])
                     imports += b"\x00" + enc_u32(hit_type)
                 if self.flush >= 0:
@@ -311,7 +314,8 @@ class Rewriter:
                 if sec is not None:
                     added[SEC_ELEMENT] = self.reloc.elements(sec)
             sec = m.section(SEC_GLOBAL)
-            new_globals = b"\x7f\x01\x41\x00\x0b" * 2 if self.operand else b""
+            # two mutable i32 globals set to 0: the ring cursor and the pending indirect call
+            new_globals = code(op.T_I32, 1, i32(0), op.END) * 2 if self.operand else b""
             if new_globals or (sec is not None and self.shift):
                 added[SEC_GLOBAL] = extend_section(
                     b,
@@ -344,12 +348,12 @@ class Rewriter:
                 out += self.reloc.names(sec)
             elif sec.id == SEC_START and probing:
                 continue
-            elif sec.id == SEC_CODE and code is not None:
-                out += bytes((SEC_CODE,)) + enc_u32(len(code))
+            elif sec.id == SEC_CODE and bodies is not None:
+                out += bytes((SEC_CODE,)) + enc_u32(len(bodies))
                 base = len(out)
                 for i in range(self._code_marks, len(self.marks_new)):
                     self.marks_new[i] += base
-                out += code
+                out += bodies
             else:
                 self.mark(len(out), sec.header)
                 out += b[sec.header : sec.end]
