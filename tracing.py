@@ -37,8 +37,9 @@ class _State:
     probe.recording is too heavy to import at decoration). Read it with
     ``probe.recording.current()``; ``Recording.enter``/``leave`` set it."""
 
-    recording: Recording | None = None  # the innermost; None while nothing records
-    stack: list[Recording] = []  # every Recording recording now, innermost last
+    def __init__(self) -> None:
+        self.recording: Recording | None = None  # the innermost; None while nothing records
+        self.stack: list[Recording] = []  # every Recording recording now, innermost last
 
 
 state = _State()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from probe.errors import UnknownAnalysis, UsageError
+from probe.errors import UnknownAnalysis
 from probe.probes import Probe
 
 from .rows import Tables
@@ -29,7 +29,6 @@ class Analysis:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    formats: ClassVar[tuple[str, ...]] = ("text",)
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -50,15 +49,9 @@ class Analysis:
         return None
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
-        """The full report of a stored run, in one of ``formats``."""
+        """The full report of a stored run in format ``fmt`` (built-ins: a result model
+        written by probe.reports, which refuses a format it can't write; a UsageError)."""
         raise NotImplementedError
-
-    def check_format(self, fmt: str) -> None:
-        """Refuse, in one line, a report format this analysis does not write."""
-        if fmt not in self.formats:
-            raise UsageError(
-                f"the {self.name} report comes as {', '.join(self.formats)}, not {fmt!r}"
-            )
 
 
 GROUP = "probe.analyses"  # the entry-point group: probe's own analyses and everyone else's

@@ -106,7 +106,7 @@ class Hooks:
     def _line_counter(self) -> Callable[[CodeType, int], object]:
         """The LINE callback when lines are only counted: as little as a count needs. A
         closure over locals, not a method: this runs on every line of a session's code
-        (Tracer.counted is the same, for settrace)."""
+        (settrace.Hooks._local does the same for 3.11)."""
         raw, context = self.tracer.raw, self.tracer.context
         gated = self.tracer.wants.gated
         after = None if self.tracer.wants.every_line else sys.monitoring.DISABLE

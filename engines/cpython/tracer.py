@@ -320,13 +320,6 @@ class Tracer:
             self._fire("func", site, frame, code.co_firstlineno)
         return need
 
-    def counted(self, filename: str, line: int) -> None:
-        """A line ran where lines are only counted (Wants.count_only)."""
-        context = self.context()
-        if context is not None or not self.wants.gated:
-            key = (context, filename, line)
-            self.raw[key] = self.raw.get(key, 0) + 1
-
     def line(self, code: CodeType, line: int, frame: FrameType) -> bool:
         """Record a line event; False when nothing wants this line's events at present."""
         site = self._line_site(code.co_filename, line)

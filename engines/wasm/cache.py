@@ -137,7 +137,8 @@ def _trusted() -> Path:
 
 
 def rewritten(data: bytes, plan: Plan) -> Result | None:
-    payload = load(rewrite_key(data, plan) + ".rewrite", rewrite_key(data, plan))
+    key = rewrite_key(data, plan)
+    payload = load(key + ".rewrite", key)
     if payload is None:
         return None
     try:
