@@ -235,18 +235,6 @@ class Rewriter:
         ]
 
 
-def _backward_targets(bc: Bytecode) -> set[Label]:
-    """Labels that some jump after them goes back to."""
-    seen: set[Label] = set()
-    back: set[Label] = set()
-    for item in bc:
-        if isinstance(item, Label):
-            seen.add(item)
-        elif isinstance(item, Instr) and isinstance(item.arg, Label) and item.arg in seen:
-            back.add(item.arg)
-    return back
-
-
 def _labels_of(item: object) -> list[Label]:
     """Labels a pseudo-instruction (an exception table entry) refers to."""
     target = getattr(item, "target", None)

@@ -631,11 +631,3 @@ def _memarg_offset(b: bytes, p: int) -> tuple[int, int]:
     if flags & 0x40:
         p = skip_leb(b, p)
     return u32(b, p)
-
-
-def _skip_memarg(b: bytes, p: int) -> int:
-    flags = b[p]
-    p = skip_leb(b, p)
-    if flags & 0x40:
-        p = skip_leb(b, p)
-    return skip_leb(b, p)

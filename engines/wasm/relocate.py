@@ -42,14 +42,14 @@ class Relocation:
                 out += bytes((opc,)) + enc_u32(self.func(idx))
                 continue
             start = p
-            if opc in (op.I32_CONST, op.I64_CONST, 0x23):
+            if opc in (op.I32_CONST, op.I64_CONST, op.GLOBAL_GET):
                 p = skip_leb(b, p + 1)
-            elif opc == 0x43:
+            elif opc == op.F32_CONST:
                 p += 5
-            elif opc == 0x44:
+            elif opc == op.F64_CONST:
                 p += 9
-            elif opc == 0xD0:
-                if b[p + 1] not in (0x70, 0x6F):
+            elif opc == op.REF_NULL:
+                if b[p + 1] not in (op.T_FUNCREF, op.T_EXTERNREF):
                     raise NotSupported("function references (typed null reference)", p)
                 p += 2
             elif opc == op.PREFIX_SIMD:
@@ -73,7 +73,10 @@ class Relocation:
                 p = self.const_expr(b, p, out)
             if flags & 3:  # elemkind or reftype
                 kind = b[p]
-                if kind not in ((0x00,) if not flags & 4 else (0x70, 0x6F)) or flags > 7:
+                if (
+                    kind not in ((0x00,) if not flags & 4 else (op.T_FUNCREF, op.T_EXTERNREF))
+                    or flags > 7
+                ):
                     raise NotSupported("function references (typed element segment)", p)
                 out.append(kind)
                 p += 1
