@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from probe.analyses.states import StateTrace
     from probe.storage.db import Database
 
 
@@ -182,6 +183,30 @@ def run(
             file=summary,
         )
     return recorder.spool.run_id, outcome
+
+
+def trace_call(
+    path: str,
+    call: str,
+    *,
+    max_steps: int = 100_000,
+    timeout: float | None = None,
+    level: str = "block",
+) -> StateTrace:
+    """The states of one call: ``path`` run as a module (unrecorded), then ``call``, a Python
+    expression, evaluated in it with the states of everything in that file it runs recorded.
+    Nothing is stored. The call may raise, loop (``timeout``, seconds) or run past
+    ``max_steps``: the result's ``outcome`` says so."""
+    from probe.analyses.states import StateTrace
+    from probe.engines.cpython import call as calls
+
+    code = calls.compile_call(call)
+    module, real = calls.load(path)
+    traced = calls.trace(module, real, code, max_steps=max_steps, timeout=timeout)
+    result = StateTrace.from_tables(traced.tables, outcome=traced.outcome, level=level)
+    result.output = traced.output
+    result.message = traced.exception
+    return result
 
 
 def new_run(

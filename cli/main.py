@@ -110,6 +110,9 @@ def run(
     timeout: Annotated[
         float | None, typer.Option(help="Wasm: stop after this many seconds.")
     ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="states: record at most this many steps [1,000,000].")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run a program with probes and record what they see.
@@ -139,7 +142,12 @@ def run(
         analysis or ["coverage"],
         db=db,
         scope=scope,
-        options={"branch": branch, "instr": instr, **({"sites": sites} if sites else {})},
+        options={
+            "branch": branch,
+            "instr": instr,
+            **({"sites": sites} if sites else {}),
+            **({"max_steps": max_steps} if max_steps else {}),
+        },
         summary=None if quiet else sys.stderr,
         counters=_split([counters]) if counters else (),
         counters_backend=counters_backend,
@@ -156,9 +164,13 @@ def report(
         typer.Option(
             "--format",
             "-f",
-            help="text, json, jsonl, lcov, xml or dot: as the analysis writes them.",
+            help="text, json, jsonl, lcov, xml, dot, ldb, semcoder, traced or codeexecutor: "
+            "as the analysis writes them.",
         ),
     ] = "text",
+    level: Annotated[
+        str | None, typer.Option(help="states as ldb: block, line or function [block].")
+    ] = None,
     run_id: Annotated[
         str | None,
         typer.Option("--run", help="Run id [default: the latest run with the analysis]."),
@@ -174,8 +186,46 @@ def report(
 
     with Database(db) as database:
         chosen = database.run_for(analysis, run_id)
-        text = load(analysis)().report(database, chosen, fmt)
+        options = {"level": level} if level else {}
+        text = load(analysis)(**options).report(database, chosen, fmt)
     _emit(text, output)
+
+
+@app.command("trace")
+@_one_line_errors
+def trace_command(
+    path: Annotated[str, typer.Argument(help="The Python file: run as a module, unrecorded.")],
+    call: Annotated[
+        str, typer.Option("--call", help="The call to trace, a Python expression: 'f([1, 2])'.")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="ldb, semcoder, traced, codeexecutor, jsonl or text."),
+    ] = "ldb",
+    level: Annotated[str, typer.Option(help="ldb: block, line or function.")] = "block",
+    max_steps: Annotated[int, typer.Option(help="Record at most this many steps.")] = 100_000,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop the call after this many seconds.")
+    ] = 10.0,
+    output: Annotated[
+        str | None, typer.Option("-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """Trace the states of one call, in a format code LLMs are trained on.
+
+    Runs PATH as a module, then evaluates --call with the states of everything in PATH it
+    runs recorded, and prints them. Exits 0 whether or not the call raised: the trace says.
+    """
+    from probe import recording
+    from probe.analyses.states import States
+    from probe.reports import check, render
+
+    analysis = States(level=level, max_steps=max_steps)
+    from probe.analyses.states import StateTrace
+
+    check(analysis, StateTrace, fmt)
+    result = recording.trace_call(path, call, max_steps=max_steps, timeout=timeout, level=level)
+    _emit(render(analysis, result, fmt), output)
 
 
 @app.command()

@@ -33,7 +33,8 @@ class Kind(enum.IntEnum):
 
 
 # Event classes a probe can attach to. Engines list which they support.
-EVENTS = ("line", "branch", "block", "instr", "func", "call", "return", "load", "store")
+# ``state``: the variables of a frame after each line (Python), a step per line.
+EVENTS = ("line", "branch", "block", "instr", "func", "call", "return", "load", "store", "state")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Probe:
     # without a callback places switched-off callback points on every site of its event
     # class, so that probes can be inserted there while the program runs.
     callback: Callable[[SiteEvent], None] | None = field(default=None, compare=False)
+    # Operand probes: record at most this many events of the class in a run (the smallest
+    # limit asked wins); the run says when it was reached.
+    limit: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
@@ -216,6 +220,7 @@ class ProbeSet:
 
     _probes: dict[tuple[str, Site | None], Kind] = field(default_factory=dict)
     _callbacks: list[Probe] = field(default_factory=list)
+    _limits: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, probes: Iterable[Probe]) -> ProbeSet:
@@ -228,6 +233,8 @@ class ProbeSet:
         if probe.kind == Kind.CALLBACK:
             self._callbacks.append(probe)
             return
+        if probe.limit is not None:
+            self._limits[probe.event] = min(self._limits.get(probe.event, probe.limit), probe.limit)
         key = (probe.event, probe.site)
         self._probes[key] = max(self._probes.get(key, probe.kind), probe.kind)
 
@@ -235,6 +242,10 @@ class ProbeSet:
         """The strongest flag, count or operand probe on ``event``, global or local."""
         kinds = [k for (e, _), k in self._probes.items() if e == event]
         return max(kinds) if kinds else None
+
+    def limit_for(self, event: str) -> int | None:
+        """The most events of class ``event`` a run records (None: no limit)."""
+        return self._limits.get(event)
 
     def funcs_for(self, event: str, kind: Kind) -> tuple[str, ...] | None:
         """Function name globs where sites of ``event`` need ``kind`` (or stronger), from the

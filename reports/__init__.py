@@ -12,6 +12,8 @@ To let a format write a new analysis's result: one ``@render.register`` in its m
     lcov.py       LCOV tracefiles: genhtml, CI services
     cobertura.py  Cobertura XML: CI services
     dot.py        Graphviz (call graphs)
+    ldb.py, semcoder.py, traced.py, codeexecutor.py
+                  program states as the code-LLM research tools of those names write them
     query.py      the rows of `probe query` as a table, CSV or JSON
 """
 
@@ -33,6 +35,10 @@ FORMATS = {
     "lcov": "lcov",
     "xml": "cobertura",
     "dot": "dot",
+    "ldb": "ldb",
+    "semcoder": "semcoder",
+    "traced": "traced",
+    "codeexecutor": "codeexecutor",
 }
 
 

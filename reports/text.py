@@ -12,6 +12,7 @@ from probe.analyses.calls import CallGraph
 from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
 from probe.analyses.hotness import FunctionCounts, LineCounts
 from probe.analyses.memory import MemoryAccess
+from probe.analyses.states import StateTrace
 from probe.analyses.trace import TraceEvents
 
 
@@ -255,3 +256,29 @@ def _(result: TraceEvents) -> str:
         more = result.total - len(result.events)
         lines.append(f"({more:,} more events: probe report trace --format jsonl)")
     return "\n".join(lines)
+
+
+# -- states -----------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: StateTrace) -> str:
+    if not result.steps:
+        return "No steps recorded."
+    out = []
+    for s in result.steps:
+        where = f"{s.func} {os.path.basename(s.unit)}:{s.line}"
+        shown = []
+        for v in s.values:
+            if v.change == "deleted":
+                shown.append(f"del {v.name}")
+            elif v.name is None:
+                shown.append(f"{v.change} {v.repr}")
+            else:
+                shown.append(f"{v.name} = {v.repr}" + (" (arg)" if v.change == "arg" else ""))
+        indent = "  " * s.depth
+        out.append(f"{s.step:>8}  {indent}{s.event:<9} {where}  " + "; ".join(shown))
+    if result.outcome != "ok":
+        why = f" ({result.message})" if result.message else ""
+        out.append(f"outcome: {result.outcome}{why}")
+    return "\n".join(line.rstrip() for line in out)

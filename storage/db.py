@@ -174,9 +174,10 @@ class Database:
         """A stored run's row of ``runs``, its options as a dict (as a run's header has them
         while it is recorded); StorageError if there is none."""
         cursor = self.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        row = cursor.fetchone()
-        if row is None:
+        rows = cursor.fetchall()  # all: a result left open blocks this connection's next read
+        if not rows:
             raise StorageError(f"no run {run_id!r} in {self.path} (probe runs lists them)")
+        row = rows[0]
         run = dict(zip([d[0] for d in cursor.description], row, strict=True))
         run["options"] = json.loads(run["options"] or "{}")
         return run

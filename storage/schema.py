@@ -75,6 +75,33 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("site_id", "BIGINT"),
         ("count", "BIGINT"),
     ),
+    # States (the `states` analysis, Python): a step per line run, call, return, yield or
+    # exception of code in scope, in execution order ...
+    "steps": (
+        ("run_id", "VARCHAR"),
+        ("step", "BIGINT"),  # execution order, from 0
+        ("call_id", "BIGINT"),  # which call of a function (a generator's resumptions: one)
+        ("depth", "INTEGER"),  # calls of code in scope below the outermost (0)
+        ("event", "VARCHAR"),  # 'call' | 'line' | 'return' | 'yield' | 'exception'
+        ("site_id", "BIGINT"),  # the function's func site
+        ("line", "INTEGER"),  # the line that ran (call: the def line)
+    ),
+    # ... and a row per variable a step changed: after a line ran, what it made new,
+    # modified or deleted; a call's arguments; a return or yield's value; an exception.
+    "variables": (
+        ("run_id", "VARCHAR"),
+        ("step", "BIGINT"),
+        ("name", "VARCHAR"),  # NULL for a returned or yielded value and an exception
+        ("scope", "VARCHAR"),  # 'local' | 'global'
+        ("change", "VARCHAR"),  # 'arg' 'new' 'modified' 'deleted' 'return' 'yield' 'exception'
+        ("type", "VARCHAR"),  # the value's type name
+        ("repr", "VARCHAR"),  # repr, cut at 1000 characters (an exception: 'Type: message')
+        ("size", "BIGINT"),  # the whole repr's length: more than repr's when it was cut
+        ("length", "BIGINT"),  # len() of a str, bytes or container
+        ("str", "VARCHAR"),  # str() where it differs from repr (strings: unquoted)
+        ("json", "VARCHAR"),  # the value as JSON, where it is made of JSON's types
+        ("delta", "VARCHAR"),  # lists, dicts, sets: the elements changed, as JSON
+    ),
 }
 
 # Views over the tables: the analyses' results, part of the contract like the tables.
@@ -114,6 +141,11 @@ LEFT JOIN counts c USING (run_id, site_id)
 LEFT JOIN (SELECT run_id, site_id, min(value) AS low, max(value) AS high
            FROM events GROUP BY ALL) e USING (run_id, site_id)
 WHERE s.kind IN ('load', 'store')
+""",
+    # states: the steps with their functions; order by step, join variables on step.
+    "states": """
+SELECT t.run_id, t.step, t.call_id, t.depth, t.event, s.unit, s.func, t.line
+FROM steps t JOIN sites s USING (run_id, site_id)
 """,
     # trace: events with their sites; order by seq.
     "trace": """

@@ -33,7 +33,7 @@ class _Terminated(BaseException):
 
 class CPythonEngine:
     name = "cpython"
-    events = frozenset({"line", "branch", "func", "call", "return"})
+    events = frozenset({"line", "branch", "func", "call", "return", "state"})
 
     @classmethod
     def check(cls, probes: ProbeSet) -> None:
@@ -98,6 +98,8 @@ class _Run(Measured):
             self.collector.start()
         if self.tracer.needed:
             self.tracer.start(None)  # nothing of the program runs yet
+        if self.states is not None:
+            self.states.start()
         try:
             code, main = self._prepare()
         except BaseException:
@@ -174,6 +176,8 @@ class _Run(Measured):
 
     def _stop(self) -> None:
         self.hook.remove()
+        if self.states is not None:
+            self.states.stop()
         if self.tracer.needed:
             self.tracer.stop()
         if self.lines:

@@ -54,6 +54,8 @@ class Attached(Measured):
 
     def start(self) -> None:
         self.tracer.start(sys._getframe(1))
+        if self.states is not None:
+            self.states.start()
         self.running = True
 
     def context_changed(self) -> None:
@@ -66,6 +68,8 @@ class Attached(Measured):
         self.running = False
         tracer = self.tracer
         tracer.stop()
+        if self.states is not None:
+            self.states.stop()
         lines, per_context = tracer.lines()
         arcs = dict(tracer.arc_counts)  # branch arcs, counted from line transitions
         if tracer.wants.count_lines == Kind.FLAG:  # flags store 1, however often events came

@@ -7,13 +7,17 @@ Tracer for what line probes in the bytecode can't do, and at the end write the s
 
 from __future__ import annotations
 
+import dataclasses
+from types import CodeType
+
 from probe.engines import Outcome, Recorder
 from probe.probes import ProbeSet, Scope
 
 from .scope import Wanted
 from .source import SourceInfo
+from .states import StateRecorder
 from .tables import SiteIds, analyze_file, source_infos, write_tables
-from .tracer import Tracer
+from .tracer import Tracer, func_name
 
 
 class Measured:
@@ -30,6 +34,22 @@ class Measured:
         self.tracer = Tracer(
             probes, self.wanted, self.info_for, self.ids, recorder, **tracer_options
         )
+        self.states: StateRecorder | None = None
+        if probes.kind_for("state") is not None:
+            gated = tracer_options.get("gated") and tracer_options.get("context")
+            self.states = StateRecorder(
+                self.state_site,
+                recorder.append,
+                max_steps=probes.limit_for("state"),
+                gate=tracer_options["context"] if gated else None,  # type: ignore[arg-type]
+            )
+
+    def state_site(self, code: CodeType) -> int | None:
+        """The func site of code whose states are recorded (None: not in scope)."""
+        if not self.wanted(code.co_filename):
+            return None
+        unit = self.tracer.real(code.co_filename)
+        return self.ids.get("func", unit, func_name(code), code.co_firstlineno)
 
     def info_for(self, path: str) -> SourceInfo | None:
         """Static facts about the file at real path ``path``, computed once."""
@@ -54,6 +74,12 @@ class Measured:
         line probes were placed, so every file in scope is reported, run or not);
         ``counts``, counts of sites beyond the tracer's own (branch arcs); see write_tables."""
         tracer = self.tracer
+        if self.states is not None:
+            self.states.stop()
+            if self.states.capped:
+                cap = f"step cap of {self.states.max_steps:,} reached: states recorded until then"
+                message = f"{outcome.message}; {cap}" if outcome.message else cap
+                outcome = dataclasses.replace(outcome, message=message)
         infos = source_infos(hits, self.scope, self.wanted, self.info_for) if lines else {}
         counted = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts, **counts}
         write_tables(

@@ -186,7 +186,7 @@ class Tracer:
             self.codes[id(code)] = None
             return None
         wants = self.wants
-        func = _func_name(code)
+        func = func_name(code)
         unit, line = self.real(code.co_filename), code.co_firstlineno
         site = self.ids.get("func", unit, func, line)
         if wants.func_points:
@@ -312,7 +312,7 @@ class Tracer:
             if caller is not None:
                 ccode = caller.f_code
                 unit = self.real(ccode.co_filename)
-                edge = self.ids.get("call", unit, _func_name(ccode), caller.f_lineno, site)
+                edge = self.ids.get("call", unit, func_name(ccode), caller.f_lineno, site)
                 self.call_counts[edge] += 1
                 if wants.call_events:
                     self.event(edge, site)
@@ -425,7 +425,8 @@ def _no_context() -> None:
     return None
 
 
-def _func_name(code: CodeType) -> str:
+def func_name(code: CodeType) -> str:
+    """A code object's function name as sites give it (qualified; ``<module>``)."""
     if code.co_name == "<module>":
         return "<module>"
     return getattr(code, "co_qualname", code.co_name)
