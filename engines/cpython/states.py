@@ -115,7 +115,8 @@ class StateRecorder:
         self.steps: list[tuple[int, int, int, int, int]] = []  # (call, depth, event, site, line)
         self.values: list[tuple] = []  # (step, name, scope, change, value, delta)
         self.frames: dict[FrameType, Frame] = {}
-        self._codes: dict[CodeType, tuple[int, tuple[str, ...]] | None] = {}
+        self._codes: dict[int, tuple[int, tuple[str, ...]] | None] = {}
+        self._held: list[CodeType] = []
         self._flushed = 0  # steps handed to the sink so far
         self._calls = 0
         self._lock = threading.Lock()
@@ -154,15 +155,17 @@ class StateRecorder:
     # -- what a code object is, once --------------------------------------------------------
 
     def known(self, code: CodeType) -> tuple[int, tuple[str, ...]] | None:
-        found = self._codes.get(code, _MISSING)
+        found = self._codes.get(id(code), _MISSING)
         if found is not _MISSING:
             return found  # type: ignore[return-value]
+        # By id, the code kept alive beside: 3.11's probed code objects hold a list.
+        self._held.append(code)
         site = self.site_of(code)
         if site is None:
-            self._codes[code] = None
+            self._codes[id(code)] = None
             return None
         touched = _globals_touched(code) if code.co_name != "<module>" else ()
-        found = self._codes[code] = (site, touched)
+        found = self._codes[id(code)] = (site, touched)
         return found
 
     # -- events ---------------------------------------------------------------------------

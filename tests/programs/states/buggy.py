@@ -1,0 +1,6 @@
+def sum_even(nums):
+    total = 0
+    for n in nums:
+        if n % 2 == 1:
+            total += n
+    return total
