@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from probe import recording
 from probe.analyses.states import States
 from probe.reports import render
@@ -51,15 +49,18 @@ def test_ldb_line_and_function_levels_and_caps():
     line = text("sum_even.py", "sum_even([1, 2])", "ldb", level="line")
     assert line == (
         "\n[BLOCK-0]\n    # nums=[1, 2]\n    total = 0\n    # nums=[1, 2]\ttotal=0"
-        "\n[BLOCK-1]\n    # nums=[1, 2]\ttotal=0\n    for n in nums:\n    # nums=[1, 2]\ttotal=0\tn=1"
+        "\n[BLOCK-1]\n    # nums=[1, 2]\ttotal=0\n    for n in nums:"
+        "\n    # nums=[1, 2]\ttotal=0\tn=1"
         "\n[BLOCK-2]\n        # nums=[1, 2]\ttotal=0\tn=1\n        if n % 2 == 0:"
         "\n        # nums=[1, 2]\ttotal=0\tn=1"
-        "\n[BLOCK-3]\n    # nums=[1, 2]\ttotal=0\tn=1\n    for n in nums:\n    # nums=[1, 2]\ttotal=0\tn=2"
+        "\n[BLOCK-3]\n    # nums=[1, 2]\ttotal=0\tn=1\n    for n in nums:"
+        "\n    # nums=[1, 2]\ttotal=0\tn=2"
         "\n[BLOCK-4]\n        # nums=[1, 2]\ttotal=0\tn=2\n        if n % 2 == 0:"
         "\n        # nums=[1, 2]\ttotal=0\tn=2"
         "\n[BLOCK-5]\n            # nums=[1, 2]\ttotal=0\tn=2\n            total += n"
         "\n            # nums=[1, 2]\ttotal=2\tn=2"
-        "\n[BLOCK-6]\n    # nums=[1, 2]\ttotal=2\tn=2\n    for n in nums:\n    # nums=[1, 2]\ttotal=2\tn=2"
+        "\n[BLOCK-6]\n    # nums=[1, 2]\ttotal=2\tn=2\n    for n in nums:"
+        "\n    # nums=[1, 2]\ttotal=2\tn=2"
         "\n[BLOCK-7]\n    # nums=[1, 2]\ttotal=2\tn=2\n    return total"
         "\n    # nums=[1, 2]\ttotal=2\tn=2\t_ret=2"
     )
