@@ -282,6 +282,80 @@ def export(
             print(path)
 
 
+dataset = typer.Typer(
+    help="Execution traces of whole data sets, as training data (HumanEval, MBPP, JSONL).",
+    no_args_is_help=True,
+)
+app.add_typer(dataset, name="dataset")
+
+
+@dataset.command("build")
+@_one_line_errors
+def dataset_build(
+    sources: Annotated[
+        list[str], typer.Argument(help="Data sets: HumanEval, MBPP or plain JSONL (.gz).")
+    ],
+    out: Annotated[str, typer.Option("--out", help="Directory the records go into.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="ldb, semcoder, traced, codeexecutor, jsonl."),
+    ] = "ldb,semcoder,traced",
+    workers: Annotated[int, typer.Option(help="Worker processes [the CPUs].")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds per (program, input).")] = 10.0,
+    memory: Annotated[int, typer.Option(help="MiB of memory per (program, input).")] = 1024,
+    max_steps: Annotated[int, typer.Option(help="Steps recorded per input.")] = 10_000,
+    level: Annotated[str, typer.Option(help="ldb: block, line or function.")] = "block",
+    efficiency: Annotated[
+        str | None,
+        typer.Option(help="perf, callgrind, time or none [perf where the CPU counts, else time]."),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Go on with a build in --out.")] = False,
+    ray: Annotated[
+        str | None, typer.Option(help="Run on a Ray cluster: auto or its address.")
+    ] = None,
+) -> None:
+    """Trace every (program, input) of data sets, each isolated, into Parquet and JSONL."""
+    from probe.corpus.build import Options, build
+
+    options = Options(
+        formats=_split([fmt]),
+        workers=workers or os.cpu_count() or 1,
+        timeout=timeout,
+        memory=memory or None,
+        max_steps=max_steps,
+        level=level,
+        efficiency=efficiency,
+        resume=resume,
+        ray=ray,
+    )
+    summary = build(sources, out, options)
+    print(summary.text(), file=sys.stderr)
+
+
+@dataset.command("score")
+@_one_line_errors
+def dataset_score(
+    candidate: Annotated[str, typer.Argument(help="A build of the solutions to score.")],
+    reference: Annotated[
+        list[str], typer.Option("--reference", help="A build of reference solutions; repeat.")
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+) -> None:
+    """EvalPerf's DPS and DPS_norm of a build's solutions against reference builds."""
+    from probe.corpus.score import score
+    from probe.reports.query import render
+
+    scores = score(candidate, reference)
+    rows = [(s.task_id, s.cost, s.dps, s.dps_norm, s.references, s.clusters) for s in scores]
+    scored = [s for s in scores if s.dps is not None]
+    if scored:
+        mean = sum(s.dps for s in scored) / len(scored)  # type: ignore[misc]
+        norm = sum(s.dps_norm for s in scored) / len(scored)  # type: ignore[misc]
+        rows.append(("mean", None, round(mean, 2), round(norm, 2), None, None))
+    columns = ["task_id", "cost", "dps", "dps_norm", "references", "clusters"]
+    _emit(render(columns, rows, fmt), None)
+
+
 @app.command("analyses")
 @_one_line_errors
 def list_analyses() -> None:

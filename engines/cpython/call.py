@@ -110,7 +110,7 @@ def trace(
 
     recorder = StateRecorder(site_of, sink, max_steps=max_steps)
     recorder.on_cap = _stop_at_cap
-    out = io.StringIO()
+    out = _Output(OUTPUT_CHARS)
     outcome, result, exception = "ok", None, None
     old_alarm = None
     if timeout:
@@ -139,15 +139,35 @@ def trace(
         for col, v in zip(sites, (sid, kind, unit, func, line), strict=True):
             sites[col].append(v)
     tables["sites"] = sites
-    text = out.getvalue()
-    return Traced(
-        tables,
-        outcome,
-        result,
-        exception,
-        text[:OUTPUT_CHARS],
-        steps=recorder.total,
-    )
+    return Traced(tables, outcome, result, exception, out.getvalue(), steps=recorder.total)
+
+
+class _Output(io.StringIO):
+    """What the call prints: the first ``most`` characters kept, the rest counted; closing
+    it (a program that closes stdout) keeps what it holds."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+        self.dropped = 0
+        self.shut = False
+
+    def write(self, text: str) -> int:
+        if self.shut:
+            raise ValueError("I/O operation on closed file.")
+        room = self.most - self.tell()
+        if room < len(text):
+            self.dropped += len(text) - max(room, 0)
+            text = text[: max(room, 0)]
+        super().write(text)
+        return len(text)
+
+    def close(self) -> None:
+        self.shut = True
+
+    def getvalue(self) -> str:
+        text = super().getvalue()
+        return text + (f"... ({self.dropped:,} more characters)" if self.dropped else "")
 
 
 def _stop_at_cap() -> None:
