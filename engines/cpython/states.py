@@ -22,6 +22,7 @@ Rows: ``steps`` (one per line run, call, return, yield or exception, in order) a
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import types
@@ -430,11 +431,18 @@ def _equal(a: object, b: object) -> bool:
 
 
 def _bounded_repr(value: object) -> tuple[str, int]:
+    """repr, cut at REPR_CHARS, and its whole length. Addresses (``<function f at 0x7f..>``)
+    are left out: they differ from run to run, and a trace is data to compare."""
     try:
         text = repr(value)
     except Exception as e:  # noqa: BLE001 - the program's __repr__ raised: say so, go on
         text = f"<{type(value).__name__}: repr raised {type(e).__name__}>"
+    if " at 0x" in text:
+        text = _ADDRESS.sub("", text)
     return text[:REPR_CHARS], len(text)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _bounded_str(value: object, text: str) -> str | None:
@@ -447,7 +455,9 @@ def _bounded_str(value: object, text: str) -> str | None:
         out = str(value)
     except Exception:  # noqa: BLE001 - the program's __str__ raised
         return None
-    return None if out == text else out[:STR_CHARS]
+    if " at 0x" in out:
+        out = _ADDRESS.sub("", out)
+    return None if out == text[:STR_CHARS] or out == text else out[:STR_CHARS]
 
 
 def _safe_str(value: object) -> str:
