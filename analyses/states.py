@@ -114,7 +114,8 @@ class Value:
 
     @property
     def cut(self) -> bool:
-        return self.size is not None and self.repr is not None and self.size > len(self.repr)
+        """Whether repr holds less than the whole value (size NULL: too big to render)."""
+        return self.repr is not None and (self.size is None or self.size > len(self.repr))
 
 
 @dataclass

@@ -237,8 +237,9 @@ def query(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
     db: DbOption = None,
 ) -> None:
-    """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...)."""
-    _show(sql, fmt, db)
+    """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...), or
+    over files (read_parquet('traces/**/*.parquet')) where nothing is recorded yet."""
+    _show(sql, fmt, db, files_only=True)
 
 
 @app.command()
@@ -253,11 +254,11 @@ def runs(db: DbOption = None) -> None:
     )
 
 
-def _show(sql: str, fmt: str, db: str | None) -> None:
+def _show(sql: str, fmt: str, db: str | None, files_only: bool = False) -> None:
     from probe.reports.query import render
     from probe.storage import Database
 
-    with Database(db) as database:
+    with Database(db, files_only=files_only) as database:
         result = database.execute(sql)
         if not result.columns:
             return

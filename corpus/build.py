@@ -36,7 +36,8 @@ from .inputs import Task, read
 FORMATS = ("ldb", "semcoder", "traced", "codeexecutor", "jsonl")
 OUTCOMES = ("ok", "exception", "timeout", "memory", "step_cap", "crash")
 EFFICIENCY = ("perf", "callgrind", "time", "none")
-PART_JOBS = 200  # jobs per part at most
+# Jobs per part at most (PROBE_CORPUS_PART_JOBS: smaller parts, to test resuming).
+PART_JOBS = int(os.environ.get("PROBE_CORPUS_PART_JOBS", "200"))
 PART_SECONDS = 10.0  # and a part at least this often
 RAY_BATCH = 64  # jobs per Ray task
 
@@ -285,6 +286,7 @@ def _on_ray(
         import ray
     except ImportError:
         raise UsageError("--ray needs the ray package: pip install 'dynprobe[ray]'") from None
+    _reachable(options.ray)
     try:
         ray.init(address=options.ray, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -307,6 +309,20 @@ def _on_ray(
                 yield from zip(batch, answers, strict=True)
     finally:
         ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """A HOST:PORT that answers, before Ray is asked: ray.init retries one that doesn't for
+    minutes."""
+    import socket
+
+    if address == "auto" or ":" not in address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--ray {address}: nothing answers there: {e}") from None
 
 
 # -- writing records --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 corpus builds: each build one solution per task, the same inputs.
 
 A solution's cost on a task is the sum of its efficiency values over the task's inputs
-(every input must have run ``ok``). The reference solutions of a task are clustered by cost:
+(every input must have one: it ran to its end untraced). The reference solutions of a task are clustered by cost:
 sorted, a cluster runs on while each cost is within ``tolerance`` (10%) of the one before.
 A candidate matches the fastest cluster whose slowest member it is no slower than (with the
 same tolerance). With the clusters ordered from slowest to fastest, matching cluster ``i`` of
@@ -42,7 +42,7 @@ def costs(build: str) -> tuple[dict[str, float | None], str | None]:
         with open(part, encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                value = row.get("efficiency_value") if row["outcome"] == "ok" else None
+                value = row.get("efficiency_value")
                 per_task[row["task_id"]][row["input"]] = value
                 if row.get("efficiency"):
                     kinds.add(row["efficiency"])

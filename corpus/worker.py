@@ -161,7 +161,7 @@ def _child(job: dict[str, Any], path: str, folder: str, meter: Meter, timeout: f
         return {"outcome": "exception", "exception": f"{type(e).__name__}: {e}"}
     traced = calls.trace(module, real, code, max_steps=int(job.get("max_steps") or 10_000))
     measured = {"efficiency": meter.kind if meter.event else None, "efficiency_value": None}
-    if traced.outcome == "ok":  # counted once more, untraced, in the time left
+    if traced.outcome in ("ok", "step_cap"):  # counted once more, untraced, in the time left
         try:
             measured = meter.measure(module, code)
         except calls._Stopped:

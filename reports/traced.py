@@ -89,6 +89,8 @@ def _trace(steps: list[Step]) -> list[str]:
 
 def whole(v: Value) -> str:
     text = v.repr or ""
+    if v.size is None and v.cut:  # too big to render whole: how much was cut is unknown
+        return text[:_WHOLE_CHARS] + "<more truncated>"
     size = max(v.size or 0, len(text))
     if size > _WHOLE_CHARS:
         return text[:_WHOLE_CHARS] + f"<{size - _WHOLE_CHARS} truncated>"
@@ -120,7 +122,8 @@ def labels(result: StateTrace) -> dict[str, Any]:
                 )
     unit = result.steps[0].unit if result.steps else ""
     lines = source_lines(unit)
-    ran = {s.line for s in result.steps if s.event == "line" and s.unit == unit}
+    # A function's def line ran when it was called (TRACED: the signature line of C).
+    ran = {s.line for s in result.steps if s.event in ("line", "call") and s.unit == unit}
     coverage = {n: int(n in ran) for n, text in enumerate(lines, 1) if text.strip()}
     return {"values": values, "coverage": coverage, "branches": _branches(result, lines)}
 

@@ -33,13 +33,19 @@ LOCK_WAIT_S = 60.0
 class Database:
     """An open probe database. Use as a context manager."""
 
-    def __init__(self, path: str | None = None, must_exist: bool = True) -> None:
+    def __init__(
+        self, path: str | None = None, must_exist: bool = True, files_only: bool = False
+    ) -> None:
+        """``files_only``: where there is no database, open an empty one in memory (a query
+        over Parquet files, a corpus build's, needs no recorded run)."""
         self.path = resolve_path(path)
-        if must_exist and not os.path.exists(self.path) and not spool.pending(self.path):
+        missing = not os.path.exists(self.path) and not spool.pending(self.path)
+        if missing and must_exist and not files_only:
             raise StorageError(f"no database at {self.path} (record a run with `probe run` first)")
-        self._lock = _lock(self.path)
+        in_memory = missing and files_only
+        self._lock = _Lock(None) if in_memory else _lock(self.path)
         try:
-            self.con = _connect(self.path)
+            self.con = _connect(":memory:" if in_memory else self.path)
             for table in TABLES:
                 self.con.execute(ddl(table))
                 _add_missing_columns(self.con, table)
@@ -249,7 +255,8 @@ class _Lock:
         self.f = f
 
     def close(self) -> None:
-        self.f.close()
+        if self.f is not None:
+            self.f.close()
 
 
 def _lock(db_path: str) -> _Lock:

@@ -96,7 +96,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("change", "VARCHAR"),  # 'arg' 'new' 'modified' 'deleted' 'return' 'yield' 'exception'
         ("type", "VARCHAR"),  # the value's type name
         ("repr", "VARCHAR"),  # repr, cut at 1000 characters (an exception: 'Type: message')
-        ("size", "BIGINT"),  # the whole repr's length: more than repr's when it was cut
+        # the whole repr's length (more than repr's: it was cut); NULL: a container of more
+        # than 200 elements, shown by its first ones
+        ("size", "BIGINT"),
         ("length", "BIGINT"),  # len() of a str, bytes or container
         ("str", "VARCHAR"),  # str() where it differs from repr (strings: unquoted)
         ("json", "VARCHAR"),  # the value as JSON, where it is made of JSON's types

@@ -137,7 +137,7 @@ def test_traced_truncates_and_labels():
         in nums
     )
     found = labels(result)
-    assert found["coverage"] == {1: 0, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
+    assert found["coverage"] == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
     assert found["branches"] == {4: "both"}
     quantized = {(v["name"], v["quantized"]) for v in found["values"]}
     assert ("total", "ZERO") in quantized and ("total", "POSITIVE-REG") in quantized
@@ -185,7 +185,8 @@ def test_huge_cyclic_and_raising_values():
     result = trace("kinds.py", "odd_values()")
     values = {v.name: v for s in result.steps for v in s.values if v.name}
     big = values["big"]
-    assert big.length == 100_000 and big.size > len(big.repr) == 1000 and big.cut
+    assert big.length == 100_000 and big.size is None and big.cut
+    assert big.repr.startswith("[0, 1, 2,") and big.repr.endswith(", ...]")
     assert big.json is None
     assert values["cyc"].repr == "[1, [...]]"
     assert values["loud"].repr == "<Loud: repr raised RuntimeError>"

@@ -55,9 +55,12 @@ class _Now:
 
     __slots__ = ("kind", "text", "string", "size", "length")
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: object, partial: bool = False) -> None:
         self.kind = type(value).__name__
-        self.text, self.size = _bounded_repr(value)
+        if partial:
+            self.text, self.size = _partial_repr(value), None
+        else:
+            self.text, self.size = _bounded_repr(value)
         self.string = _bounded_str(value, self.text)
         self.length = _length(value)
 
@@ -70,7 +73,7 @@ class _Huge:
 
     def __init__(self, value: Any) -> None:
         self.length = len(value)
-        self.now = _Now(value)
+        self.now = _Now(value, partial=True)
 
     def same(self, value: Any) -> bool:
         return len(value) == self.length
@@ -430,9 +433,12 @@ def _equal(a: object, b: object) -> bool:
         return False
 
 
-def _bounded_repr(value: object) -> tuple[str, int]:
+def _bounded_repr(value: object) -> tuple[str, int | None]:
     """repr, cut at REPR_CHARS, and its whole length. Addresses (``<function f at 0x7f..>``)
     are left out: they differ from run to run, and a trace is data to compare."""
+    kind = type(value)
+    if kind in _SHOWN_IN_PART and len(value) > _ELEMENTS_SHOWN:  # type: ignore[arg-type]
+        return _partial_repr(value), None
     try:
         text = repr(value)
     except Exception as e:  # noqa: BLE001 - the program's __repr__ raised: say so, go on
@@ -440,6 +446,33 @@ def _bounded_repr(value: object) -> tuple[str, int]:
     if " at 0x" in text:
         text = _ADDRESS.sub("", text)
     return text[:REPR_CHARS], len(text)
+
+
+# Containers of more elements than this are shown by their first ones: a repr of a million
+# elements (or of a list of big bytearrays) would cost more than the program's step.
+_ELEMENTS_SHOWN = 200
+_SHOWN_IN_PART = frozenset({list, tuple, set, frozenset, dict, bytearray, bytes})
+
+
+def _partial_repr(value: Any) -> str:
+    kind = type(value)
+    if kind in (bytes, bytearray):
+        head = repr(bytes(value[:REPR_CHARS]))
+        return (f"bytearray({head}...)" if kind is bytearray else head + "...")[:REPR_CHARS]
+    if kind is dict:
+        items = []
+        for k, v in value.items():
+            items.append(f"{_bounded_repr(k)[0]}: {_bounded_repr(v)[0]}")
+            if len(items) >= _ELEMENTS_SHOWN:
+                break
+        return ("{" + ", ".join(items) + ", ...}")[:REPR_CHARS]
+    shown = []
+    for v in value:
+        shown.append(_bounded_repr(v)[0])
+        if len(shown) >= _ELEMENTS_SHOWN or sum(map(len, shown)) > REPR_CHARS:
+            break
+    opening, closing = {list: "[]", tuple: "()"}.get(kind, "{}")
+    return (opening + ", ".join(shown) + ", ..." + closing)[:REPR_CHARS]
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -473,9 +506,9 @@ def _length(value: object) -> int | None:
     return None
 
 
-def _json(value: object, size: int) -> str | None:
+def _json(value: object, size: int | None) -> str | None:
     """JSON of a value made only of what JSON holds as it is (tuples and sets are not)."""
-    if size > REPR_CHARS or not _jsonable(value, 0):
+    if size is None or size > REPR_CHARS or not _jsonable(value, 0):
         return None
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
