@@ -3,7 +3,8 @@ corpus builds: each build one solution per task, the same inputs.
 
 A solution's cost on a task is the sum of its efficiency values over the task's inputs
 (every input must have one: it ran to its end untraced). The reference solutions of a task
-are clustered by cost: sorted, a cluster runs on while each cost is within ``tolerance`` (10%) of the one before.
+are clustered by cost: sorted, a cluster runs on while each cost is within ``tolerance``
+(10%) of the one before.
 A candidate matches the fastest cluster whose slowest member it is no slower than (with the
 same tolerance). With the clusters ordered from slowest to fastest, matching cluster ``i`` of
 ``k`` gives DPS = the percentage of reference solutions in clusters 1..i, and DPS_norm =
