@@ -4,10 +4,11 @@ sys.settrace tracer, side by side in one process per interpreter; and a corpus b
     python benchmarks/states.py [--python PY ...] [--rounds 3] [--corpus]
 
 Workloads: (1) HumanEval: each of the 164 canonical solutions called with every input its
-tests give that runs whole within a corpus build's cap of 10,000 steps (1,110 of 1,127),
-(2) a loop-heavy program (insertion sort of 400 numbers, a sieve, a dict count). A *step*
-is a line run in the program's file, as probe records it; each tracer's rate is that
-number of steps over its own time, so a tracer that sees less (pysnooper, depth 3, may miss deeper calls) is flattered, never penalised.
+tests give that runs whole within a corpus build's cap of 10,000 steps (1,110 of 1,127), (2)
+a loop-heavy program (insertion sort of 400 numbers, a sieve, a dict count). A *step* is a
+line run in the program's file, as probe records it; each tracer's rate is that number of
+steps over its own time, so a tracer that sees less (pysnooper, depth 3, may miss deeper
+calls) is flattered, never penalised.
 
 * probe: the states recorder (engines/cpython/states.py) on the call, in memory, values
   turned into text at the end (included in the time);
