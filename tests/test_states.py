@@ -287,3 +287,18 @@ def test_wasm_refuses_states(tmp_path):
     fib = Path(__file__).parent.parent / "samples" / "wasm" / "fib.wasm"
     out = _probe("run", "-a", "states", str(fib), cwd=tmp_path)
     assert out.returncode == 2 and "Python programs only" in out.stderr
+
+
+def test_a_trace_after_a_session_records_as_the_first(tmp_path):
+    # A tool id freed by a session is the next trace's: what the session switched off
+    # (DISABLE) must not hide the trace's code.
+    import probe
+    from probe.engines.cpython import call as calls
+
+    module, real = calls.load(str(PROGRAMS / "sum_even.py"))
+    code = calls.compile_call("sum_even([1, 2, 3, 4])")
+    first = calls.trace(module, real, code, max_steps=10**6).steps
+    with probe.session("states", db=str(tmp_path / "s.duckdb"), include=[f"{PROGRAMS}/*"]):
+        eval(code, module.__dict__)
+    again = calls.trace(module, real, code, max_steps=10**6).steps
+    assert again == first > 10

@@ -820,6 +820,9 @@ class _Monitoring:
         )
         # Exceptions can only be watched everywhere; they are rare, and skipped out of scope.
         mon.set_events(tool, ev.PY_START | ev.RAISE | ev.PY_UNWIND)
+        # Events a tool switched off (DISABLE) stay off for the next tool given the same id:
+        # a session's or an earlier trace's choices must not hide this one's code.
+        mon.restart_events()
         # The frame that starts recording (probe's own) is not in scope; frames of code in
         # scope already running (a session opened inside a function) are adopted.
         frame: FrameType | None = getframe(1)
