@@ -308,7 +308,7 @@ def dataset_build(
     level: Annotated[str, typer.Option(help="ldb: block, line or function.")] = "block",
     efficiency: Annotated[
         str | None,
-        typer.Option(help="perf, callgrind, time or none [perf where the CPU counts, else time]."),
+        typer.Option(help="perf, time or none [perf where the CPU counts, else time]."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Go on with a build in --out.")] = False,
     ray: Annotated[

@@ -210,12 +210,12 @@ def _address_space() -> int:
 
 
 class Meter:
-    """The efficiency label of a call: user-space instructions (perf), exact instructions
-    (callgrind: the worker runs under valgrind), task-clock (time), or nothing."""
+    """The efficiency label of a call: user-space instructions (perf), task-clock (time), or
+    nothing."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.event = {"perf": "instructions", "callgrind": "instructions", "time": "task-clock"}
+        self.event = {"perf": "instructions", "time": "task-clock"}
         self.event = self.event.get(kind, "")
 
     def measure(self, module: Any, code: Any) -> dict[str, Any]:

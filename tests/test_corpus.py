@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from probe.corpus.inputs import read
 
-PROGRAMS = Path(__file__).parent / "programs" / "corpus"
+PROGRAMS = Path(__file__).parent / "corpus_data"
 
 
 def _probe(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -254,29 +253,20 @@ def test_bad_input_is_one_line(tmp_path):
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
 
 
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
-def test_callgrind_labels_are_exact_instructions(tmp_path):
-    out = tmp_path / "traces"
-    run = _probe(
+def test_callgrind_labels_are_refused_in_one_line(tmp_path):
+    # Not yet: a worker's forked children read 0 instructions from callgrind's dumps.
+    out = _probe(
         "dataset",
         "build",
-        str(PROGRAMS / "plain.jsonl"),
+        str(PROGRAMS / "mbpp.jsonl"),
         "--out",
-        str(out),
-        "-f",
-        "ldb",
+        str(tmp_path / "o"),
         "--efficiency",
         "callgrind",
-        "--timeout",
-        "60",
         cwd=tmp_path,
-        input="",
     )
-    rows = {(r["task_id"], r["input"]): r for r in _rows(out)}
-    assert run.returncode == 0, run.stderr
-    small, big = rows[("add", 0)], rows[("add", 1)]
-    assert small["efficiency"] == "callgrind" and small["efficiency_value"] > 0
-    assert big["efficiency_value"] > small["efficiency_value"]  # lists cost more than ints
+    assert out.returncode == 2 and "not available in corpus builds yet" in out.stderr
+    assert out.stderr.count("\n") == 1
 
 
 def test_score_ranks_a_candidate_against_references(tmp_path):

