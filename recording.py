@@ -197,12 +197,19 @@ def trace_call(
     expression, evaluated in it with the states of everything in that file it runs recorded.
     Nothing is stored. The call may raise, loop (``timeout``, seconds) or run past
     ``max_steps``: the result's ``outcome`` says so."""
-    from probe.analyses.states import StateTrace
     from probe.engines.cpython import call as calls
 
     code = calls.compile_call(call)
     module, real = calls.load(path)
     traced = calls.trace(module, real, code, max_steps=max_steps, timeout=timeout)
+    return states_of(traced, level)
+
+
+def states_of(traced: Any, level: str = "block") -> StateTrace:
+    """The result model of a traced call (``engines.cpython.call.Traced``): what it
+    recorded, how it ended, what it printed."""
+    from probe.analyses.states import StateTrace
+
     result = StateTrace.from_tables(traced.tables, outcome=traced.outcome, level=level)
     result.output = traced.output
     result.message = traced.exception

@@ -182,12 +182,12 @@ def _child(job: dict[str, Any], path: str, folder: str, meter: Meter, timeout: f
 
 
 def _rendered(traced: Any, job: dict[str, Any]) -> dict[str, Any]:
-    from probe.analyses.states import States, StateTrace
+    from probe.analyses.states import States
+    from probe.recording import states_of
     from probe.reports import render
 
     level = job.get("level") or "block"
-    result = StateTrace.from_tables(traced.tables, outcome=traced.outcome, level=level)
-    result.output, result.message = traced.output, traced.exception
+    result = states_of(traced, level)
     analysis = States(level=level)
     texts = {fmt: render(analysis, result, fmt) for fmt in job["formats"]}
     found: dict[str, Any] = {"texts": texts}

@@ -14,8 +14,7 @@ import os
 import signal
 import sys
 import types
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from probe.errors import UsageError
 
@@ -44,7 +43,6 @@ class Traced:
     exception: str | None = None  # 'Type: message'
     output: str = ""
     steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: str, source: str | None = None) -> tuple[types.ModuleType, str]:
