@@ -25,6 +25,7 @@ from probe.engines import Outcome, Target, engine_for
 from probe.errors import PerfError, StorageError, UsageError
 from probe.probes import ProbeSet, Scope
 from probe.storage import TABLES, Spool, ingest_in_background, resolve_path
+from probe.storage.spool import DEFAULT_MAX_EVENTS
 
 if TYPE_CHECKING:
     import duckdb
@@ -62,10 +63,14 @@ class RunRecorder:
             else:
                 kept[name] = list(kept[name]) + list(values)
 
-    def append(self, table: str, columns: dict[str, Any]) -> None:
-        self.spool.append(table, columns)
-        rows = len(next(iter(columns.values()), ()))
-        self.streamed[table] = self.streamed.get(table, 0) + rows
+    def append(self, table: str, columns: dict[str, Any]) -> bool:
+        before = self.spool.events
+        taken = self.spool.append(table, columns)
+        self.streamed[table] = self.streamed.get(table, 0) + self.spool.events - before
+        return taken
+
+    def snapshot(self, tables: dict[str, dict[str, Any]]) -> None:
+        self.spool.snapshot(tables)
 
     def readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
         """Counter readings into the counters table: (region, Reading, other columns)."""
@@ -80,6 +85,8 @@ class RunRecorder:
         self.write("counters", columns)
 
     def close(self, outcome: Outcome) -> None:
+        if not self.spool.owned:
+            return  # a forked child's: the run and its counters belong to the parent
         if self.recording is not None:
             self.recording.save(self)
         if self.stat is not None:
@@ -104,10 +111,13 @@ def run(
     summary: TextIO | None = sys.stderr,
     counters: Sequence[str] = (),
     counters_backend: str = "perf",
+    max_events: int | None = DEFAULT_MAX_EVENTS,
 ) -> tuple[str, Outcome]:
     """Run ``target`` with the probes ``analyses`` need; return the run id and how it ended.
 
     ``analyses`` are names (built in or installed) or Analysis objects of your own.
+    ``max_events``: the journal takes at most this many streamed rows (events, steps);
+    past it the program runs on unrecorded and the run ends 'truncated'.
     ``counters``: perf events counted over the whole run (the ``counters`` table);
     ``counters_backend`` 'callgrind': instructions counted by callgrind, in a process that
     runs under it (``probe run --counters-backend callgrind`` starts one).
@@ -136,6 +146,7 @@ def run(
         analyses=chosen,
         stat=_stat(counters, counters_backend),
         recording=recording,
+        max_events=max_events,
     )
     recording.run_id = recorder.spool.run_id
     recording.enter()
@@ -148,15 +159,33 @@ def run(
         # probe failed, not the program: the run says so (left open, it would read 'killed')
         if not recorder.spool.run.get("closed"):
             recorder.spool.close("error", 1, f"internal error: {type(e).__name__}: {e}")
-        ingest_in_background(db_path)
+        if recorder.spool.owned:
+            ingest_in_background(db_path)
         raise
     except BaseException:
-        ingest_in_background(db_path)  # keep what the journal holds, whatever happened
+        if recorder.spool.owned:
+            ingest_in_background(db_path)  # keep what the journal holds, whatever happened
         raise
     finally:
         recording.leave()
+    if not recorder.spool.owned:
+        return recorder.spool.run_id, outcome  # a forked child ends here, silently
     ingest_in_background(db_path)
     if summary is not None:
+        _summarize(recorder, chosen, outcome, db_path, summary)
+    return recorder.spool.run_id, outcome
+
+
+def _summarize(
+    recorder: RunRecorder,
+    chosen: Sequence[registry.Analysis],
+    outcome: Outcome,
+    db_path: str,
+    summary: TextIO,
+) -> None:
+    """The analyses' summaries, the counters and where the run went; nothing if the program
+    closed the stream (python exits 0 then too, and so does probe)."""
+    try:
         run = dict(recorder.spool.run, streamed=recorder.streamed)
         for analysis in chosen:
             text = analysis.summary(run, recorder.tables)
@@ -179,10 +208,13 @@ def run(
             if shown:
                 print(f"counters: {', '.join(shown)}", file=summary)
         print(
-            f"probe: run {recorder.spool.run_id} ({outcome.status}) saved to {db_path}",
+            f"probe: run {recorder.spool.run_id} ({recorder.spool.run['status']}) "
+            f"saved to {db_path}",
             file=summary,
         )
-    return recorder.spool.run_id, outcome
+        summary.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken stream: the run is saved all the same
 
 
 def trace_call(
@@ -228,6 +260,7 @@ def new_run(
     stat: Any = None,
     recording: Recording | None = None,
     parent: str | None = None,
+    max_events: int | None = DEFAULT_MAX_EVENTS,
 ) -> RunRecorder:
     """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
     an engine. A run whose counters can't start is not kept. ``parent``: the run this one
@@ -242,7 +275,7 @@ def new_run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    recorder = RunRecorder(Spool(db_path, header), analyses, stat, recording)
+    recorder = RunRecorder(Spool(db_path, header, max_events), analyses, stat, recording)
     if stat is not None:
         try:
             stat.start()
@@ -451,7 +484,8 @@ class Session(Recording):
             _open_sessions.remove(self)
         self.leave()
         attached.stop(outcome or Outcome("ok", 0))  # closes the run: see Recording.save
-        database(self.db_path).ingest()
+        with database(self.db_path, write=True):
+            pass  # opening for writing ingests: the results are queryable on return
 
     def __enter__(self) -> Session:
         return self.start()
@@ -480,42 +514,31 @@ class Session(Recording):
     # -- results --------------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """A DuckDB relation over the database (every run in it: filter by ``run_id``)."""
-        self._stopped()
-        import duckdb
+        """A DuckDB relation over the database (every run in it: filter by ``run_id``).
 
-        try:
-            return database(self.db_path).con.sql(sql, params=list(params) if params else None)
-        except duckdb.Error as e:
-            raise StorageError(str(e).strip().splitlines()[0]) from None
+        The rows are read at once and the database let go before this returns (other
+        processes never wait for a session); the relation is over those rows, in memory."""
+        self._stopped()
+        with database(self.db_path) as db:
+            return db.detached(sql, list(params) if params else None)
 
     def table(self, name: str) -> pa.Table:
         """The session's rows of a table or view of the SQL contract, as an Arrow table."""
         from probe.storage.schema import TABLES, VIEWS
 
         self._stopped()
-        db = database(self.db_path)
-        known = (
-            set(TABLES)
-            | set(VIEWS)
-            | {
-                row[0]
-                for row in db.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-            }
-        )
-        if name not in known:
-            raise StorageError(f"no table or view {name!r} (tables: {', '.join(TABLES)})")
-        return db.arrow(
-            f'SELECT * FROM "{name}" WHERE run_id IN (SELECT unnest(?::VARCHAR[]))',
-            [self.run_ids],
-        )
+        with database(self.db_path) as db:
+            known = set(TABLES) | set(VIEWS) | db.table_names()
+            if name not in known:
+                raise StorageError(f"no table or view {name!r} (tables: {', '.join(TABLES)})")
+            return db.arrow(
+                f'SELECT * FROM "{name}" WHERE run_id IN (SELECT unnest(?::VARCHAR[]))',
+                [self.run_ids],
+            )
 
     def close(self) -> None:
-        """Let go of the database: this process holds it (and its lock) from the first query
-        until then. Relations from query() can't be read after; a later query reopens it."""
-        db = _databases.pop(os.path.abspath(self.db_path), None)
-        if db is not None:
-            db.close()
+        """Nothing to let go of: each query opens the database and closes it before it
+        returns. Kept for code written when sessions held it."""
 
     def _stopped(self) -> None:
         if self.run_id is None:
@@ -532,7 +555,6 @@ def session(
     return Session(analysis, **kwargs)
 
 
-_databases: dict[str, Database] = {}
 _open_sessions: list[Session] = []  # started and not yet stopped
 
 
@@ -542,16 +564,11 @@ def _stop_at_exit() -> None:
         s.stop(Outcome("ok", 0, "stopped at exit"))
 
 
-def database(path: str) -> Database:
-    """This process's one open handle on the database at ``path`` (sessions share it: the
-    database lock is per open file)."""
+def database(path: str, write: bool = False) -> Database:
+    """The database at ``path``, opened for one use (a context manager)."""
     from probe.storage.db import Database
 
-    key = os.path.abspath(path)
-    db = _databases.get(key)
-    if db is None:
-        db = _databases[key] = Database(path, must_exist=False)
-    return db
+    return Database(path, must_exist=False, write=write)
 
 
 def _stat(counters: Sequence[str], backend: str = "perf") -> Any:

@@ -1,9 +1,13 @@
 """The DuckDB database: opening it safely, ingesting journals, the Arrow sink, queries.
 
-Only one probe process works on a database at a time: each takes an
-exclusive lock on ``<db>.lock`` while it has the database open, and the
-others wait for it. A database held by some other program (the duckdb
-shell, say) is reported as locked, in one line.
+Readers never wait for readers. A reader holds a shared lock on ``<db>.lock`` and
+opens DuckDB read-only (many processes may); a writer (ingest, a statement that
+writes) holds the exclusive lock, briefly. A reader that finds finished journals
+ingests them first only if the exclusive lock is free at that moment; otherwise it
+reads what is there, and the journals wait for the next opener. DuckDB's memory is
+capped (``MEMORY_LIMIT``): journals are streamed in as Arrow batches, never whole.
+A database held by some other program (the duckdb shell, say) is reported as
+locked, in one line.
 """
 
 from __future__ import annotations
@@ -28,33 +32,95 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LOCK_WAIT_S = 60.0
+MEMORY_LIMIT = "400MB"  # DuckDB spills to disk past it: a probe process stays under 500 MB
 
 
 class Database:
     """An open probe database. Use as a context manager."""
 
     def __init__(
-        self, path: str | None = None, must_exist: bool = True, files_only: bool = False
+        self,
+        path: str | None = None,
+        must_exist: bool = True,
+        files_only: bool = False,
+        write: bool = False,
     ) -> None:
         """``files_only``: where there is no database, open an empty one in memory (a query
-        over Parquet files, a corpus build's, needs no recorded run)."""
+        over Parquet files, a corpus build's, needs no recorded run). ``write``: open it
+        for writing (ingest runs, change rows); otherwise read-only, upgraded by a
+        statement that writes."""
         self.path = resolve_path(path)
         missing = not os.path.exists(self.path) and not spool.pending(self.path)
         if missing and must_exist and not files_only:
             raise StorageError(f"no database at {self.path} (record a run with `probe run` first)")
-        in_memory = missing and files_only
-        self._lock = _Lock(None) if in_memory else _lock(self.path)
+        self.in_memory = missing and files_only
+        self.writable = False
+        if self.in_memory:
+            self._lock = _Lock(None, self.path)
+            self.con = _connect(":memory:")
+            self.writable = True
+            self._set_up()
+            return
+        self._lock = _Lock.open(self.path)
         try:
-            self.con = _connect(":memory:" if in_memory else self.path)
-            for table in TABLES:
-                self.con.execute(ddl(table))
-                _add_missing_columns(self.con, table)
-            for view in VIEWS:
-                self.con.execute(view_ddl(view))
-            self.ingest()
+            if write or not os.path.exists(self.path):
+                self._open_for_writing()
+            else:
+                self._open_for_reading()
         except BaseException:
             self._lock.close()
             raise
+
+    def _open_for_writing(self) -> None:
+        self._lock.take(exclusive=True)
+        self.con = _connect(self.path)
+        self.writable = True
+        self._set_up()
+        self.ingest()
+
+    def _open_for_reading(self) -> None:
+        # Finished runs are ingested first when no one else holds the database; a writer
+        # that is ingesting them is waited for (briefly: one run's journal); readers holding
+        # it are not: after a few tries, read what is stored, and the next opener ingests.
+        for attempt in range(3):
+            if not spool.ready(self.path):
+                break
+            if self._lock.take(exclusive=True, wait=False):
+                self._ingest_now()
+                break
+            self._lock.take(exclusive=False)
+            if attempt < 2:
+                self._lock.release()
+                time.sleep(0.02)
+        self._lock.take(exclusive=False)
+        self.con = _connect(self.path, read_only=True)
+        if not _up_to_date(self.con):  # written by an older probe: migrate it first
+            self.con.close()
+            self._open_for_writing()
+            return
+        self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+
+    def _ingest_now(self) -> None:
+        try:
+            self.con = _connect(self.path)
+        except StorageError as e:
+            spool.warn(f"new runs were not stored yet: {e}")
+            return
+        try:
+            self._set_up()
+            self.ingest()
+        except StorageError as e:  # a full disk, say: the runs stored already still read
+            spool.warn(f"new runs were not stored yet: {e}")
+        finally:
+            self.con.close()
+
+    def _set_up(self) -> None:
+        self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        for table in TABLES:
+            self.con.execute(ddl(table))
+            _add_missing_columns(self.con, table)
+        for view in VIEWS:
+            self.con.execute(view_ddl(view))
 
     def __enter__(self) -> Database:
         return self
@@ -87,33 +153,47 @@ class Database:
             self.con.unregister("_probe_batch")
 
     def ingest(self) -> int:
-        """Move every finished journal into the database, one transaction per run."""
+        """Move every finished journal into the database, one transaction per run. A journal
+        whose header can't be read (a power loss can leave it empty) is moved aside to
+        ``<db>.spool.unreadable/`` with a warning: it never blocks the others."""
+        import duckdb
+
         done = 0
         for folder in spool.pending(self.path):
             try:
                 header = spool.read_header(folder)
             except FileNotFoundError:
                 continue  # a run that is still creating its journal
-            except (OSError, ValueError) as e:
-                raise StorageError(f"unreadable run journal {folder}: {e}") from None
+            except (OSError, ValueError, KeyError) as e:
+                spool.set_aside(folder, f"{type(e).__name__}: {e}")
+                continue
             if spool.writer_alive(header):
                 continue
-            if not self._ingest_one(folder, header):
-                continue
+            try:
+                self._ingest_one(folder, header)
+            except duckdb.Error as e:
+                raise StorageError(f"run {folder.name} not stored: {_first_line(e)}") from None
             shutil.rmtree(folder, ignore_errors=True)
             done += 1
         return done
 
-    def _ingest_one(self, folder: Path, header: dict[str, Any]) -> bool:
+    def _ingest_one(self, folder: Path, header: dict[str, Any]) -> None:
         import pyarrow as pa
 
         run_id = header["run_id"]
         seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if seen and seen[0]:
-            return True  # ingested before, the journal outlived its commit
+            return  # ingested before, the journal outlived its commit
+        chunks = spool.chunks(folder)
         if not header.get("closed"):
             header["status"] = "killed"
             header["message"] = "probe stopped before the run ended; events up to then are kept"
+            snapshot = spool.latest_snapshot(folder)
+            if snapshot is not None:
+                chunks += spool.chunks(snapshot[0])
+                header["message"] += f"; counts as of {snapshot[1]:.1f} s into the run"
+            elif not any(table == "counts" for table, _ in chunks):
+                header["message"] += "; no counts (it ended before the first snapshot)"
         row = {name: header.get(name) for name, _ in TABLES["runs"]}
         row["started_at"] = datetime.fromtimestamp(header["started_at"])
         row["options"] = json.dumps(header.get("options") or {})
@@ -122,7 +202,7 @@ class Database:
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
-            for table, chunk in spool.chunks(folder):
+            for table, chunk in chunks:
                 if isinstance(chunk, dict):
                     schema = arrow_schema(table)
                     chunk = pa.table(chunk, schema=pa.schema([schema.field(c) for c in chunk]))
@@ -142,7 +222,6 @@ class Database:
             raise
         finally:
             self.con.execute("RESET preserve_insertion_order")
-        return True
 
     # -- reading ----------------------------------------------------------------
 
@@ -162,8 +241,15 @@ class Database:
         try:
             cur = self.con.execute(query, params or [])
         except duckdb.Error as e:
-            raise StorageError(_first_line(e)) from None
+            if self.writable or "read-only mode" not in str(e):
+                raise StorageError(_first_line(e)) from None
+            self._reopen_for_writing()  # the statement writes: take the writer's lock
+            return self.execute(query, params)
         return Result(cur)
+
+    def _reopen_for_writing(self) -> None:
+        self.con.close()
+        self._open_for_writing()
 
     def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
         """The rows of ``query`` as one Arrow table."""
@@ -175,6 +261,30 @@ class Database:
             return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
         except duckdb.Error as e:
             raise StorageError(_first_line(e)) from None
+
+    def detached(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """The rows of ``query`` copied into a database of their own in memory, with
+        DuckDB's types: a relation that outlives this handle (and its lock)."""
+        import duckdb
+
+        mem = duckdb.connect(":memory:")
+        escaped = self.path.replace("'", "''")
+        try:
+            mem.execute(f"ATTACH '{escaped}' AS probe_file (READ_ONLY)")
+            mem.execute("USE probe_file")
+            mem.execute(f"CREATE TABLE memory.main.result AS {query}", params or [])
+            mem.execute("USE memory")
+            mem.execute("DETACH probe_file")
+        except duckdb.Error as e:
+            mem.close()
+            raise StorageError(_first_line(e)) from None
+        return mem.table("result")
+
+    def table_names(self) -> set[str]:
+        """Every table in the database: the contract's and the analyses' own."""
+        return {
+            row[0] for row in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
 
     def run(self, run_id: str) -> dict[str, Any]:
         """A stored run's row of ``runs``, its options as a dict (as a run's header has them
@@ -250,42 +360,66 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has every table, column and view of this probe's contract."""
+    have = {
+        (t, c)
+        for t, c in con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall()
+    }
+    views = {v for (v,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    return (
+        all((t, c) in have for t, cols in TABLES.items() for c, _ in cols) and set(VIEWS) <= views
+    )
+
+
 class _Lock:
-    def __init__(self, f: Any) -> None:
+    """The database's lock file: shared while reading, exclusive while writing."""
+
+    def __init__(self, f: Any, db_path: str) -> None:
         self.f = f
+        self.db_path = db_path
+
+    @classmethod
+    def open(cls, db_path: str) -> _Lock:
+        parent = os.path.dirname(os.path.abspath(db_path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+            f = open(f"{db_path}.lock", "a+b")  # held until close()
+        except OSError as e:
+            raise StorageError(f"can't open the database at {db_path}: {e.strerror}") from None
+        return cls(f, db_path)
+
+    def take(self, exclusive: bool, wait: bool = True) -> bool:
+        """Take (or convert to) the lock; False if ``wait`` is off and another holds it."""
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self.f, mode | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if not wait:
+                    return False
+                if time.monotonic() > deadline:
+                    raise StorageError(
+                        f"the database at {self.db_path} is busy: another probe process has "
+                        f"written to it for {LOCK_WAIT_S:.0f} s"
+                    ) from None
+                time.sleep(0.005)
+
+    def release(self) -> None:
+        fcntl.flock(self.f, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
 
 
-def _lock(db_path: str) -> _Lock:
-    parent = os.path.dirname(os.path.abspath(db_path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        f = open(f"{db_path}.lock", "a+b")  # held until close()
-    except OSError as e:
-        raise StorageError(f"can't open the database at {db_path}: {e.strerror}") from None
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return _Lock(f)
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                f.close()
-                raise StorageError(
-                    f"the database at {db_path} is busy: another probe process has held it "
-                    f"for {LOCK_WAIT_S:.0f} s"
-                ) from None
-            time.sleep(0.02)
-
-
-def _connect(path: str) -> duckdb.DuckDBPyConnection:
+def _connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     try:
-        return duckdb.connect(path)
+        return duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as e:
         msg = _first_line(e)
         if "lock" in msg.lower():

@@ -7,13 +7,23 @@ complete files. Whoever opens the database next ingests finished journals
 in one transaction each; a journal whose writer died is ingested as far as
 it got and its run marked 'killed'. This keeps importing duckdb and
 pyarrow (~0.3 s) off the run's path, and a run needs no database lock.
+
+What a run only knows at its end (counts) it also writes as snapshots while it runs
+(``snapshot-N/``, each complete before it is renamed into place): a run killed with
+SIGKILL is ingested with its latest snapshot. A journal belongs to the process that
+opened it: after a fork the child writes nothing to it. The journal is bounded: past
+``max_events`` streamed rows, or when the disk is nearly full, it stops taking events and
+the run ends 'truncated'; a write that fails (the disk full, the folder deleted) never
+raises into the program: the run says what was lost.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +33,16 @@ from probe.errors import StorageError, UsageError
 from .schema import TABLES
 
 DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
+# Streamed rows a run keeps unless told otherwise: 24 bytes each in the journal, so at most
+# 12 GB; and it stops before the disk's free space falls below FREE_FLOOR.
+DEFAULT_MAX_EVENTS = 500_000_000
+FREE_FLOOR = 1 << 30
 
 
 def resolve_path(path: str | None = None) -> str:
-    """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory."""
-    return path or os.environ.get("PROBE_DB") or DEFAULT_PATH
+    """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory;
+    absolute, so that a program that changes directory still writes where the run began."""
+    return os.path.abspath(path or os.environ.get("PROBE_DB") or DEFAULT_PATH)
 
 
 def spool_root(db_path: str | os.PathLike[str]) -> Path:
@@ -41,24 +56,45 @@ def new_run_id() -> str:
     return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(2).hex()}"
 
 
-def _write_whole(path: Path, data: str) -> None:
+def _write_whole(path: Path, data: str, sync: bool = False) -> None:
+    """``sync``: on disk before it replaces the old file (a power loss leaves one or the
+    other, never an empty file)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class _Lost(Exception):
+    """A journal write that failed; the Spool stops writing and says why at the end."""
 
 
 class Spool:
     """Writes one run's journal."""
 
-    def __init__(self, db_path: str | os.PathLike[str], run: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        run: dict[str, Any],
+        max_events: int | None = DEFAULT_MAX_EVENTS,
+    ) -> None:
         self.run = dict(run)
         self.run.setdefault("run_id", new_run_id())
         self.run_id: str = self.run["run_id"]
+        self.max_events = max_events
+        self.pid = os.getpid()  # the journal's owner: a forked child writes nothing
+        self.events = 0  # rows streamed by append()
+        self.truncated: str | None = None  # why append() stopped taking rows
+        self.lost: str | None = None  # what a failed write lost
+        self._notes: list[str] = []  # said in the run's message at close
         self._t0 = time.perf_counter()
         self._seq = 0
+        self._snapshots = 0
         self._streams: dict[str, Any] = {}  # table -> (file, Arrow stream writer)
-        self.dir = spool_root(db_path) / self.run_id
+        self.dir = spool_root(os.path.abspath(db_path)) / self.run_id
         try:
             self.dir.mkdir(parents=True)
             self._write_header(status="running", pid=os.getpid())
@@ -68,14 +104,45 @@ class Spool:
                 f"can't write the database at {db_path}: {where}: {e.strerror}"
             ) from None
 
+    @property
+    def owned(self) -> bool:
+        """Whether this process opened the journal (not a child forked since)."""
+        return os.getpid() == self.pid
+
     def write(self, table: str, columns: dict[str, Any]) -> None:
         """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC.
 
         A table outside the contract (an analysis's own) is kept as Arrow with the types
         Arrow infers, and created in the database at ingest.
         """
+        if not self.owned:
+            return
+        self._guarded(self._write_chunk, self.dir, table, columns)
+
+    def snapshot(self, tables: dict[str, dict[str, Any]]) -> None:
+        """The tables as they stand, for ingest if the run dies before close(): each
+        snapshot is written whole, then replaces the one before."""
+        if not self.owned or self.lost:
+            return
+        self._snapshots += 1
+        final = self.dir / f"snapshot-{self._snapshots:06d}"
+        tmp = self.dir / f"{final.name}.tmp"
+
+        def write() -> None:
+            tmp.mkdir()
+            for table, columns in tables.items():
+                self._write_chunk(tmp, table, columns)
+            _write_whole(tmp / "snapshot.json", json.dumps({"at_s": self._elapsed()}))
+            os.replace(tmp, final)
+            for old in self.dir.glob("snapshot-*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+
+        self._guarded(write)
+
+    def _write_chunk(self, folder: Path, table: str, columns: dict[str, Any]) -> None:
         if table not in TABLES:
-            self._write_own(table, columns)
+            self._write_own(folder, table, columns)
             return
         known = {name for name, _ in TABLES[table]}
         unknown = set(columns) - known
@@ -83,7 +150,7 @@ class Spool:
             raise UsageError(f"table {table} has no columns {sorted(unknown)}")
         self._seq += 1
         if all(isinstance(v, list) for v in columns.values()):
-            _write_whole(self.dir / f"{self._seq:06d}-{table}.json", json.dumps(columns))
+            _write_whole(folder / f"{self._seq:06d}-{table}.json", json.dumps(columns))
             return
         import pyarrow as pa
 
@@ -91,13 +158,13 @@ class Spool:
 
         schema = arrow_schema(table)
         self._write_arrow(
-            table,
+            folder / f"{self._seq:06d}-{table}.arrow",
             pa.table(
                 {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
             ),
         )
 
-    def _write_own(self, table: str, columns: dict[str, Any]) -> None:
+    def _write_own(self, folder: Path, table: str, columns: dict[str, Any]) -> None:
         import re
 
         import pyarrow as pa
@@ -109,24 +176,46 @@ class Spool:
                 f"an analysis's table needs a lower-case name of its own, without run_id: {table!r}"
             )
         self._seq += 1
-        self._write_arrow(table, pa.table(columns))
+        self._write_arrow(folder / f"{self._seq:06d}-{table}.arrow", pa.table(columns))
 
-    def _write_arrow(self, table: str, data: Any) -> None:
+    def _write_arrow(self, path: Path, data: Any) -> None:
         """A chunk as one Arrow IPC file, written whole and renamed into place."""
         import pyarrow as pa
 
-        path = self.dir / f"{self._seq:06d}-{table}.arrow"
         tmp = path.with_name(path.name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
             w.write_table(data)
         os.replace(tmp, path)
 
-    def append(self, table: str, columns: dict[str, Any]) -> None:
+    def append(self, table: str, columns: dict[str, Any]) -> bool:
         """Append a batch to ``table``'s stream: one growing Arrow IPC stream file per table.
 
         For high-rate tables (events). The file is not renamed into place: each batch is
         flushed whole, and a reader keeps every batch before a torn one at the end.
+        False once the journal takes no more rows (``truncated`` or ``lost`` say why):
+        the engine may stop producing them.
         """
+        if not self.owned:
+            return False
+        if self.truncated or self.lost:
+            return False
+        rows = len(next(iter(columns.values()), ()))
+        if self.max_events is not None and self.events + rows > self.max_events:
+            room = self.max_events - self.events
+            columns = {name: values[:room] for name, values in columns.items()}
+            self.truncated = f"event cap of {self.max_events:,} reached (--max-events)"
+            rows = room
+        elif self.events // 1_000_000 != (self.events + rows) // 1_000_000 or not self.events:
+            free = _free_bytes(self.dir)  # once a million rows: a statvfs costs a syscall
+            if free is not None and free < FREE_FLOOR + 64 * rows:
+                self.truncated = f"stopped with {free / 2**30:.1f} GiB free on the disk"
+                return False
+        if rows:
+            self._guarded(self._append, table, columns)
+            self.events += rows
+        return not (self.truncated or self.lost)
+
+    def _append(self, table: str, columns: dict[str, Any]) -> None:
         import pyarrow as pa
 
         from .schema import arrow_schema
@@ -146,25 +235,88 @@ class Spool:
         sink.flush()
 
     def close(self, status: str, exit_code: int | None, message: str | None) -> None:
+        """Close the journal with how the run ended. Never raises for a journal that can't
+        be written: the program's exit code matters more; it says so on stderr."""
+        if not self.owned:
+            return
         for sink, writer, _ in self._streams.values():
-            writer.close()
-            sink.close()
+            try:
+                writer.close()
+                sink.close()
+            except OSError as e:
+                self.lost = self.lost or f"events lost: {e}"
         self._streams.clear()
-        self._write_header(
-            status=status,
-            exit_code=exit_code,
-            message=message,
-            wall_s=time.perf_counter() - self._t0,
-            closed=True,
-        )
+        notes = [n for n in (message, self.truncated, self.lost, *self._notes) if n]
+        if self.truncated and status == "ok":
+            status = "truncated"
+        if self.lost and status == "ok":
+            status = "error"
+        try:
+            self._write_header(
+                status=status,
+                exit_code=exit_code,
+                message="; ".join(notes) or None,
+                wall_s=self._elapsed(),
+                closed=True,
+            )
+        except OSError as e:
+            warn(f"the run's journal could not be closed ({e.strerror}): {self.dir}")
+            return
+        for old in self.dir.glob("snapshot-*"):
+            shutil.rmtree(old, ignore_errors=True)
 
     def discard(self) -> None:
         """Forget a run that never started."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.owned:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0
 
     def _write_header(self, **fields: Any) -> None:
         self.run.update(fields)
-        _write_whole(self.dir / "run.json", json.dumps(self.run))
+        _write_whole(self.dir / "run.json", json.dumps(self.run), sync=True)
+
+    def _guarded(self, write: Any, *args: Any) -> None:
+        """Run a journal write; a failure stops the journal (and is said at close), rather
+        than raise into the program. A deleted folder is made again: what was in it is
+        lost, what comes after is kept."""
+        if self.lost:
+            return
+        try:
+            write(*args)
+        except OSError as e:
+            if e.errno == errno.ENOENT and not self.dir.exists():
+                self._streams.clear()  # their files went with the folder
+                try:
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    self._write_header()
+                    write(*args)
+                    self._notes.append(
+                        "its journal was deleted while it ran: what was written before is lost"
+                    )
+                    warn(f"the run's journal was deleted while it ran; kept from now: {self.dir}")
+                    return
+                except OSError as again:
+                    e = again
+            self.lost = f"the journal stopped at a failed write: {e.strerror or e}"
+            warn(f"{self.lost} ({self.dir}); the program goes on")
+
+
+def warn(text: str) -> None:
+    """A one-line warning on stderr, if the program left it open."""
+    try:
+        print(f"probe: {text}", file=sys.__stderr__ or sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def ingest_in_background(db_path: str) -> None:
@@ -193,9 +345,39 @@ def pending(db_path: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir())
 
 
+def ready(db_path: str | os.PathLike[str]) -> bool:
+    """Whether any journal waits to be ingested (its writer has ended, or its header is
+    unreadable and must be set aside)."""
+    for folder in pending(db_path):
+        try:
+            header = read_header(folder)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError):
+            return True
+        if not writer_alive(header):
+            return True
+    return False
+
+
 def read_header(folder: Path) -> dict[str, Any]:
     with open(folder / "run.json", encoding="utf-8") as f:
-        return json.load(f)
+        header = json.load(f)
+    if not isinstance(header, dict) or "run_id" not in header:
+        raise ValueError("not a run header")
+    return header
+
+
+def set_aside(folder: Path, why: str) -> None:
+    """Move an unreadable journal out of the way (``<db>.spool.unreadable/``), with a warning."""
+    aside = folder.parent.with_name(folder.parent.name + ".unreadable")
+    try:
+        aside.mkdir(exist_ok=True)
+        os.replace(folder, aside / folder.name)
+    except OSError as e:
+        warn(f"unreadable run journal {folder} ({why}) could not be moved aside: {e.strerror}")
+        return
+    warn(f"unreadable run journal moved aside to {aside / folder.name}: {why}")
 
 
 def chunks(folder: Path) -> list[tuple[str, Any]]:
@@ -206,7 +388,9 @@ def chunks(folder: Path) -> list[tuple[str, Any]]:
     """
     out: list[tuple[str, Any]] = []
     for path in sorted(folder.iterdir()):
-        if path.name == "run.json" or path.suffix not in (".json", ".arrow", ".arrows"):
+        if path.name in ("run.json", "snapshot.json") or path.is_dir():
+            continue
+        if path.suffix not in (".json", ".arrow", ".arrows"):
             continue
         table = path.stem.split("-", 1)[1]
         if path.suffix == ".json":
@@ -222,6 +406,19 @@ def chunks(folder: Path) -> list[tuple[str, Any]]:
             if reader is not None:
                 out.append((table, reader))
     return out
+
+
+def latest_snapshot(folder: Path) -> tuple[Path, float] | None:
+    """The run's latest complete snapshot and how far into the run it was taken."""
+    for snap in sorted(folder.glob("snapshot-*"), reverse=True):
+        if snap.suffix == ".tmp":
+            continue
+        try:
+            with open(snap / "snapshot.json", encoding="utf-8") as f:
+                return snap, float(json.load(f)["at_s"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def _whole_batches(path: Path) -> Any:
