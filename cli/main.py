@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from probe.errors import UsageError
+from probe.storage.spool import DEFAULT_MAX_EVENTS
 
 app = typer.Typer(
     name="probe",
@@ -113,6 +114,14 @@ def run(
     max_steps: Annotated[
         int | None, typer.Option(help="states: record at most this many steps [1,000,000].")
     ] = None,
+    max_events: Annotated[
+        int,
+        typer.Option(
+            help="Keep at most this many events (and steps); past it the program runs on "
+            "unrecorded and the run ends 'truncated'.",
+            min=0,
+        ),
+    ] = DEFAULT_MAX_EVENTS,
     db: DbOption = None,
 ) -> None:
     """Run a program with probes and record what they see.
@@ -151,6 +160,7 @@ def run(
         summary=None if quiet else sys.stderr,
         counters=_split([counters]) if counters else (),
         counters_backend=counters_backend,
+        max_events=max_events,
     )
     raise typer.Exit(outcome.exit_code)
 

@@ -38,7 +38,8 @@ class Target:
 
 @dataclass
 class Outcome:
-    """How a run ended: status is 'ok', 'error', 'trap', 'timeout' or 'killed'."""
+    """How a run ended: status is 'ok', 'error', 'trap', 'timeout', 'killed' or
+    'truncated' (the journal took no more events: --max-events, or the disk nearly full)."""
 
     status: str
     exit_code: int
@@ -49,8 +50,12 @@ class Recorder(Protocol):
     def write(self, table: str, columns: dict[str, list]) -> None:
         """A whole table (or a chunk of it), kept for the run's summary too."""
 
-    def append(self, table: str, columns: dict[str, Any]) -> None:
-        """A batch of a high-rate table (events), streamed to the journal, not kept."""
+    def append(self, table: str, columns: dict[str, Any]) -> bool:
+        """A batch of a high-rate table (events), streamed to the journal, not kept.
+        False once the journal takes no more (the run will end 'truncated')."""
+
+    def snapshot(self, tables: dict[str, dict[str, Any]]) -> None:
+        """Tables as they stand mid-run (counts so far), kept if the run is killed."""
 
     def close(self, outcome: Outcome) -> None: ...
 

@@ -23,12 +23,26 @@ from probe.probes import Kind, ProbeSet, Scope
 
 from .compat import MONITORING
 from .loader import Compiler, ImportHook
-from .measured import Measured
+from .measured import Measured, Snapshots
 from .source import SourceInfo
 
 
 class _Terminated(BaseException):
     """Raised in the program when SIGTERM arrives, so its events are kept."""
+
+
+def _on_term(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _default_term_in_child() -> None:
+    """A forked child (a multiprocessing worker) gets SIGTERM's default back: it is the
+    parent's run that SIGTERM ends cleanly, and Pool.terminate() must simply end a worker."""
+    if signal.getsignal(signal.SIGTERM) is _on_term:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_term_in_child)
 
 
 class CPythonEngine:
@@ -81,6 +95,8 @@ class _Run(Measured):
             self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
+        self.snapshots = Snapshots(self._snapshot)
+        self.pid = os.getpid()
 
     def analyze(self, path: str) -> SourceInfo | None:
         """Files compiled with probes were analysed then."""
@@ -110,23 +126,23 @@ class _Run(Measured):
         old_term = signal.getsignal(signal.SIGTERM)
 
         def hard_exit(status: int) -> None:  # os._exit skips every finally: save first
-            self._finish(Outcome("ok", status, "os._exit"))
+            if os.getpid() == self.pid:  # not a forked child's (a Pool worker's) exit
+                self._finish(Outcome("ok", status, "os._exit"))
             real_exit(status)
-
-        def on_term(signum: int, frame: object) -> None:
-            raise _Terminated
 
         os._exit = hard_exit
         if old_term == signal.SIG_DFL and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_term)
+            signal.signal(signal.SIGTERM, _on_term)
         outcome = Outcome("error", 1, "probe stopped before the program ended")
+        if self.lines or self.tracer.needed:
+            self.snapshots.start()
         try:
             sys.modules["__main__"] = main
             outcome = _execute(code, main)
             _join_threads()
         finally:
             os._exit = real_exit
-            if signal.getsignal(signal.SIGTERM) is on_term:
+            if signal.getsignal(signal.SIGTERM) is _on_term:
                 signal.signal(signal.SIGTERM, old_term)
             self._finish(outcome)
             sys.argv[:], sys.path[:] = saved[0], saved[1]
@@ -170,11 +186,24 @@ class _Run(Measured):
                 return self.compiler.compile(data, path)
             return compile(importlib.util.decode_source(data), path, "exec", dont_inherit=True)
         except SyntaxError as e:
-            raise UsageError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+            where = f"{path}:{e.lineno}" if e.lineno else path
+            raise UsageError(f"{where}: syntax error: {e.msg}") from None
+        except UnicodeDecodeError as e:  # as python says it: the line, the byte
+            line = data[: e.start].count(b"\n") + 1
+            raise UsageError(
+                f"{path}:{line}: not {e.encoding} (byte {data[e.start]:#x}) and no encoding "
+                "declared"
+            ) from None
         except ValueError as e:  # null bytes, bad encoding declaration
             raise UsageError(f"{path}: cannot compile: {e}") from None
 
+    def _snapshot(self) -> None:
+        real = os.path.realpath
+        hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
+        self.snapshot(hits, lines=self.lines)
+
     def _stop(self) -> None:
+        self.snapshots.stop()
         self.hook.remove()
         if self.states is not None:
             self.states.stop()
@@ -184,8 +213,8 @@ class _Run(Measured):
             self.collector.stop()
 
     def _finish(self, outcome: Outcome) -> None:
-        if self.finished:
-            return
+        if self.finished or os.getpid() != self.pid:
+            return  # a forked child records nothing: the journal is the parent's
         self.finished = True
         self._stop()
         real = os.path.realpath

@@ -8,7 +8,11 @@ Tracer for what line probes in the bytecode can't do, and at the end write the s
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 from types import CodeType
+from typing import Any
 
 from probe.engines import Outcome, Recorder
 from probe.probes import ProbeSet, Scope
@@ -73,17 +77,35 @@ class Measured:
         """Write the tables and close the run: ``hits``, line counts per file (``lines``:
         line probes were placed, so every file in scope is reported, run or not);
         ``counts``, counts of sites beyond the tracer's own (branch arcs); see write_tables."""
-        tracer = self.tracer
         if self.states is not None:
             self.states.stop()
             if self.states.capped:
                 cap = f"step cap of {self.states.max_steps:,} reached: states recorded until then"
                 message = f"{outcome.message}; {cap}" if outcome.message else cap
                 outcome = dataclasses.replace(outcome, message=message)
+        self._tables(self.recorder, hits, counts, lines, witnessed, per_context)
+        self.recorder.close(outcome)
+
+    def snapshot(self, hits: dict[str, dict[int, int]], *, lines: bool) -> None:
+        """The tables as they stand, to the run's snapshot (kept if the run is killed)."""
+        kept = _Kept()
+        self._tables(kept, hits, {}, lines, True, None)
+        self.recorder.snapshot(kept.tables)
+
+    def _tables(
+        self,
+        recorder: Any,
+        hits: dict[str, dict[int, int]],
+        counts: dict[int, int],
+        lines: bool,
+        witnessed: bool,
+        per_context: dict[tuple[str | None, int], int] | None,
+    ) -> None:
+        tracer = self.tracer
         infos = source_infos(hits, self.scope, self.wanted, self.info_for) if lines else {}
         counted = {**tracer.entry_counts, **tracer.call_counts, **tracer.return_counts, **counts}
         write_tables(
-            self.recorder,
+            recorder,
             infos,
             hits,
             self.branch,
@@ -92,4 +114,53 @@ class Measured:
             witnessed=witnessed,
             per_context=per_context,
         )
-        self.recorder.close(outcome)
+
+
+class _Kept:
+    """A recorder that keeps what it is given: a snapshot's tables."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def write(self, table: str, columns: dict[str, Any]) -> None:
+        self.tables[table] = columns
+
+
+SNAPSHOT_EVERY_S = 2.0
+
+
+class Snapshots:
+    """Calls ``take`` every few seconds from a thread of its own while the program runs, so
+    that SIGKILL loses at most that interval of counts. The interval grows to keep a
+    snapshot's cost under 5% of the run: ``take`` holds the GIL while it copies."""
+
+    def __init__(self, take: Callable[[], None], every: float = SNAPSHOT_EVERY_S) -> None:
+        self._take = take
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="probe-snapshots", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _loop(self) -> None:
+        every = self._every
+        while not self._stop.wait(every):
+            t0 = time.perf_counter()
+            try:
+                self._take()
+            except RuntimeError:
+                continue  # the program changed a dict while it was copied: next time
+            except Exception as e:  # noqa: BLE001 - snapshots are a safety net, never a failure
+                from probe.storage.spool import warn
+
+                warn(f"snapshots of the run's counts stopped: {type(e).__name__}: {e}")
+                return
+            every = max(self._every, 20 * (time.perf_counter() - t0))

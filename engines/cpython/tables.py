@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 
 from probe.engines import Recorder
@@ -21,6 +22,9 @@ class SiteIds:
     def __init__(self) -> None:
         self.ids: dict[tuple, int] = {}
         self.rows: list[tuple] = []  # (kind, unit, func, line, target), by id
+        # A snapshot thread gives out ids too; a new id is taken under the lock, so two
+        # threads never give one id to two sites (the lookup stays lock-free).
+        self._lock = threading.Lock()
 
     def get(
         self, kind: str, unit: str, func: str, line: int | None, target: int | None = None
@@ -28,8 +32,11 @@ class SiteIds:
         key = (kind, unit, func, line, target)
         sid = self.ids.get(key)
         if sid is None:
-            sid = self.ids[key] = len(self.rows)
-            self.rows.append((kind, unit, func, line, target))
+            with self._lock:
+                sid = self.ids.get(key)
+                if sid is None:
+                    self.rows.append((kind, unit, func, line, target))
+                    sid = self.ids[key] = len(self.rows) - 1
         return sid
 
 

@@ -126,6 +126,14 @@ class Stat:
         finally:
             os.unlink(self._out)
         note_unsupported([r.event for r in readings if r.status == "unsupported"])
+        missing = [e for e in self.events if e not in {r.event for r in readings}]
+        if missing:  # perf was killed, or failed, while the run went on
+            print(
+                f"probe: perf stat gave no reading of {', '.join(missing)} (was it killed?): "
+                "recorded as not counted",
+                file=sys.stderr,
+            )
+            readings += [Reading(e, None, "", "not counted", None, None) for e in missing]
         return readings
 
 

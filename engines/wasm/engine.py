@@ -24,7 +24,7 @@ from .binary import Module, parse
 from .host import Host
 from .options import Options
 from .rewrite import PROBE_MEMORY_EXPORT, Plan, Result, instrument
-from .tables import write_tables
+from .tables import counts_columns, write_sites
 
 if TYPE_CHECKING:
     import wasmtime
@@ -53,8 +53,14 @@ class WasmEngine:
         c = compile_module(path, probes, opts)
         unit = os.path.realpath(path)
         host = Host(probes, c.prepared, c.module, unit, recorder)
+        write_sites(recorder, unit, c.module, c.prepared)  # first: a killed run keeps them
         ran = None
         outcome = Outcome("error", 1, "probe stopped before the program ended")
+
+        def snapshot(memory: bytes) -> None:
+            ranges = host.ranges.copy() if host.ranges is not None else None
+            recorder.snapshot({"counts": counts_columns(c.prepared, memory, ranges)})
+
         try:
             ran = runner.run(
                 c.engine,
@@ -65,20 +71,21 @@ class WasmEngine:
                 probe_export=PROBE_MEMORY_EXPORT if c.plan.any() else None,
                 host_funcs=host.imports(),
                 attach=host.attach,
+                snapshot=snapshot,
             )
             outcome = ran.outcome
             if ran.frames:
                 trace = backtrace(ran.frames, c.prepared, c.module)
                 outcome.message = (outcome.message or "") + "\n" + trace
                 print(f"probe: {outcome.message}", file=sys.stderr)
-            elif outcome.status == "timeout":
+            elif outcome.status in ("timeout", "killed") or outcome.message:
                 print(f"probe: {outcome.message}", file=sys.stderr)
         finally:
             try:
                 host.finish()
             finally:
                 memory = ran.probe_memory if ran else None
-                write_tables(recorder, unit, c.module, c.prepared, memory, host.ranges)
+                recorder.write("counts", counts_columns(c.prepared, memory, host.ranges))
                 recorder.close(outcome)
         return outcome
 

@@ -345,7 +345,10 @@ class Rewriter:
             if sec.id in added:
                 out += added[sec.id]
             elif sec.id == 0 and sec.name == "name" and self.shift:
-                out += self.reloc.names(sec)
+                try:
+                    out += self.reloc.names(sec)
+                except (WasmError, IndexError):
+                    pass  # malformed: engines ignore it (the spec says so); left out, not moved
             elif sec.id == SEC_START and probing:
                 continue
             elif sec.id == SEC_CODE and bodies is not None:

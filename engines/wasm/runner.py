@@ -1,15 +1,24 @@
-"""Running a (probed) module on wasmtime: WASI, --invoke, fuel and timeout, traps.
+"""Running a (probed) module on wasmtime: WASI, --invoke, fuel and timeout, traps, signals.
 
 The module's probe memory is read after the run, whatever way the run
 ended: the rewriter turned a start function into an export, so the host
 holds the instance (and the probe memory) before any guest code runs.
+
+Guest code never returns to Python by itself, so Python's signal handlers can't stop it.
+Every module is compiled with epoch interruption: a watcher thread, woken by SIGINT or
+SIGTERM through the signal wakeup fd (or by the timeout), bumps the engine's epoch and
+the guest traps at its next loop or call. The same thread copies the probe memory every
+few seconds, a snapshot a run killed with SIGKILL is stored with.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +44,7 @@ def make_engine(opts: Options) -> wasmtime.Engine:
     config.wasm_multi_value = True
     if opts.fuel is not None:
         config.consume_fuel = True
-    if opts.timeout is not None:
-        config.epoch_interruption = True
+    config.epoch_interruption = True  # Ctrl-C, SIGTERM and --timeout stop the guest at once
     return wasmtime.Engine(config)
 
 
@@ -57,30 +65,124 @@ def run(
     probe_export: str | None = None,
     host_funcs: dict[str, tuple[list[str], Callable[..., None]]] | None = None,
     attach: Callable[[wasmtime.Store, Any], None] | None = None,
+    snapshot: Callable[[bytes], None] | None = None,
 ) -> Ran:
     """Run the module (``name`` is its argv[0]): ``deferred_start`` first, the export that
     the rewriter made of its start function; ``probe_export``, the memory to read after the
     run, however it ends; ``host_funcs`` are imported from module "probe" by name (with their
-    parameter types); ``attach`` sees the instance's exports before any guest code."""
-    store, instance = instantiate(engine, module, name, opts, host_funcs, attach)
+    parameter types); ``attach`` sees the instance's exports before any guest code;
+    ``snapshot`` is given a copy of the probe memory every few seconds while the guest runs."""
+    try:
+        store, instance = instantiate(engine, module, name, opts, host_funcs, attach)
+    except wasmtime.Trap as e:  # a data segment out of bounds, a start function's trap
+        return Ran(Outcome("trap", TRAP_EXIT, f"instantiation: {cause(e.message)}"), None)
     exports = instance.exports(store)
     memory = exports.get(probe_export) if probe_export else None
+    if not isinstance(memory, wasmtime.Memory):
+        memory = None
     sys.stdout.flush()
     sys.stderr.flush()
-    timer = None
-    if opts.timeout is not None:
-        timer = threading.Timer(opts.timeout, engine.increment_epoch)
-        timer.daemon = True
-        timer.start()
-    try:
-        outcome, frames = _call(store, instance, opts, deferred_start)
-    finally:
-        if timer:
-            timer.cancel()
-    data = None
-    if isinstance(memory, wasmtime.Memory):
-        data = memory.read(store, 0, memory.data_len(store))
+    copy = None
+    if memory is not None and snapshot is not None:
+        import ctypes
+
+        # The probe memory never grows, so its address holds for the whole run.
+        address = ctypes.addressof(memory.data_ptr(store).contents)
+        size = memory.data_len(store)
+
+        def copy() -> None:
+            snapshot(ctypes.string_at(address, size))
+
+    with _Watch(engine, opts.timeout, copy) as watch:
+        outcome, frames = _call(store, instance, opts, deferred_start, watch)
+    data = memory.read(store, 0, memory.data_len(store)) if memory is not None else None
     return Ran(outcome, data, frames)
+
+
+SNAPSHOT_EVERY_S = 2.0
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Watch:
+    """While the guest runs, a thread that interrupts it (a signal, the timeout) and takes
+    snapshots. ``reason`` says why the guest was interrupted: 'timeout' or a signal."""
+
+    def __init__(
+        self, engine: wasmtime.Engine, timeout: float | None, snapshot: Callable[[], None] | None
+    ) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self.snapshot = snapshot
+        self.reason: str | signal.Signals | None = None
+        self._done = False
+        self._handlers: dict[int, Any] = {}
+        self._old_fd: int | None = None
+
+    def __enter__(self) -> _Watch:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        if threading.current_thread() is threading.main_thread():
+            # Our handlers only note the signal; the watcher acts on the byte Python's C
+            # handler writes to the wakeup fd at once, even while the guest runs.
+            for sig in _STOPPING:
+                if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+                    self._handlers[sig] = signal.signal(sig, _noted)
+            self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._loop, name="probe-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done = True
+        try:
+            os.write(self._w, b"\0")
+        except OSError:
+            pass
+        self._thread.join()
+        if self._old_fd is not None:
+            signal.set_wakeup_fd(self._old_fd)
+        for sig, old in self._handlers.items():
+            signal.signal(sig, old)
+        os.close(self._r)
+        os.close(self._w)
+
+    def _loop(self) -> None:
+        now = time.monotonic()
+        deadline = now + self.timeout if self.timeout is not None else None
+        next_snapshot = now + SNAPSHOT_EVERY_S if self.snapshot else None
+        while not self._done:
+            wakes = [t for t in (deadline, next_snapshot) if t is not None]
+            wait = max(0.0, min(wakes) - time.monotonic()) if wakes else None
+            ready, _, _ = select.select([self._r], [], [], wait)
+            if self._done:
+                return
+            if ready:
+                for signum in os.read(self._r, 64):
+                    if signum in _STOPPING and self.reason is None:
+                        self.reason = signal.Signals(signum)
+                        self.engine.increment_epoch()
+                continue
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and self.reason is None:
+                self.reason = "timeout"
+                self.engine.increment_epoch()
+                deadline = None
+            if next_snapshot is not None and now >= next_snapshot and self.snapshot:
+                t0 = time.perf_counter()
+                try:
+                    self.snapshot()
+                except Exception as e:  # noqa: BLE001 - a safety net, never a failure
+                    from probe.storage.spool import warn
+
+                    warn(f"snapshots of the run's counts stopped: {type(e).__name__}: {e}")
+                    next_snapshot = None
+                    continue
+                # a snapshot's cost kept under 5% of the run
+                next_snapshot = now + max(SNAPSHOT_EVERY_S, 20 * (time.perf_counter() - t0))
+
+
+def _noted(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM while the guest runs: the watcher thread has stopped it."""
 
 
 def instantiate(
@@ -106,8 +208,7 @@ def instantiate(
     store.set_wasi(wasi)
     if opts.fuel is not None:
         store.set_fuel(opts.fuel)
-    if opts.timeout is not None:
-        store.set_epoch_deadline(1)
+    store.set_epoch_deadline(1)  # the first bump of the epoch stops the guest: see _Watch
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
@@ -123,7 +224,11 @@ def instantiate(
 
 
 def _call(
-    store: wasmtime.Store, instance: wasmtime.Instance, opts: Options, deferred_start: str | None
+    store: wasmtime.Store,
+    instance: wasmtime.Instance,
+    opts: Options,
+    deferred_start: str | None,
+    watch: _Watch,
 ) -> tuple[Outcome, list[tuple[int, str, int]]]:
     exports = instance.exports(store)
     try:
@@ -152,6 +257,8 @@ def _call(
         frames = [(f.func_index, f.func_name or "", f.module_offset) for f in e.frames or []]
         status = "trap"
         msg = e.message
+        if e.trap_code == wasmtime.TrapCode.INTERRUPT and isinstance(watch.reason, signal.Signals):
+            return Outcome("killed", 128 + watch.reason, f"stopped by {watch.reason.name}"), []
         if e.trap_code == wasmtime.TrapCode.INTERRUPT:
             status, msg = "timeout", f"timed out after {opts.timeout} s"
         elif e.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:

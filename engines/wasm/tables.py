@@ -19,17 +19,17 @@ def write_tables(
     memory: bytes | None,
     ranges: Any = None,  # numpy (sites, 2): lowest and highest operands, or None
 ) -> None:
+    """Both tables, at the end of a run."""
+    write_sites(recorder, unit, module, prepared)
+    recorder.write("counts", counts_columns(prepared, memory, ranges))
+
+
+def write_sites(recorder: Recorder, unit: str, module: Module, prepared: Result) -> None:
+    """The module's sites: known before it runs, written then, so a killed run has them."""
     import numpy as np
 
     sites = prepared.sites
     n = len(sites)
-    slots = np.frombuffer(sites.slot, dtype=np.int64) if n else np.zeros(0, np.int64)
-    if memory is not None and prepared.slots:
-        dtype = np.int64 if prepared.counting else np.uint8
-        values = np.frombuffer(memory, dtype=dtype, count=prepared.slots).astype(np.int64)
-        counts = np.where(slots >= 0, values[np.clip(slots, 0, None)], 0)
-    else:
-        counts = np.zeros(n, np.int64)
     funcs = np.frombuffer(sites.func, dtype=np.int64) if n else np.zeros(0, np.int64)
     # Imported functions are sites too (kind 'import', never counted): call sites name them.
     imports = range(module.imported_funcs)
@@ -58,6 +58,21 @@ def write_tables(
             ),
         },
     )
+
+
+def counts_columns(prepared: Result, memory: bytes | None, ranges: Any = None) -> dict[str, Any]:
+    """The counts table read from a copy of the probe memory (at the end, or mid-run)."""
+    import numpy as np
+
+    sites = prepared.sites
+    n = len(sites)
+    slots = np.frombuffer(sites.slot, dtype=np.int64) if n else np.zeros(0, np.int64)
+    if memory is not None and prepared.slots:
+        dtype = np.int64 if prepared.counting else np.uint8
+        values = np.frombuffer(memory, dtype=dtype, count=prepared.slots).astype(np.int64)
+        counts = np.where(slots >= 0, values[np.clip(slots, 0, None)], 0)
+    else:
+        counts = np.zeros(n, np.int64)
     hit = np.nonzero(counts)[0]
     columns = {"site_id": hit.astype(np.int64), "count": counts[hit]}
     if ranges is not None:
@@ -73,4 +88,4 @@ def write_tables(
             columns["high"] = [
                 int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
             ]
-    recorder.write("counts", columns)
+    return columns
