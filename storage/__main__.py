@@ -1,14 +1,18 @@
 """``python -m probe.storage ingest --db PATH``: ingest pending run journals.
 
 Started detached by ``probe run`` so the run itself returns without
-waiting for DuckDB.
+waiting for DuckDB. It takes the writer's lock in slices of a fraction of a
+second, so readers never wait long behind a backlog of runs.
 """
 
 import sys
 
 from probe.errors import StorageError
 
-from .db import Database
+from . import spool
+from .db import Database, _import_before_the_lock
+
+SLICE_S = 0.2
 
 
 def main(argv: list[str]) -> int:
@@ -16,12 +20,23 @@ def main(argv: list[str]) -> int:
         print("usage: python -m probe.storage ingest --db PATH", file=sys.stderr)
         return 2
     try:
-        with Database(argv[2], must_exist=False):
-            pass  # opening ingests
+        # One ingester works at a time; readers that see one at work leave ingest to it
+        # (so it imports what it needs first, and holds the lock only to ingest).
+        _import_before_the_lock()
+        with spool.ingester_lock(argv[2]):
+            _ingest_all(argv[2])
     except StorageError as e:
         print(f"probe: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ingest_all(db_path: str) -> None:
+    while True:
+        with Database(db_path, must_exist=False, write=True, budget_s=SLICE_S) as db:
+            pass  # opening for writing ingests
+        if not db.ingested or not spool.ready(db_path):
+            break
 
 
 if __name__ == "__main__":

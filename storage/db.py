@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LOCK_WAIT_S = 60.0
+READER_INGEST_S = 0.2  # a reader stores runs for at most this long before it reads
 MEMORY_LIMIT = "400MB"  # DuckDB spills to disk past it: a probe process stays under 500 MB
 
 
@@ -44,17 +45,20 @@ class Database:
         must_exist: bool = True,
         files_only: bool = False,
         write: bool = False,
+        budget_s: float | None = None,
     ) -> None:
         """``files_only``: where there is no database, open an empty one in memory (a query
         over Parquet files, a corpus build's, needs no recorded run). ``write``: open it
         for writing (ingest runs, change rows); otherwise read-only, upgraded by a
-        statement that writes."""
+        statement that writes. ``budget_s``: when opened for writing, ingest journals for
+        about that long (see ingest), not all of them."""
         self.path = resolve_path(path)
         missing = not os.path.exists(self.path) and not spool.pending(self.path)
         if missing and must_exist and not files_only:
             raise StorageError(f"no database at {self.path} (record a run with `probe run` first)")
         self.in_memory = missing and files_only
         self.writable = False
+        self.ingested = 0  # runs this opening stored
         if self.in_memory:
             self._lock = _Lock(None, self.path)
             self.con = _connect(":memory:")
@@ -64,34 +68,39 @@ class Database:
         self._lock = _Lock.open(self.path)
         try:
             if write or not os.path.exists(self.path):
-                self._open_for_writing()
+                self._open_for_writing(budget_s)
             else:
                 self._open_for_reading()
         except BaseException:
             self._lock.close()
             raise
 
-    def _open_for_writing(self) -> None:
+    def _open_for_writing(self, budget_s: float | None = None) -> None:
+        _import_before_the_lock()
         self._lock.take(exclusive=True)
         self.con = _connect(self.path)
         self.writable = True
         self._set_up()
-        self.ingest()
+        self.ingested = self.ingest(budget_s)
 
     def _open_for_reading(self) -> None:
-        # Finished runs are ingested first when no one else holds the database; a writer
-        # that is ingesting them is waited for (briefly: one run's journal); readers holding
-        # it are not: after a few tries, read what is stored, and the next opener ingests.
-        for attempt in range(3):
+        # Finished runs are stored before reading: by the background ingester if one is
+        # at work (its slices are short: wait for them), else by this reader if no one
+        # holds the database. Readers never wait for readers: after a few tries, read
+        # what is stored; the next opener stores the rest.
+        for _ in range(5):
             if not spool.ready(self.path):
                 break
-            if self._lock.take(exclusive=True, wait=False):
-                self._ingest_now()
+            if not spool.ingester_active(self.path):
+                _import_before_the_lock()
+                if self._lock.take(exclusive=True, wait=False):
+                    self._ingest_now()
+                    break
+            self._lock.take(exclusive=False)  # waits out a slice of ingest, if one runs
+            if not spool.ready(self.path):
                 break
-            self._lock.take(exclusive=False)
-            if attempt < 2:
-                self._lock.release()
-                time.sleep(0.02)
+            self._lock.release()
+            time.sleep(0.02)
         self._lock.take(exclusive=False)
         self.con = _connect(self.path, read_only=True)
         if not _up_to_date(self.con):  # written by an older probe: migrate it first
@@ -108,7 +117,7 @@ class Database:
             return
         try:
             self._set_up()
-            self.ingest()
+            self.ingest(budget_s=READER_INGEST_S)
         except StorageError as e:  # a full disk, say: the runs stored already still read
             spool.warn(f"new runs were not stored yet: {e}")
         finally:
@@ -116,11 +125,17 @@ class Database:
 
     def _set_up(self) -> None:
         self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        if not self.in_memory and _up_to_date(self.con):
+            return
         for table in TABLES:
             self.con.execute(ddl(table))
             _add_missing_columns(self.con, table)
         for view in VIEWS:
             self.con.execute(view_ddl(view))
+        if not self.in_memory:
+            self.con.execute(
+                "CREATE OR REPLACE TABLE probe_schema AS SELECT ? AS stamp", [_schema_stamp()]
+            )
 
     def __enter__(self) -> Database:
         return self
@@ -152,14 +167,21 @@ class Database:
         finally:
             self.con.unregister("_probe_batch")
 
-    def ingest(self) -> int:
-        """Move every finished journal into the database, one transaction per run. A journal
+    def ingest(self, budget_s: float | None = None) -> int:
+        """Move finished journals into the database, one transaction per run. A journal
         whose header can't be read (a power loss can leave it empty) is moved aside to
-        ``<db>.spool.unreadable/`` with a warning: it never blocks the others."""
+        ``<db>.spool.unreadable/`` with a warning: it never blocks the others.
+
+        ``budget_s``: a reader's: the newest first (the run its user just made), and none
+        begun after that long; the background ingesters take the rest."""
         import duckdb
 
         done = 0
-        for folder in spool.pending(self.path):
+        t0 = time.monotonic()
+        folders = spool.pending(self.path)
+        for folder in reversed(folders) if budget_s is not None else folders:
+            if budget_s is not None and done and time.monotonic() - t0 > budget_s:
+                break
             try:
                 header = spool.read_header(folder)
             except FileNotFoundError:
@@ -360,16 +382,36 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _import_before_the_lock() -> None:
+    """What ingest imports (pyarrow, and pandas, which DuckDB loads to look at a registered
+    object when it is installed): ~0.5 s, paid before the writer's lock is taken, so others
+    wait for the ingest alone."""
+    import pyarrow  # noqa: F401
+
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _schema_stamp() -> str:
+    """A digest of this probe's DDL: a database stamped with it needs no setting up."""
+    import hashlib
+
+    text = "\n".join([*(ddl(t) for t in TABLES), *(view_ddl(v) for v in VIEWS)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database has every table, column and view of this probe's contract."""
-    have = {
-        (t, c)
-        for t, c in con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall()
-    }
-    views = {v for (v,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-    return (
-        all((t, c) in have for t, cols in TABLES.items() for c, _ in cols) and set(VIEWS) <= views
-    )
+    """Whether the database has every table, column and view of this probe's contract (as
+    its stamp says: reading the catalog would cost more than the ingest that follows)."""
+    import duckdb
+
+    try:
+        row = con.execute("SELECT stamp FROM probe_schema").fetchone()
+    except duckdb.Error:
+        return False
+    return row is not None and row[0] == _schema_stamp()
 
 
 class _Lock:

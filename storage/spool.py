@@ -19,12 +19,14 @@ raises into the program: the run says what was lost.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +347,33 @@ def pending(db_path: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir())
 
 
+@contextlib.contextmanager
+def ingester_lock(db_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Held by the background ingester while it works (others queue behind it)."""
+    import fcntl
+
+    root = spool_root(db_path)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "ingester.lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def ingester_active(db_path: str | os.PathLike[str]) -> bool:
+    """Whether a background ingester is at work on this database."""
+    import fcntl
+
+    try:
+        with open(spool_root(db_path) / "ingester.lock", "a+b") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
 def ready(db_path: str | os.PathLike[str]) -> bool:
     """Whether any journal waits to be ingested (its writer has ended, or its header is
     unreadable and must be set aside)."""
@@ -426,7 +455,9 @@ def _whole_batches(path: Path) -> Any:
     import pyarrow as pa
 
     try:
-        source = pa.memory_map(str(path))
+        # Read, not mapped: a mapped journal's pages count in the ingester's memory (RSS),
+        # and a 10^9-event journal is 24 GB. Batches are read one at a time and let go.
+        source = pa.OSFile(str(path), "rb")
         stream = pa.ipc.open_stream(source)
     except (pa.ArrowInvalid, OSError):
         return None  # not even a schema: the writer died at once
