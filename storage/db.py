@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from probe.errors import StorageError
 
-from . import spool
-from .schema import TABLES, VIEWS, arrow_schema, ddl, view_ddl
+from . import filed, spool
+from .schema import FILED, TABLES, VIEWS, arrow_schema, ddl, filed_view_ddl, stored_as, view_ddl
 from .spool import resolve_path
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Database:
             time.sleep(0.02)
         self._lock.take(exclusive=False)
         self.con = _connect(self.path, read_only=True)
-        if not _up_to_date(self.con):  # written by an older probe: migrate it first
+        if not _up_to_date(self.con, self.path):  # written by an older probe: migrate it first
             self.con.close()
             self._open_for_writing()
             return
@@ -125,16 +125,30 @@ class Database:
 
     def _set_up(self) -> None:
         self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        if not self.in_memory and _up_to_date(self.con):
+        if not self.in_memory and _up_to_date(self.con, self.path):
             return
+        for table in FILED:  # written by a probe that kept these rows in the table itself
+            kind = self.con.execute(
+                "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()
+            if kind and kind[0] == "BASE TABLE":
+                self.con.execute(f"ALTER TABLE {table} RENAME TO {stored_as(table)}")
         for table in TABLES:
             self.con.execute(ddl(table))
             _add_missing_columns(self.con, table)
+        for table in FILED:
+            if self.in_memory:
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {stored_as(table)}"
+                )
+            else:
+                self.con.execute(filed_view_ddl(table, filed.ready(self.path, table)))
         for view in VIEWS:
             self.con.execute(view_ddl(view))
         if not self.in_memory:
             self.con.execute(
-                "CREATE OR REPLACE TABLE probe_schema AS SELECT ? AS stamp", [_schema_stamp()]
+                "CREATE OR REPLACE TABLE probe_schema AS SELECT ? AS stamp",
+                [_schema_stamp(self.path)],
             )
 
     def __enter__(self) -> Database:
@@ -161,7 +175,7 @@ class Database:
         extra = ", ? AS run_id" if run_id else ""
         try:
             self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT *{extra} FROM _probe_batch",
+                f"INSERT INTO {stored_as(table)} BY NAME SELECT *{extra} FROM _probe_batch",
                 [run_id] if run_id else [],
             )
         finally:
@@ -214,7 +228,7 @@ class Database:
             if snapshot is not None:
                 chunks += spool.chunks(snapshot[0])
                 header["message"] += f"; counts as of {snapshot[1]:.1f} s into the run"
-            elif not any(table == "counts" for table, _ in chunks):
+            elif not any(table == "counts" for table, _, _ in chunks):
                 header["message"] += "; no counts (it ended before the first snapshot)"
         row = {name: header.get(name) for name, _ in TABLES["runs"]}
         row["started_at"] = datetime.fromtimestamp(header["started_at"])
@@ -222,9 +236,16 @@ class Database:
         # Events carry their order in seq: let DuckDB write them in parallel, in any order.
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("BEGIN TRANSACTION")
+        files: list[Path] = []  # Parquet written for this run: removed if it is not stored
         try:
             self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
-            for table, chunk in chunks:
+            for table, chunk, size in chunks:
+                if table in FILED and isinstance(chunk, pa.RecordBatchReader):
+                    if size >= filed.FILE_FROM:
+                        pattern = filed.path_for(self.path, table, f"{run_id}-{len(files)}")
+                        files += [Path(str(pattern).format(k=k)) for k in range(filed.WRITERS)]
+                        filed.write(chunk, table, run_id, pattern)
+                        continue
                 if isinstance(chunk, dict):
                     schema = arrow_schema(table)
                     chunk = pa.table(chunk, schema=pa.schema([schema.field(c) for c in chunk]))
@@ -241,6 +262,8 @@ class Database:
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            for path in files:
+                path.unlink(missing_ok=True)
             raise
         finally:
             self.con.execute("RESET preserve_insertion_order")
@@ -357,10 +380,11 @@ class Database:
 
 def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Migrate a database written by an older probe: columns are only ever added."""
-    have = {row[1] for row in con.execute(f"PRAGMA table_info('{table}')").fetchall()}
+    name_in_db = stored_as(table)
+    have = {row[1] for row in con.execute(f"PRAGMA table_info('{name_in_db}')").fetchall()}
     for name, kind in TABLES[table]:
         if name not in have:
-            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+            con.execute(f'ALTER TABLE {name_in_db} ADD COLUMN "{name}" {kind}')
 
 
 class Result:
@@ -394,15 +418,22 @@ def _import_before_the_lock() -> None:
         pass
 
 
-def _schema_stamp() -> str:
-    """A digest of this probe's DDL: a database stamped with it needs no setting up."""
+def _schema_stamp(db_path: str) -> str:
+    """A digest of this probe's DDL and of where the database is (its views name its files
+    by absolute path): a database stamped with it needs no setting up."""
     import hashlib
 
-    text = "\n".join([*(ddl(t) for t in TABLES), *(view_ddl(v) for v in VIEWS)])
+    text = "\n".join(
+        [
+            *(ddl(t) for t in TABLES),
+            *(view_ddl(v) for v in VIEWS),
+            *(filed_view_ddl(t, filed.folder(db_path, t)) for t in FILED),
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
+def _up_to_date(con: duckdb.DuckDBPyConnection, db_path: str) -> bool:
     """Whether the database has every table, column and view of this probe's contract (as
     its stamp says: reading the catalog would cost more than the ingest that follows)."""
     import duckdb
@@ -411,7 +442,7 @@ def _up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
         row = con.execute("SELECT stamp FROM probe_schema").fetchone()
     except duckdb.Error:
         return False
-    return row is not None and row[0] == _schema_stamp()
+    return row is not None and row[0] == _schema_stamp(db_path)
 
 
 class _Lock:

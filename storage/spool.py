@@ -409,31 +409,32 @@ def set_aside(folder: Path, why: str) -> None:
     warn(f"unreadable run journal moved aside to {aside / folder.name}: {why}")
 
 
-def chunks(folder: Path) -> list[tuple[str, Any]]:
-    """The journal's table chunks in the order they were written.
+def chunks(folder: Path) -> list[tuple[str, Any, int]]:
+    """The journal's table chunks in the order they were written, with their sizes in bytes.
 
     Each is a column dict (JSON), an Arrow table (.arrow) or an Arrow RecordBatchReader
     over a stream (.arrows) that stops before a torn last batch.
     """
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, Any, int]] = []
     for path in sorted(folder.iterdir()):
         if path.name in ("run.json", "snapshot.json") or path.is_dir():
             continue
         if path.suffix not in (".json", ".arrow", ".arrows"):
             continue
         table = path.stem.split("-", 1)[1]
+        size = path.stat().st_size
         if path.suffix == ".json":
             with open(path, encoding="utf-8") as f:
-                out.append((table, json.load(f)))
+                out.append((table, json.load(f), size))
         elif path.suffix == ".arrow":
             import pyarrow as pa
 
             with pa.OSFile(str(path), "rb") as source:
-                out.append((table, pa.ipc.open_stream(source).read_all()))
+                out.append((table, pa.ipc.open_stream(source).read_all(), size))
         else:
             reader = _whole_batches(path)
             if reader is not None:
-                out.append((table, reader))
+                out.append((table, reader, size))
     return out
 
 
