@@ -20,7 +20,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("argv", "VARCHAR[]"),
         ("started_at", "TIMESTAMP"),
         ("wall_s", "DOUBLE"),
-        ("status", "VARCHAR"),  # 'ok' | 'error' | 'trap' | 'timeout' | 'killed'
+        ("status", "VARCHAR"),  # 'ok' | 'error' | 'trap' | 'timeout' | 'killed' | 'truncated'
         ("exit_code", "INTEGER"),
         ("message", "VARCHAR"),
         ("cwd", "VARCHAR"),  # where the run started; reports show paths relative to it
