@@ -97,7 +97,6 @@ class _World:
     def __init__(self, engine: wasmtime.Engine) -> None:
         self.engine = engine
         self.store = wasmtime.Store(engine)
-        self.store.set_epoch_deadline(1)  # probe's engines interrupt on the first epoch bump
         self.linker = wasmtime.Linker(engine)
         self.linker.allow_shadowing = True
         self.current: wasmtime.Instance | None = None

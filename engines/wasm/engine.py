@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from probe.probes import Kind, ProbeSet, Scope
 
 from . import cache, runner
 from .binary import Module, parse
+from .emit import EVENT_CAPACITY
 from .host import Host
 from .options import Options
 from .rewrite import PROBE_MEMORY_EXPORT, Plan, Result, instrument
@@ -61,6 +63,16 @@ class WasmEngine:
             ranges = host.ranges.copy() if host.ranges is not None else None
             recorder.snapshot({"counts": counts_columns(c.prepared, memory, ranges)})
 
+        def on_signal(memory: bytes | None, sig: signal.Signals) -> None:
+            # From the watcher thread, the guest still running: save, then the runner exits.
+            ranges = host.ranges.copy() if host.ranges is not None else None
+            recorder.write("counts", counts_columns(c.prepared, memory, ranges))
+            message = f"stopped by {sig.name}"
+            if c.prepared.events:
+                message += f"; events after the last batch of {EVENT_CAPACITY:,} are not kept"
+            recorder.close(Outcome("killed", 128 + sig, message))
+            print(f"probe: {message}", file=sys.stderr, flush=True)
+
         try:
             ran = runner.run(
                 c.engine,
@@ -72,6 +84,7 @@ class WasmEngine:
                 host_funcs=host.imports(),
                 attach=host.attach,
                 snapshot=snapshot,
+                on_signal=on_signal,
             )
             outcome = ran.outcome
             if ran.frames:

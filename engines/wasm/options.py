@@ -25,7 +25,7 @@ class Options:
 
     def config_key(self) -> str:
         """What about the engine's configuration changes compiled code."""
-        return f"fuel={self.fuel is not None},epoch=always"
+        return f"fuel={self.fuel is not None},epoch={self.timeout is not None}"
 
 
 def from_command(

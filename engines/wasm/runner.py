@@ -4,11 +4,13 @@ The module's probe memory is read after the run, whatever way the run
 ended: the rewriter turned a start function into an export, so the host
 holds the instance (and the probe memory) before any guest code runs.
 
-Guest code never returns to Python by itself, so Python's signal handlers can't stop it.
-Every module is compiled with epoch interruption: a watcher thread, woken by SIGINT or
-SIGTERM through the signal wakeup fd (or by the timeout), bumps the engine's epoch and
-the guest traps at its next loop or call. The same thread copies the probe memory every
-few seconds, a snapshot a run killed with SIGKILL is stored with.
+Guest code never returns to Python by itself, so Python's signal handlers can't stop it. A
+watcher thread is woken by SIGINT or SIGTERM through the signal wakeup fd. With --timeout the
+module is compiled with epoch interruption, and the watcher bumps the epoch: the guest traps
+at its next loop or call. Without it (epoch checks cost up to 2.6x in tight loops: matmul),
+the watcher hands the signal to ``on_signal``, which saves the run from a copy of the probe
+memory, and then ends the process. The same thread copies the probe memory every few
+seconds, a snapshot a run killed with SIGKILL is stored with.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def make_engine(opts: Options) -> wasmtime.Engine:
     config.wasm_multi_value = True
     if opts.fuel is not None:
         config.consume_fuel = True
-    config.epoch_interruption = True  # Ctrl-C, SIGTERM and --timeout stop the guest at once
+    if opts.timeout is not None:
+        config.epoch_interruption = True
     return wasmtime.Engine(config)
 
 
@@ -66,12 +69,15 @@ def run(
     host_funcs: dict[str, tuple[list[str], Callable[..., None]]] | None = None,
     attach: Callable[[wasmtime.Store, Any], None] | None = None,
     snapshot: Callable[[bytes], None] | None = None,
+    on_signal: Callable[[bytes | None, signal.Signals], None] | None = None,
 ) -> Ran:
     """Run the module (``name`` is its argv[0]): ``deferred_start`` first, the export that
     the rewriter made of its start function; ``probe_export``, the memory to read after the
     run, however it ends; ``host_funcs`` are imported from module "probe" by name (with their
     parameter types); ``attach`` sees the instance's exports before any guest code;
-    ``snapshot`` is given a copy of the probe memory every few seconds while the guest runs."""
+    ``snapshot`` is given a copy of the probe memory every few seconds while the guest runs;
+    ``on_signal`` a last copy (and the signal) when SIGINT or SIGTERM ends a run without
+    --timeout: it saves the run, and the process then exits 128 + the signal."""
     try:
         store, instance = instantiate(engine, module, name, opts, host_funcs, attach)
     except wasmtime.Trap as e:  # a data segment out of bounds, a start function's trap
@@ -82,18 +88,31 @@ def run(
         memory = None
     sys.stdout.flush()
     sys.stderr.flush()
-    copy = None
-    if memory is not None and snapshot is not None:
+    address = size = 0
+    if memory is not None:
+        # The probe memory never grows, so its address holds for the whole run.
         import ctypes
 
-        # The probe memory never grows, so its address holds for the whole run.
         address = ctypes.addressof(memory.data_ptr(store).contents)
         size = memory.data_len(store)
 
-        def copy() -> None:
-            snapshot(ctypes.string_at(address, size))
+    def read() -> bytes | None:
+        """A copy of the probe memory, from any thread, while the guest runs."""
+        import ctypes
 
-    with _Watch(engine, opts.timeout, copy) as watch:
+        return ctypes.string_at(address, size) if address else None
+
+    def copy() -> None:
+        if snapshot is not None and (data := read()) is not None:
+            snapshot(data)
+
+    def stop(sig: signal.Signals) -> None:
+        if on_signal is not None:
+            on_signal(read(), sig)
+        sys.stdout.flush()
+        os._exit(128 + sig)
+
+    with _Watch(engine, opts.timeout, copy if memory is not None else None, stop) as watch:
         outcome, frames = _call(store, instance, opts, deferred_start, watch)
     data = memory.read(store, 0, memory.data_len(store)) if memory is not None else None
     return Ran(outcome, data, frames)
@@ -108,11 +127,16 @@ class _Watch:
     snapshots. ``reason`` says why the guest was interrupted: 'timeout' or a signal."""
 
     def __init__(
-        self, engine: wasmtime.Engine, timeout: float | None, snapshot: Callable[[], None] | None
+        self,
+        engine: wasmtime.Engine,
+        timeout: float | None,
+        snapshot: Callable[[], None] | None,
+        stop: Callable[[signal.Signals], None],
     ) -> None:
         self.engine = engine
         self.timeout = timeout
         self.snapshot = snapshot
+        self.stop = stop  # without epoch interruption: save the run and end the process
         self.reason: str | signal.Signals | None = None
         self._done = False
         self._handlers: dict[int, Any] = {}
@@ -160,6 +184,8 @@ class _Watch:
                 for signum in os.read(self._r, 64):
                     if signum in _STOPPING and self.reason is None:
                         self.reason = signal.Signals(signum)
+                        if self.timeout is None:
+                            self.stop(self.reason)  # does not return
                         self.engine.increment_epoch()
                 continue
             now = time.monotonic()
@@ -208,7 +234,8 @@ def instantiate(
     store.set_wasi(wasi)
     if opts.fuel is not None:
         store.set_fuel(opts.fuel)
-    store.set_epoch_deadline(1)  # the first bump of the epoch stops the guest: see _Watch
+    if opts.timeout is not None:
+        store.set_epoch_deadline(1)  # the first bump of the epoch stops the guest: see _Watch
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
