@@ -84,23 +84,24 @@ class Database:
         self.ingested = self.ingest(budget_s)
 
     def _open_for_reading(self) -> None:
-        # Finished runs are stored before reading: by the background ingester if one is
-        # at work (its slices are short: wait for them), else by this reader if no one
-        # holds the database. Readers never wait for readers: after a few tries, read
-        # what is stored; the next opener stores the rest.
-        for _ in range(5):
-            if not spool.ready(self.path):
-                break
+        # The runs that had ended when this reader came are stored before it reads (the run
+        # its user just made, say): by the background ingester if one is at work (its slices
+        # are short: wait them out), else by this reader when no one holds the database.
+        # Runs that end meanwhile are not waited for, and readers never wait for readers.
+        waiting = spool.ready(self.path)
+        deadline = time.monotonic() + LOCK_WAIT_S / 6
+        while waiting and time.monotonic() < deadline:
             if not spool.ingester_active(self.path):
                 _import_before_the_lock()
                 if self._lock.take(exclusive=True, wait=False):
                     self._ingest_now()
-                    break
-            self._lock.take(exclusive=False)  # waits out a slice of ingest, if one runs
-            if not spool.ready(self.path):
-                break
-            self._lock.release()
-            time.sleep(0.02)
+                    self._lock.release()
+            else:
+                self._lock.take(exclusive=False)  # waits out a slice of ingest
+                self._lock.release()
+            waiting &= spool.ready(self.path)
+            if waiting:
+                time.sleep(0.02)
         self._lock.take(exclusive=False)
         self.con = _connect(self.path, read_only=True)
         if not _up_to_date(self.con, self.path):  # written by an older probe: migrate it first

@@ -374,19 +374,21 @@ def ingester_active(db_path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def ready(db_path: str | os.PathLike[str]) -> bool:
-    """Whether any journal waits to be ingested (its writer has ended, or its header is
-    unreadable and must be set aside)."""
+def ready(db_path: str | os.PathLike[str]) -> set[str]:
+    """The journals that wait to be ingested (their writers have ended, or their headers are
+    unreadable and must be set aside), by folder name."""
+    found = set()
     for folder in pending(db_path):
         try:
             header = read_header(folder)
         except FileNotFoundError:
             continue
         except (OSError, ValueError, KeyError):
-            return True
+            found.add(folder.name)
+            continue
         if not writer_alive(header):
-            return True
-    return False
+            found.add(folder.name)
+    return found
 
 
 def read_header(folder: Path) -> dict[str, Any]:
