@@ -18,12 +18,13 @@ import threading
 import types
 
 from probe.engines import Outcome, Recorder, Target
+from probe.engines.snapshots import Snapshots
 from probe.errors import UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
 from .compat import MONITORING
 from .loader import Compiler, ImportHook
-from .measured import Measured, Snapshots
+from .measured import Measured
 from .source import SourceInfo
 
 

@@ -9,8 +9,8 @@ watcher thread is woken by SIGINT or SIGTERM through the signal wakeup fd. With 
 module is compiled with epoch interruption, and the watcher bumps the epoch: the guest traps
 at its next loop or call. Without it (epoch checks cost up to 2.6x in tight loops: matmul),
 the watcher hands the signal to ``on_signal``, which saves the run from a copy of the probe
-memory, and then ends the process. The same thread copies the probe memory every few
-seconds, a snapshot a run killed with SIGKILL is stored with.
+memory, and then ends the process. A snapshot thread (engines/snapshots.py) copies the probe
+memory every few seconds, what a run killed with SIGKILL is stored with.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import wasmtime
 
 from probe.engines import Outcome
+from probe.engines.snapshots import Snapshots
 from probe.errors import UsageError
 
 from .options import Options
@@ -102,40 +103,41 @@ def run(
 
         return ctypes.string_at(address, size) if address else None
 
-    def copy() -> None:
-        if snapshot is not None and (data := read()) is not None:
-            snapshot(data)
-
     def stop(sig: signal.Signals) -> None:
         if on_signal is not None:
             on_signal(read(), sig)
         sys.stdout.flush()
         os._exit(128 + sig)
 
-    with _Watch(engine, opts.timeout, copy if memory is not None else None, stop) as watch:
-        outcome, frames = _call(store, instance, opts, deferred_start, watch)
+    snapshots = None
+    if memory is not None and snapshot is not None:
+        snapshots = Snapshots(lambda: snapshot(read()))
+        snapshots.start()
+    try:
+        with _Watch(engine, opts.timeout, stop) as watch:
+            outcome, frames = _call(store, instance, opts, deferred_start, watch)
+    finally:
+        if snapshots is not None:
+            snapshots.stop()
     data = memory.read(store, 0, memory.data_len(store)) if memory is not None else None
     return Ran(outcome, data, frames)
 
 
-SNAPSHOT_EVERY_S = 2.0
 _STOPPING = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Watch:
-    """While the guest runs, a thread that interrupts it (a signal, the timeout) and takes
-    snapshots. ``reason`` says why the guest was interrupted: 'timeout' or a signal."""
+    """While the guest runs, a thread that interrupts it (a signal, the timeout). ``reason``
+    says why the guest was interrupted: 'timeout' or a signal."""
 
     def __init__(
         self,
         engine: wasmtime.Engine,
         timeout: float | None,
-        snapshot: Callable[[], None] | None,
         stop: Callable[[signal.Signals], None],
     ) -> None:
         self.engine = engine
         self.timeout = timeout
-        self.snapshot = snapshot
         self.stop = stop  # without epoch interruption: save the run and end the process
         self.reason: str | signal.Signals | None = None
         self._done = False
@@ -171,12 +173,9 @@ class _Watch:
         os.close(self._w)
 
     def _loop(self) -> None:
-        now = time.monotonic()
-        deadline = now + self.timeout if self.timeout is not None else None
-        next_snapshot = now + SNAPSHOT_EVERY_S if self.snapshot else None
+        deadline = time.monotonic() + self.timeout if self.timeout is not None else None
         while not self._done:
-            wakes = [t for t in (deadline, next_snapshot) if t is not None]
-            wait = max(0.0, min(wakes) - time.monotonic()) if wakes else None
+            wait = max(0.0, deadline - time.monotonic()) if deadline is not None else None
             ready, _, _ = select.select([self._r], [], [], wait)
             if self._done:
                 return
@@ -188,23 +187,10 @@ class _Watch:
                             self.stop(self.reason)  # does not return
                         self.engine.increment_epoch()
                 continue
-            now = time.monotonic()
-            if deadline is not None and now >= deadline and self.reason is None:
+            if deadline is not None and time.monotonic() >= deadline and self.reason is None:
                 self.reason = "timeout"
                 self.engine.increment_epoch()
                 deadline = None
-            if next_snapshot is not None and now >= next_snapshot and self.snapshot:
-                t0 = time.perf_counter()
-                try:
-                    self.snapshot()
-                except Exception as e:  # noqa: BLE001 - a safety net, never a failure
-                    from probe.storage.spool import warn
-
-                    warn(f"snapshots of the run's counts stopped: {type(e).__name__}: {e}")
-                    next_snapshot = None
-                    continue
-                # a snapshot's cost kept under 5% of the run
-                next_snapshot = now + max(SNAPSHOT_EVERY_S, 20 * (time.perf_counter() - t0))
 
 
 def _noted(signum: int, frame: object) -> None:

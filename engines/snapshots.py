@@ -1,0 +1,48 @@
+"""Snapshots of what a run knows only at its end (counts), taken while it runs, so that a
+run killed with SIGKILL is stored with all but the last interval. Both engines use it: the
+CPython engine copies its counters, the Wasm engine its probe memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from probe.storage.spool import warn
+
+SNAPSHOT_EVERY_S = 2.0
+
+
+class Snapshots:
+    """Calls ``take`` every few seconds from a thread of its own while the program runs, so
+    that SIGKILL loses at most that interval of counts. The interval grows to keep a
+    snapshot's cost under 5% of the run: ``take`` holds the GIL while it copies."""
+
+    def __init__(self, take: Callable[[], None], every: float = SNAPSHOT_EVERY_S) -> None:
+        self._take = take
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="probe-snapshots", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _loop(self) -> None:
+        every = self._every
+        while not self._stop.wait(every):
+            t0 = time.perf_counter()
+            try:
+                self._take()
+            except RuntimeError:
+                continue  # the program changed a dict while it was copied: next time
+            except Exception as e:  # noqa: BLE001 - snapshots are a safety net, never a failure
+                warn(f"snapshots of the run's counts stopped: {type(e).__name__}: {e}")
+                return
+            every = max(self._every, 20 * (time.perf_counter() - t0))
