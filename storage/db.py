@@ -2,9 +2,9 @@
 
 Readers never wait for readers. A reader holds a shared lock on ``<db>.lock`` and
 opens DuckDB read-only (many processes may); a writer (ingest, a statement that
-writes) holds the exclusive lock, briefly. A reader that finds finished journals
-ingests them first only if the exclusive lock is free at that moment; otherwise it
-reads what is there, and the journals wait for the next opener. DuckDB's memory is
+writes) holds the exclusive lock, briefly. The runs that had ended when a reader came
+are stored before it reads: by the background ingester if one is at work, else by the
+reader itself when the exclusive lock is free at that moment. DuckDB's memory is
 capped (``MEMORY_LIMIT``): journals are streamed in as Arrow batches, never whole.
 A database held by some other program (the duckdb shell, say) is reported as
 locked, in one line.
@@ -187,24 +187,18 @@ class Database:
         whose header can't be read (a power loss can leave it empty) is moved aside to
         ``<db>.spool.unreadable/`` with a warning: it never blocks the others.
 
-        ``budget_s``: a reader's: the newest first (the run its user just made), and none
-        begun after that long; the background ingesters take the rest."""
+        ``budget_s``: the newest first (the run its user just made), and none begun after
+        that long: a reader's, and the background ingester's slices."""
         import duckdb
 
         done = 0
         t0 = time.monotonic()
-        folders = spool.pending(self.path)
-        for folder in reversed(folders) if budget_s is not None else folders:
+        journals = spool.finished(self.path)
+        for folder, header, why in reversed(journals) if budget_s is not None else journals:
             if budget_s is not None and done and time.monotonic() - t0 > budget_s:
                 break
-            try:
-                header = spool.read_header(folder)
-            except FileNotFoundError:
-                continue  # a run that is still creating its journal
-            except (OSError, ValueError, KeyError) as e:
-                spool.set_aside(folder, f"{type(e).__name__}: {e}")
-                continue
-            if spool.writer_alive(header):
+            if header is None:
+                spool.set_aside(folder, why)
                 continue
             try:
                 self._ingest_one(folder, header)
@@ -243,9 +237,7 @@ class Database:
             for table, chunk, size in chunks:
                 if table in FILED and isinstance(chunk, pa.RecordBatchReader):
                     if size >= filed.FILE_FROM:
-                        pattern = filed.path_for(self.path, table, f"{run_id}-{len(files)}")
-                        files += [Path(str(pattern).format(k=k)) for k in range(filed.WRITERS)]
-                        filed.write(chunk, table, run_id, pattern)
+                        files += filed.write(chunk, self.path, table, run_id, len(files))
                         continue
                 if isinstance(chunk, dict):
                     schema = arrow_schema(table)

@@ -2,8 +2,8 @@
 
 DuckDB stores rows at about 10 M/s on two cores; pyarrow writes Parquet at about 30 M/s and
 smaller (0.1 bytes an event against 1.3), and DuckDB reads it as fast as its own tables. So a
-journal's stream of more than ``FILE_FROM`` bytes is written as one Parquet file per run,
-which the table's view (schema.filed_view_ddl) reads beside the rows kept in DuckDB.
+journal's stream of more than ``FILE_FROM`` bytes is written as Parquet (a file per encoder
+thread), which the table's view (schema.filed_view_ddl) reads beside the rows kept in DuckDB.
 """
 
 from __future__ import annotations
@@ -40,18 +40,16 @@ def ready(db_path: str, table: str) -> str:
     return str(where)
 
 
-def path_for(db_path: str, table: str, run_id: str) -> Path:
-    """Where a run's stream goes: ``<run_id>-<k>.parquet``, one file per writer thread."""
-    return Path(folder(db_path, table)) / f"{run_id}-{{k}}.parquet"
-
-
 WRITERS = 2  # pyarrow encodes a file on one core: one file per core, row groups dealt out
 
 
-def write(reader: pa.RecordBatchReader, table: str, run_id: str, pattern: Path) -> list[Path]:
-    """The stream's batches, with their run_id, as Parquet files (``pattern`` with {k}),
-    each written whole and then renamed into place; returns the files. Memory: a row group
-    per writer at a time."""
+def write(
+    reader: pa.RecordBatchReader, db_path: str, table: str, run_id: str, part: int
+) -> list[Path]:
+    """The stream's batches, with their run_id, as Parquet files in the table's folder
+    (``<run_id>-<part>-<k>.parquet``, one per encoder thread), each written whole and then
+    renamed into place; returns the files (none left behind if it fails). Memory: a row
+    group per writer at a time."""
     import queue
     import threading
 
@@ -66,7 +64,8 @@ def write(reader: pa.RecordBatchReader, table: str, run_id: str, pattern: Path) 
     # run_id is one value: a dictionary column of it costs nothing to build or store.
     schema = pa.schema([pa.field("run_id", pa.dictionary(pa.int32(), pa.string())), *fields])
     ints = {f.name for f in fields if pa.types.is_integer(f.type)}
-    paths = [Path(str(pattern).format(k=k)) for k in range(WRITERS)]
+    where = Path(folder(db_path, table))
+    paths = [where / f"{run_id}-{part}-{k}.parquet" for k in range(WRITERS)]
     queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in paths]
     failed: list[BaseException] = []
 

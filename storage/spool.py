@@ -374,21 +374,27 @@ def ingester_active(db_path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def ready(db_path: str | os.PathLike[str]) -> set[str]:
-    """The journals that wait to be ingested (their writers have ended, or their headers are
-    unreadable and must be set aside), by folder name."""
-    found = set()
+def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any] | None, str]]:
+    """The journals that wait to be ingested, oldest first: (folder, header, '') of runs
+    whose writers have ended, (folder, None, why) of headers that can't be read (to be set
+    aside). A journal still being created, or still written, is not among them."""
+    found: list[tuple[Path, dict[str, Any] | None, str]] = []
     for folder in pending(db_path):
         try:
             header = read_header(folder)
         except FileNotFoundError:
             continue
-        except (OSError, ValueError, KeyError):
-            found.add(folder.name)
+        except (OSError, ValueError, KeyError) as e:
+            found.append((folder, None, f"{type(e).__name__}: {e}"))
             continue
         if not writer_alive(header):
-            found.add(folder.name)
+            found.append((folder, header, ""))
     return found
+
+
+def ready(db_path: str | os.PathLike[str]) -> set[str]:
+    """The folder names of the journals that wait to be ingested (see finished)."""
+    return {folder.name for folder, _, _ in finished(db_path)}
 
 
 def read_header(folder: Path) -> dict[str, Any]:
