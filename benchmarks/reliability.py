@@ -30,28 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-WORK_PY = """
-import pathlib, time
-
-def work(n):
-    total = 0
-    for i in range(n):
-        total += i
-    return total
-
-for k in range(16):
-    work(1000)
-pathlib.Path("ready").write_text("x")
-time.sleep(120)
-"""
-SPIN_WAT = """
-(module
-  (func (export "_start")
-    (local $i i64)
-    (loop $again
-      (local.set $i (i64.add (local.get $i) (i64.const 1)))
-      (br $again))))
-"""
+# The programs tests/test_reliability.py kills too: one copy of each.
+WORK_PY = (REPO / "benchmarks" / "faults" / "work.py").read_text()
+SPIN_WAT = (REPO / "benchmarks" / "faults" / "spin.wat").read_text()
 
 
 def probe_cmd(*args: str) -> list[str]:

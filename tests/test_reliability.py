@@ -17,31 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import query, run_probe
+from conftest import REPO, query, run_probe
 
-SPIN_WAT = """
-(module
-  (func $spin (export "_start")
-    (local $i i64)
-    (loop $again
-      (local.set $i (i64.add (local.get $i) (i64.const 1)))
-      (br $again))))
-"""
-
-WORK_PY = """
-import pathlib, time
-
-def work(n):
-    total = 0
-    for i in range(n):
-        total += i
-    return total
-
-for k in range(16):
-    work(1000)
-pathlib.Path("ready").write_text("x")
-time.sleep(120)
-"""
+# The programs benchmarks/reliability.py kills too: one copy of each.
+FAULTS = REPO / "benchmarks" / "faults"
+SPIN_WAT = (FAULTS / "spin.wat").read_text()
+WORK_PY = (FAULTS / "work.py").read_text()
 
 
 def probe(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
