@@ -122,6 +122,21 @@ def run(
             min=0,
         ),
     ] = DEFAULT_MAX_EVENTS,
+    rate: Annotated[
+        int, typer.Option(help="hotpaths: stack samples per second.", min=1, max=10_000)
+    ] = 100,
+    idle: Annotated[
+        bool, typer.Option("--idle", help="hotpaths (Python): sample idle threads too.")
+    ] = False,
+    gil: Annotated[
+        bool, typer.Option("--gil", help="hotpaths (Python): only threads holding the GIL.")
+    ] = False,
+    subprocesses: Annotated[
+        bool, typer.Option("--subprocesses", help="hotpaths (Python): sample child processes.")
+    ] = False,
+    native: Annotated[
+        bool, typer.Option("--native", help="hotpaths (Python): native frames of extensions.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Run a program with probes and record what they see.
@@ -156,6 +171,9 @@ def run(
             "instr": instr,
             **({"sites": sites} if sites else {}),
             **({"max_steps": max_steps} if max_steps else {}),
+            **({"rate": rate} if rate != 100 else {}),
+            **{k: True for k, on in (("idle", idle), ("gil", gil)) if on},
+            **{k: True for k, on in (("subprocesses", subprocesses), ("native", native)) if on},
         },
         summary=None if quiet else sys.stderr,
         counters=_split([counters]) if counters else (),
@@ -174,8 +192,8 @@ def report(
         typer.Option(
             "--format",
             "-f",
-            help="text, json, jsonl, lcov, xml, dot, ldb, semcoder, traced or codeexecutor: "
-            "as the analysis writes them.",
+            help="text, json, jsonl, lcov, xml, dot, collapsed, speedscope, html, ldb, "
+            "semcoder, traced or codeexecutor: as the analysis writes them.",
         ),
     ] = "text",
     level: Annotated[

@@ -25,6 +25,7 @@ from probe.errors import UsageError
 class Kind(enum.IntEnum):
     """What a probe records, ordered from cheapest to most flexible."""
 
+    SAMPLE = 0  # looked at now and then by a sampler (stacks): costs nothing per execution
     FLAG = 1  # first execution only; count is stored as 1
     COUNT = 2  # every execution, exact count
     RANGE = 3  # a count, and the lowest and highest operand seen (Wasm memory addresses)
@@ -34,7 +35,45 @@ class Kind(enum.IntEnum):
 
 # Event classes a probe can attach to. Engines list which they support.
 # ``state``: the variables of a frame after each line (Python), a step per line.
-EVENTS = ("line", "branch", "block", "instr", "func", "call", "return", "load", "store", "state")
+# ``stack``: the call stack (sampled: the ``samples``/``stacks`` tables); ``path``: acyclic
+# paths through a function's control-flow graph (Ball-Larus numbering, counted: ``paths``).
+EVENTS = (
+    "line",
+    "branch",
+    "block",
+    "instr",
+    "func",
+    "call",
+    "return",
+    "load",
+    "store",
+    "state",
+    "stack",
+    "path",
+)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a sample probe (``Probe("stack", Kind.SAMPLE)``) samples: ``rate`` per second;
+    Python (py-spy) also: ``idle`` threads too, only threads holding the ``gil``, child
+    processes (``subprocesses``), ``native`` frames of extensions."""
+
+    rate: int = 100
+    idle: bool = False
+    gil: bool = False
+    subprocesses: bool = False
+    native: bool = False
+
+    def merged(self, other: Sampling) -> Sampling:
+        """What serves both: the higher rate, every option either asks for."""
+        return Sampling(
+            max(self.rate, other.rate),
+            self.idle or other.idle,
+            self.gil or other.gil,
+            self.subprocesses or other.subprocesses,
+            self.native or other.native,
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +106,8 @@ class Probe:
     # Operand probes: record at most this many events of the class in a run (the smallest
     # limit asked wins); the run says when it was reached.
     limit: int | None = field(default=None, compare=False)
+    # Sample probes: how to sample (the default Sampling when None).
+    sampling: Sampling | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
@@ -221,6 +262,7 @@ class ProbeSet:
     _probes: dict[tuple[str, Site | None], Kind] = field(default_factory=dict)
     _callbacks: list[Probe] = field(default_factory=list)
     _limits: dict[str, int] = field(default_factory=dict)
+    _sampling: dict[str, Sampling] = field(default_factory=dict)
 
     @classmethod
     def of(cls, probes: Iterable[Probe]) -> ProbeSet:
@@ -235,6 +277,10 @@ class ProbeSet:
             return
         if probe.limit is not None:
             self._limits[probe.event] = min(self._limits.get(probe.event, probe.limit), probe.limit)
+        if probe.kind == Kind.SAMPLE:
+            asked = probe.sampling or Sampling()
+            known = self._sampling.get(probe.event)
+            self._sampling[probe.event] = asked if known is None else known.merged(asked)
         key = (probe.event, probe.site)
         self._probes[key] = max(self._probes.get(key, probe.kind), probe.kind)
 
@@ -242,6 +288,10 @@ class ProbeSet:
         """The strongest flag, count or operand probe on ``event``, global or local."""
         kinds = [k for (e, _), k in self._probes.items() if e == event]
         return max(kinds) if kinds else None
+
+    def sampling_for(self, event: str) -> Sampling | None:
+        """How sample probes on ``event`` sample (None: there are none)."""
+        return self._sampling.get(event)
 
     def limit_for(self, event: str) -> int | None:
         """The most events of class ``event`` a run records (None: no limit)."""

@@ -12,6 +12,9 @@ To let a format write a new analysis's result: one ``@render.register`` in its m
     lcov.py       LCOV tracefiles: genhtml, CI services
     cobertura.py  Cobertura XML: CI services
     dot.py        Graphviz (call graphs)
+    collapsed.py  collapsed stacks (py-spy's raw format): flamegraph.pl, inferno, speedscope
+    speedscope.py speedscope's JSON profiles
+    html.py       self-contained HTML pages (hot paths: a flame graph)
     ldb.py, semcoder.py, traced.py, codeexecutor.py
                   program states as the code-LLM research tools of those names write them
     query.py      the rows of `probe query` as a table, CSV or JSON
@@ -35,6 +38,9 @@ FORMATS = {
     "lcov": "lcov",
     "xml": "cobertura",
     "dot": "dot",
+    "collapsed": "collapsed",
+    "speedscope": "speedscope",
+    "html": "html",
     "ldb": "ldb",
     "semcoder": "semcoder",
     "traced": "traced",

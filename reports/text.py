@@ -11,6 +11,7 @@ from probe.analyses.branches import BranchArms
 from probe.analyses.calls import CallGraph
 from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
 from probe.analyses.hotness import FunctionCounts, LineCounts
+from probe.analyses.hotpaths import HotPaths
 from probe.analyses.memory import MemoryAccess
 from probe.analyses.states import StateTrace
 from probe.analyses.trace import TraceEvents
@@ -282,3 +283,49 @@ def _(result: StateTrace) -> str:
         why = f" ({result.message})" if result.message else ""
         out.append(f"outcome: {result.outcome}{why}")
     return "\n".join(line.rstrip() for line in out)
+
+
+# -- hot paths --------------------------------------------------------------------------------
+
+
+@render.register
+def _(result: HotPaths) -> str:
+    out: list[str] = []
+    rate, total = result.rate, result.samples
+    if total:
+        out.append(f"{total:,} samples at {rate} Hz ({total / rate:,.2f} s sampled)")
+    else:
+        out.append("no samples (the run was too short, or its stacks could not be sampled)")
+    unit = result.executed_unit
+    shown = result.functions[:10] if result.brief else result.functions[:50]
+    if shown:
+
+        def share(n: int) -> str:
+            return f"{100 * n / total:.1f}%" if total else "-"
+
+        header = ["function", "self", "self%", "total", "total%", "calls", unit]
+        body = [
+            [
+                f.func if result.engine == "wasm" else f"{f.func} ({result.relative(f.unit)})",
+                f"{f.self_samples:,}",
+                share(f.self_samples),
+                f"{f.total_samples:,}",
+                share(f.total_samples),
+                "-" if f.calls is None else f"{f.calls:,}",
+                "-" if f.executed is None else f"{f.executed:,}",
+            ]
+            for f in shown
+        ]
+        out += columns([header, *body])
+    if not result.brief and total:
+        out.append("")
+        out.append("hottest call paths (samples, stack root first):")
+        for frames, weight in result.top_stacks(10):
+            out.append(f"{weight:>8,}  " + " > ".join(f[0] for f in frames))
+    if result.paths:
+        out.append("")
+        out.append("hottest acyclic paths (Ball-Larus; count, function #path: block offsets):")
+        for p in result.paths[: 10 if result.brief else 50]:
+            blocks = " ".join(f"{b:#x}" for b in p.blocks)
+            out.append(f"{p.count:>12,}  {p.func} #{p.path}: {blocks}")
+    return "\n".join(out)

@@ -104,6 +104,35 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("json", "VARCHAR"),  # the value as JSON, where it is made of JSON's types
         ("delta", "VARCHAR"),  # lists, dicts, sets: the elements changed, as JSON
     ),
+    # Hot paths: the call stacks a sampler saw (py-spy for Python, a shadow stack the Wasm
+    # rewriter keeps for Wasm). One row per run of identical samples of a thread, in order.
+    "samples": (
+        ("run_id", "VARCHAR"),
+        ("time", "DOUBLE"),  # seconds into the run of the first sample of the row
+        ("process", "BIGINT"),  # pid (several with --subprocesses)
+        ("thread", "VARCHAR"),  # thread id, and its name where the sampler knows it
+        ("stack_id", "BIGINT"),
+        ("weight", "BIGINT"),  # samples (at the run's rate: weight / rate seconds)
+        ("idle", "BOOLEAN"),  # the thread was idle; NULL where the sampler can't tell
+        ("gil", "BOOLEAN"),  # the thread held the GIL; NULL where the sampler can't tell
+    ),
+    # Each distinct stack once: frames root first, each (func, unit, line): join sites on
+    # (run_id, unit, func) for functions, (run_id, unit, line) for Python lines.
+    "stacks": (
+        ("run_id", "VARCHAR"),
+        ("stack_id", "BIGINT"),
+        ("depth", "INTEGER"),
+        ("frames", "STRUCT(func VARCHAR, unit VARCHAR, line INTEGER)[]"),
+    ),
+    # Ball-Larus path profiles (Wasm): how often each acyclic path through a function ran,
+    # its number, and the original offsets of its blocks in order.
+    "paths": (
+        ("run_id", "VARCHAR"),
+        ("site_id", "BIGINT"),  # the function's func site
+        ("path", "BIGINT"),  # the path's Ball-Larus number, 0 .. paths in the function - 1
+        ("count", "BIGINT"),
+        ("blocks", "BIGINT[]"),  # offsets of the path's blocks, in order
+    ),
 }
 
 # Views over the tables: the analyses' results, part of the contract like the tables.
@@ -164,6 +193,9 @@ _ARROW_TYPES = {
     "DOUBLE": "float64",
     "TIMESTAMP": "timestamp",
     "VARCHAR[]": "list_string",
+    "BOOLEAN": "bool",
+    "BIGINT[]": "list_int64",
+    "STRUCT(func VARCHAR, unit VARCHAR, line INTEGER)[]": "frames",
 }
 
 
@@ -209,5 +241,10 @@ def arrow_schema(table: str) -> pa.Schema:
         "float64": pa.float64(),
         "timestamp": pa.timestamp("us"),
         "list_string": pa.list_(pa.string()),
+        "bool": pa.bool_(),
+        "list_int64": pa.list_(pa.int64()),
+        "frames": pa.list_(
+            pa.struct([("func", pa.string()), ("unit", pa.string()), ("line", pa.int32())])
+        ),
     }
     return pa.schema([(name, types[_ARROW_TYPES[kind]]) for name, kind in TABLES[table]])

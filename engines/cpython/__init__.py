@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 
 from probe.engines import Outcome, Recorder, Target
@@ -48,7 +49,7 @@ os.register_at_fork(after_in_child=_default_term_in_child)
 
 class CPythonEngine:
     name = "cpython"
-    events = frozenset({"line", "branch", "func", "call", "return", "state"})
+    events = frozenset({"line", "branch", "func", "call", "return", "state", "stack"})
 
     @classmethod
     def check(cls, probes: ProbeSet) -> None:
@@ -98,6 +99,13 @@ class _Run(Measured):
         self.finished = False
         self.snapshots = Snapshots(self._snapshot)
         self.pid = os.getpid()
+        self.began = time.time()
+        sampling = probes.sampling_for("stack")
+        self.sampler = None
+        if sampling is not None:
+            from .sampler import PySpy
+
+            self.sampler = PySpy(sampling)
 
     def analyze(self, path: str) -> SourceInfo | None:
         """Files compiled with probes were analysed then."""
@@ -137,6 +145,8 @@ class _Run(Measured):
         outcome = Outcome("error", 1, "probe stopped before the program ended")
         if self.lines or self.tracer.needed:
             self.snapshots.start()
+        if self.sampler is not None and not self.sampler.start(self.began):
+            self.sampler = None
         try:
             sys.modules["__main__"] = main
             outcome = _execute(code, main)
@@ -218,6 +228,9 @@ class _Run(Measured):
             return  # a forked child records nothing: the journal is the parent's
         self.finished = True
         self._stop()
+        if self.sampler is not None:
+            for table, columns in self.sampler.stop().tables().items():
+                self.recorder.write(table, columns)
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
         self.write(outcome, hits, {}, lines=self.lines)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 
 from probe.engines import Outcome, Recorder
+from probe.errors import UsageError
 from probe.probes import Kind, ProbeSet, Scope
 
 from . import CPythonEngine
@@ -36,6 +37,8 @@ class Attached(Measured):
     ) -> None:
         """``context``, ``gated``, ``fine``: see :class:`Tracer`."""
         CPythonEngine.check(probes)
+        if probes.sampling_for("stack") is not None:
+            raise UsageError("sampled stacks are recorded by probe run, not inside a program")
         kinds = [k for k in (probes.kind_for("line"), probes.kind_for("branch")) if k]
         lines = None
         if kinds:

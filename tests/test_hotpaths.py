@@ -1,0 +1,168 @@
+"""Hot paths: py-spy's samples of real programs under probe run, beside exact counts, in the
+SQL contract and in every report format (the HTML one opened in a real browser)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from browser import page
+from conftest import INTERPRETERS, PROGRAMS, run_probe, version_of
+
+from probe.storage import Database
+
+PY = INTERPRETERS[0]
+FRAME = r"[^;]+ \([^;]+:\d+\)"
+
+
+def _run(tmp_path: Path, python: str = PY, *extra: str, env: dict | None = None):
+    db = tmp_path / "p.db"
+    out = run_probe(
+        python, "run", "-a", "hotpaths", "--db", str(db), *extra, str(PROGRAMS / "hot.py"),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return db, out
+
+
+def _db(path: Path) -> Database:
+    """The database as probe reads it: what the run journaled is ingested first."""
+    return Database(str(path))
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("hot")
+    db, out = _run(tmp, PY, "--rate", "200")
+    return db, out.stderr
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_python_samples_name_the_hot_function(python: str, tmp_path: Path) -> None:
+    db, out = _run(tmp_path, python)
+    assert "samples at 100 Hz" in out.stderr
+    con = _db(db)
+    top = con.execute(
+        "SELECT k.frames[-1].func, sum(s.weight) FROM samples s JOIN stacks k "
+        "USING (run_id, stack_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+    ).fetchone()
+    assert top[0] == "work", top
+    # slow() does four times fast()'s work: its share of the samples says so, roughly
+    by = dict(
+        con.execute(
+            "SELECT f.func, sum(s.weight) FROM samples s JOIN stacks k USING (run_id, stack_id), "
+            "unnest(k.frames) AS u(f) WHERE f.func IN ('slow', 'fast') GROUP BY 1"
+        ).fetchall()
+    )
+    assert by.get("slow", 0) > 2 * by.get("fast", 0) > 0, by
+    # exact counts beside them: 60 rounds, one call each
+    calls = dict(
+        con.execute(
+            "SELECT s.func, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
+            "WHERE s.kind = 'func'"
+        ).fetchall()
+    )
+    assert calls["slow"] == calls["fast"] == 60 and calls["work"] == 120
+    # frames join the sites of their functions
+    joined = con.execute(
+        "SELECT count(*) FROM stacks k, unnest(k.frames) AS u(f) JOIN sites s "
+        "ON s.run_id = k.run_id AND s.unit = f.unit AND s.func = f.func AND s.kind = 'func'"
+    ).fetchone()[0]
+    assert joined > 0
+    # no frame of probe's own (the CLI, the engine) in the program's stacks
+    units = {
+        u for (u,) in con.execute("SELECT DISTINCT unnest(frames).unit FROM stacks").fetchall()
+    }
+    assert units == {str(PROGRAMS / "hot.py")}, units
+
+
+def test_the_issue_query_and_text_report(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    db, summary = recorded
+    assert re.search(r"^work \(.*hot\.py\)\s+\d+", summary, re.M), summary
+    out = run_probe(
+        PY, "query", "--db", str(db),
+        "SELECT frames, sum(weight) FROM samples JOIN stacks USING (run_id, stack_id) "
+        "GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0 and "work" in out.stdout, out.stderr
+    text = run_probe(PY, "report", "hotpaths", "--db", str(db), cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "hottest call paths" in text.stdout
+    assert "<module> > main > slow > work" in text.stdout
+
+
+def test_collapsed_is_pyspy_raw_format(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    db, _ = recorded
+    out = run_probe(PY, "report", "hotpaths", "-f", "collapsed", "--db", str(db), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines and all(re.fullmatch(rf"{FRAME}(;{FRAME})* \d+", ln) for ln in lines), lines[:3]
+    assert lines[0].startswith("<module> (")  # root first
+    total = _db(db).execute("SELECT sum(weight) FROM samples")
+    assert sum(int(ln.rsplit(" ", 1)[1]) for ln in lines) == total.fetchone()[0]
+
+
+def test_speedscope_json(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    db, _ = recorded
+    target = tmp_path / "p.speedscope.json"
+    out = run_probe(
+        PY, "report", "hotpaths", "-f", "speedscope", "-o", str(target), "--db", str(db),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(target.read_text())
+    assert doc["$schema"].startswith("https://www.speedscope.app/")
+    frames = doc["shared"]["frames"]
+    profile = doc["profiles"][0]
+    assert profile["type"] == "sampled" and len(profile["samples"]) == len(profile["weights"])
+    leaves = {frames[s[-1]]["name"] for s in profile["samples"] if s}
+    assert "work" in leaves
+
+
+def test_html_flame_graph_in_a_browser(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    db, _ = recorded
+    target = tmp_path / "flame.html"
+    out = run_probe(
+        PY, "report", "hotpaths", "-f", "html", "-o", str(target), "--db", str(db), cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    total = _db(db).execute("SELECT sum(weight) FROM samples")
+    total = total.fetchone()[0]
+    with page(target) as (tab, errors):
+        assert tab.locator("#samples").inner_text().replace(",", "") == str(total)
+        assert tab.locator("#functions tr").nth(1).locator("td").first.inner_text() == "work"
+        root = tab.locator(".f").first
+        assert root.get_attribute("data-samples") == str(total)
+        work = tab.locator(".f", has_text="work (")
+        assert work.count() > 0
+        work.first.click()  # zoom in: the frame becomes the whole width
+        assert tab.locator(".f").first.inner_text().startswith("work (")
+        assert errors == []
+
+
+def test_without_pyspy_the_counts_stay(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-py-spy")
+    db, out = _run(tmp_path, PY, env={"PROBE_PY_SPY": missing})
+    warnings = [ln for ln in out.stderr.splitlines() if "not found" in ln]
+    assert warnings == [f"probe: {missing} not found: no sampled stacks (exact counts are kept)"]
+    con = _db(db)
+    assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT c.count FROM sites s JOIN counts c USING (run_id, site_id) "
+            "WHERE s.kind = 'func' AND s.func = 'slow'"
+        ).fetchone()[0]
+        == 60
+    )
+
+
+def test_yama_restricted_ptrace(tmp_path: Path) -> None:
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    if not scope.exists() or scope.read_text().strip() != "1":
+        pytest.skip("this machine has no Yama ptrace_scope 1 (the unrestricted case is above)")
+    db, _ = _run(tmp_path)
+    con = _db(db)
+    assert con.execute("SELECT sum(weight) FROM samples").fetchone()[0] > 0
