@@ -27,9 +27,11 @@ def _run(tmp_path: Path, python: str = PY, *extra: str, env: dict | None = None)
     return db, out
 
 
-def _db(path: Path) -> Database:
-    """The database as probe reads it: what the run journaled is ingested first."""
-    return Database(str(path))
+def _query(path: Path, sql: str) -> list[tuple]:
+    """Rows from the database as probe reads it (what the run journaled is ingested first),
+    which is closed again: the next probe command must not wait for it."""
+    with Database(str(path)) as db:
+        return db.execute(sql)
 
 
 @pytest.fixture(scope="module")
@@ -43,38 +45,39 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_python_samples_name_the_hot_function(python: str, tmp_path: Path) -> None:
     db, out = _run(tmp_path, python)
     assert "samples at 100 Hz" in out.stderr
-    con = _db(db)
-    top = con.execute(
+    top = _query(
+        db,
         "SELECT k.frames[-1].func, sum(s.weight) FROM samples s JOIN stacks k "
-        "USING (run_id, stack_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
-    ).fetchone()
+        "USING (run_id, stack_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+    )[0]
     assert top[0] == "work", top
     # slow() does four times fast()'s work: its share of the samples says so, roughly
     by = dict(
-        con.execute(
+        _query(
+            db,
             "SELECT f.func, sum(s.weight) FROM samples s JOIN stacks k USING (run_id, stack_id), "
-            "unnest(k.frames) AS u(f) WHERE f.func IN ('slow', 'fast') GROUP BY 1"
-        ).fetchall()
+            "unnest(k.frames) AS u(f) WHERE f.func IN ('slow', 'fast') GROUP BY 1",
+        )
     )
     assert by.get("slow", 0) > 2 * by.get("fast", 0) > 0, by
     # exact counts beside them: 60 rounds, one call each
     calls = dict(
-        con.execute(
+        _query(
+            db,
             "SELECT s.func, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
-            "WHERE s.kind = 'func'"
-        ).fetchall()
+            "WHERE s.kind = 'func'",
+        )
     )
     assert calls["slow"] == calls["fast"] == 60 and calls["work"] == 120
     # frames join the sites of their functions
-    joined = con.execute(
+    joined = _query(
+        db,
         "SELECT count(*) FROM stacks k, unnest(k.frames) AS u(f) JOIN sites s "
-        "ON s.run_id = k.run_id AND s.unit = f.unit AND s.func = f.func AND s.kind = 'func'"
-    ).fetchone()[0]
+        "ON s.run_id = k.run_id AND s.unit = f.unit AND s.func = f.func AND s.kind = 'func'",
+    )[0][0]
     assert joined > 0
     # no frame of probe's own (the CLI, the engine) in the program's stacks
-    units = {
-        u for (u,) in con.execute("SELECT DISTINCT unnest(frames).unit FROM stacks").fetchall()
-    }
+    units = {u for (u,) in _query(db, "SELECT DISTINCT unnest(frames).unit FROM stacks")}
     assert units == {str(PROGRAMS / "hot.py")}, units
 
 
@@ -101,8 +104,8 @@ def test_collapsed_is_pyspy_raw_format(recorded: tuple[Path, str], tmp_path: Pat
     lines = out.stdout.splitlines()
     assert lines and all(re.fullmatch(rf"{FRAME}(;{FRAME})* \d+", ln) for ln in lines), lines[:3]
     assert lines[0].startswith("<module> (")  # root first
-    total = _db(db).execute("SELECT sum(weight) FROM samples")
-    assert sum(int(ln.rsplit(" ", 1)[1]) for ln in lines) == total.fetchone()[0]
+    total = _query(db, "SELECT sum(weight) FROM samples")[0][0]
+    assert sum(int(ln.rsplit(" ", 1)[1]) for ln in lines) == total
 
 
 def test_speedscope_json(recorded: tuple[Path, str], tmp_path: Path) -> None:
@@ -129,8 +132,7 @@ def test_html_flame_graph_in_a_browser(recorded: tuple[Path, str], tmp_path: Pat
         PY, "report", "hotpaths", "-f", "html", "-o", str(target), "--db", str(db), cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    total = _db(db).execute("SELECT sum(weight) FROM samples")
-    total = total.fetchone()[0]
+    total = _query(db, "SELECT sum(weight) FROM samples")[0][0]
     with page(target) as (tab, errors):
         assert tab.locator("#samples").inner_text().replace(",", "") == str(total)
         assert tab.locator("#functions tr").nth(1).locator("td").first.inner_text() == "work"
@@ -148,13 +150,13 @@ def test_without_pyspy_the_counts_stay(tmp_path: Path) -> None:
     db, out = _run(tmp_path, PY, env={"PROBE_PY_SPY": missing})
     warnings = [ln for ln in out.stderr.splitlines() if "not found" in ln]
     assert warnings == [f"probe: {missing} not found: no sampled stacks (exact counts are kept)"]
-    con = _db(db)
-    assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+    assert _query(db, "SELECT count(*) FROM samples")[0][0] == 0
     assert (
-        con.execute(
+        _query(
+            db,
             "SELECT c.count FROM sites s JOIN counts c USING (run_id, site_id) "
-            "WHERE s.kind = 'func' AND s.func = 'slow'"
-        ).fetchone()[0]
+            "WHERE s.kind = 'func' AND s.func = 'slow'",
+        )[0][0]
         == 60
     )
 
@@ -164,5 +166,27 @@ def test_yama_restricted_ptrace(tmp_path: Path) -> None:
     if not scope.exists() or scope.read_text().strip() != "1":
         pytest.skip("this machine has no Yama ptrace_scope 1 (the unrestricted case is above)")
     db, _ = _run(tmp_path)
-    con = _db(db)
-    assert con.execute("SELECT sum(weight) FROM samples").fetchone()[0] > 0
+    assert _query(db, "SELECT sum(weight) FROM samples")[0][0] > 0
+
+
+def test_wasm_shadow_stack_pops_at_every_exit(tmp_path: Path) -> None:
+    """h leaves by a branch to its function's label, g by a tail call to h: the stacks the
+    sampler saw are exactly f > h > spin and f > k > spin (and their prefixes)."""
+    db = tmp_path / "p.db"
+    out = run_probe(
+        PY, "run", "-a", "hotpaths", "--rate", "1000", "--db", str(db),
+        str(PROGRAMS / "stacks.wat"), cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    found = _query(
+        db,
+        "SELECT [f.func FOR f IN frames], sum(weight) FROM samples "
+        "JOIN stacks USING (run_id, stack_id) GROUP BY 1",
+    )
+    stacks = {tuple(s): n for s, n in found}
+    whole = {("_start", "f", "h", "spin"), ("_start", "f", "k", "spin")}
+    prefixes = {w[:i] for w in whole for i in range(1, 5)}
+    assert set(stacks) <= prefixes, stacks
+    assert stacks[("_start", "f", "h", "spin")] > 50 and stacks[("_start", "f", "k", "spin")] > 50
+    text = run_probe(PY, "report", "hotpaths", "--db", str(db), cwd=tmp_path).stdout
+    assert re.search(r"^spin\s+\d+", text, re.M) and "_start > f > h > spin" in text

@@ -18,8 +18,10 @@ from probe.errors import WasmError
 from . import opcodes as op
 from .binary import Body, check_opcode, enc_s, enc_u32, skip_leb, sleb, u32
 from .emit import (
+    DEPTH,
     NO_VALUE,
     TO_I64,
+    TOP,
     code,
     first_argument,
     held_address,
@@ -219,6 +221,12 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 before, value, after = operand(*args)
                 sites.valued.add(len(sites) - 1)
             splice(at_offset, before + rw.emit.guarded_hit(len(sites) - 1, value) + after)
+
+    shadow = rw.stack_mem >= 0
+    if shadow:
+        depth, top = local(DEPTH), local(TOP)
+        splice(body.code, rw.emit.stack_push(fidx, depth, top))
+        pop_self, back_here = rw.emit.stack_set(depth), rw.emit.stack_set(top)
 
     fast = rw.fast
     while p < end:
@@ -449,9 +457,13 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 if want_call:
                     sites.add("call", fidx, ins, slot, idx)
                     call_host("call", ins)
+                if shadow and opc == op.RETURN_CALL:
+                    splice(ins, pop_self)  # the callee takes this frame's place
                 if rw.shift and idx >= rw.m.imported_funcs:
                     splice(ins, bytes((opc,)) + enc_u32(idx + rw.shift))
                     run_start = p
+                if shadow and opc == op.CALL:
+                    splice(p, back_here)
                 if split_traps or opc == op.RETURN_CALL:
                     new_segment = True
                 if opc == op.RETURN_CALL:
@@ -509,6 +521,11 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                         splice(ins, rw.emit.pending_in(len(sites) - 1))
                         if opc == op.CALL_INDIRECT:  # an import as callee: recorded as -1
                             splice(p, rw.emit.pending_out(i64(-1)))
+                if shadow:
+                    if opc == op.CALL_INDIRECT:
+                        splice(p, back_here)
+                    else:
+                        splice(ins, pop_self)
                 if split_traps or opc == op.RETURN_CALL_INDIRECT:
                     new_segment = True
                 if opc == op.RETURN_CALL_INDIRECT:

@@ -26,6 +26,12 @@ TO_I64 = {
 # while the first is in use; RANGE | i64, the address a range probe widens its range with.
 HELD = 0x100
 RANGE = 0x200
+DEPTH, TOP = 0x37F, 0x47F  # i32: the shadow stack's depth at entry, and just above this frame
+
+# The shadow stack (a memory of its own): the depth in bytes at 0, the frames (function
+# indices, u32) from FRAMES_AT. 2^18 frames: more than wasmtime's 512 KiB stack can hold.
+FRAMES_AT = 16
+STACK_FRAMES = 1 << 18
 
 # A function's scratch local allocator: the index (LEB128) of the scratch local for a key.
 Local = Callable[[int], bytes]
@@ -70,7 +76,9 @@ class Emitter:
         flush: int = -1,  # the imported probe.flush
         writer: int = -1,  # the appended event writer
         range_mem: int = -1,  # lowest and highest operand per site
+        stack_mem: int = -1,  # the shadow stack
     ) -> None:
+        self.stack_mem = stack_mem
         self.guard_mem, self.hit = guard_mem, hit
         self.event_mem, self.cursor, self.pending = event_mem, cursor, pending
         self.flush_func, self.range_mem = flush, range_mem
@@ -91,6 +99,20 @@ class Emitter:
     def count(self, slot: int) -> bytes:
         at = enc_u32(slot * 8)
         return self._count_head + at + self._count_add + at
+
+    def stack_push(self, func: int, depth: bytes, top: bytes) -> bytes:
+        """At a function's entry: frames[depth] = func; depth += 4, keeping both in locals
+        (``depth``, ``top``) for stack_set."""
+        sp, frame = memarg(2, self.stack_mem, 0), memarg(2, self.stack_mem, FRAMES_AT)
+        return code(
+            i32(0), op.I32_LOAD, sp, op.LOCAL_TEE, depth, i32(func), op.I32_STORE, frame,
+            i32(0), op.LOCAL_GET, depth, i32(4), op.I32_ADD, op.LOCAL_TEE, top, op.I32_STORE, sp,
+        )  # fmt: skip
+
+    def stack_set(self, local: bytes) -> bytes:
+        """The shadow stack's depth set from ``local``: after a call returns (however the
+        callee left: return, a branch out, its end), and before a tail call."""
+        return code(i32(0), op.LOCAL_GET, local, op.I32_STORE, memarg(2, self.stack_mem, 0))
 
     def guarded_hit(self, site: int, value: bytes = NO_VALUE) -> bytes:
         """if (guards[site]) probe.hit(site, value): switched off, a load and a branch."""

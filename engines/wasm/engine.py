@@ -46,7 +46,8 @@ EVENT_FIELDS = {
 
 class WasmEngine:
     name = "wasm"
-    events = frozenset(EVENT_FIELDS)
+    # stack: sampled from a shadow stack the rewriter keeps (plan.stack)
+    events = frozenset(EVENT_FIELDS) | {"stack"}
 
     def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
         opts = Options(**target.options)
@@ -65,6 +66,7 @@ class WasmEngine:
 
         def on_signal(memory: bytes | None, sig: signal.Signals) -> None:
             # From the watcher thread, the guest still running: save, then the runner exits.
+            host.samples()
             ranges = host.ranges.copy() if host.ranges is not None else None
             recorder.write("counts", counts_columns(c.prepared, memory, ranges))
             message = f"stopped by {sig.name}"
@@ -95,6 +97,7 @@ class WasmEngine:
                 print(f"probe: {outcome.message}", file=sys.stderr)
         finally:
             try:
+                host.samples()
                 host.finish()
             finally:
                 memory = ran.probe_memory if ran else None
@@ -156,6 +159,10 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
                 only = None
             elif only is not None:
                 only.update(funcs)
+    if probes.kind_for("stack") is not None:
+        if probes.kind_for("stack") != Kind.SAMPLE:
+            raise UsageError("the wasm engine samples stacks; exact calling contexts: not yet")
+        plan.stack = True
     plan.callbacks = tuple(sorted(callbacks))
     plan.operand = tuple(sorted(operand))
     plan.ranges = tuple(sorted(ranges - operand))

@@ -3,6 +3,7 @@ bytes, the event ring taken into Arrow batches, live probe insertion and removal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from .rewrite import (
     GUARDS_EXPORT,
     HIT_IMPORT,
     RANGES_EXPORT,
+    STACK_EXPORT,
     Result,
 )
 
@@ -46,6 +48,9 @@ class Host:
         self._kinds = None
         self.board = Switchboard(self._resolve, self._switch)
         self._initial = probes.callback_probes()
+        self.sampling = probes.sampling_for("stack")
+        self.sampler = None  # reads the shadow stack while the guest runs
+        self.began = time.time()
 
     def imports(self) -> dict[str, tuple[list[str], Callable[..., None]]]:
         found = {}
@@ -71,6 +76,24 @@ class Host:
         if self.prepared.ranges:
             self.ranges = view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
             self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
+        if self.prepared.stack and self.sampling is not None:
+            import ctypes
+
+            from .sampler import ShadowSampler
+
+            memory = exports[STACK_EXPORT]
+            address = ctypes.addressof(memory.data_ptr(store).contents)
+            self.sampler = ShadowSampler(
+                address, self.sampling.rate, self.module.func_name, self.unit, self.began
+            )
+            self.sampler.start()
+
+    def samples(self) -> None:
+        """Stop sampling and write what was sampled (samples and stacks)."""
+        sampler, self.sampler = self.sampler, None
+        if sampler is not None:
+            for table, columns in sampler.stop().tables().items():
+                self.recorder.write(table, columns)
 
     # -- callback points --------------------------------------------------------
 

@@ -52,6 +52,8 @@ from .body import fast_table, rewrite_function
 from .emit import (
     EVENT_BYTES,
     EVENT_CAPACITY,
+    FRAMES_AT,
+    STACK_FRAMES,
     Emitter,
     code,
     i32,
@@ -66,7 +68,9 @@ EVENTS_EXPORT = "probe:events"  # the event ring: EVENT_BYTES per event
 CURSOR_EXPORT = "probe:cursor"  # i32 global: bytes of the ring in use
 FLUSH_IMPORT = ("probe", "flush")  # () -> (): the ring is full, take its events
 RANGES_EXPORT = "probe:ranges"  # per site: lowest and highest operand, two u64
+STACK_EXPORT = "probe:stack"  # the shadow stack: depth (bytes) at 0, frames from FRAMES_AT
 _RESERVED = (
+    STACK_EXPORT,
     PROBE_MEMORY_EXPORT,
     START_EXPORT,
     GUARDS_EXPORT,
@@ -102,10 +106,15 @@ class Plan:
     # memory of their own (16 bytes per site): memory (addresses). Not with operand on the
     # same class.
     ranges: tuple[str, ...] = ()
+    # A shadow call stack in a memory of its own (probe:stack), for a sampler to read: each
+    # function pushes its index at entry; after each call the caller sets the depth back to
+    # its own, which pops the callee however it left (a trap: the host resets it).
+    stack: bool = False
 
     def any(self) -> bool:
-        return any(
-            (self.func, self.block, self.instr, self.branch, self.call, self.memory, self.exit)
+        return (
+            any((self.func, self.block, self.instr, self.branch, self.call, self.memory, self.exit))
+            or self.stack
         )
 
     def key(self) -> str:
@@ -147,6 +156,7 @@ class Result:
     calls_host: bool = False  # imports ("probe", "hit") for callback probes
     events: bool = False  # has an event ring and imports ("probe", "flush")
     ranges: bool = False  # has a range memory (probe:ranges)
+    stack: bool = False  # keeps a shadow call stack (probe:stack)
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
@@ -222,7 +232,8 @@ class Rewriter:
             self.ev_type = self.type_index(bytes((op.T_I64, op.T_I32)), b"")
             self.ev = len(m.func_types) + added  # the event writer, appended
         if self.ranges:
-            self.range_mem = nextmem
+            self.range_mem, nextmem = nextmem, nextmem + 1
+        self.stack_mem = nextmem if plan.stack and has_code else -1
         self.shift = added
         self.reloc = Relocation(m, added)
         self.operand_funcs = frozenset(plan.operand_funcs or ())
@@ -242,6 +253,7 @@ class Rewriter:
             flush=self.flush,
             writer=self.ev if self.operand else -1,
             range_mem=self.range_mem,
+            stack_mem=self.stack_mem,
         )
         self.flag = self.emit.probe
 
@@ -276,6 +288,9 @@ class Rewriter:
             if self.ranges:
                 memories.append(max(1, -(-len(self.sites) * 16 // 65536)))
                 exports.append((RANGES_EXPORT, 2, self.range_mem))
+            if self.stack_mem >= 0:
+                memories.append(-(-(FRAMES_AT + 4 * STACK_FRAMES) // 65536))
+                exports.append((STACK_EXPORT, 2, self.stack_mem))
             added[SEC_MEMORY] = extend_section(
                 b,
                 m.section(SEC_MEMORY),
@@ -373,6 +388,7 @@ class Rewriter:
             calls_host=self.hit >= 0,
             events=bool(self.operand),
             ranges=bool(self.ranges),
+            stack=self.stack_mem >= 0,
             new_starts=array("q", (self.marks_new[i] for i in order)),
             old_starts=array("q", (self.marks_old[i] for i in order)),
             imported=m.imported_funcs,
