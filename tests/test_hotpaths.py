@@ -31,7 +31,7 @@ def _query(path: Path, sql: str) -> list[tuple]:
     """Rows from the database as probe reads it (what the run journaled is ingested first),
     which is closed again: the next probe command must not wait for it."""
     with Database(str(path)) as db:
-        return db.execute(sql)
+        return db.execute(sql).fetchall()
 
 
 @pytest.fixture(scope="module")
