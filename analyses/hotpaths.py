@@ -109,6 +109,8 @@ class HotPathsAnalysis(Analysis):
             native=bool(o.get("native")),
         )
         yield Probe("stack", Kind.SAMPLE, sampling=sampling)
+        if o.get("counts") is False:
+            return  # samples alone (what the benchmark weighs apart)
         yield Probe("func", Kind.COUNT)
         if "block" in events:
             yield Probe("block", Kind.COUNT)

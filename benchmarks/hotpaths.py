@@ -1,0 +1,224 @@
+"""Hot paths: what sampling and exact counts cost, side by side with py-spy, pyinstrument and
+cProfile, and whether probe's hottest functions are py-spy's.
+
+    python benchmarks/hotpaths.py [--reps 3]
+
+Python: each program (2-3 s plain) runs once per round under every tool, in turn; a ratio is
+the median of its rounds over the median of the plain rounds (wall time of the whole
+process: probe's start-up is in it). "probe sampling" samples alone at 100 Hz (py-spy, started
+by probe); "probe hotpaths" adds the exact counts (lines and function entries) in the same run.
+Agreement: probe's ten functions with the most self samples against py-spy's own (py-spy
+record, raw format, the same rate), as functions in both lists.
+
+Wasm: the C kernels of benchmarks/wasm_overhead.py, timed in process as there: the shadow
+stack alone with its sampler thread at 100 Hz, and with hotness's counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PROGRAMS = {
+    "interp": ["interp.py", "8"],
+    "nbody": ["nbody.py", "5"],
+    "sorts": ["sorts.py", "5"],
+    "sieve": ["sieve.py", "24"],
+    "textproc": ["textproc.py", "200"],
+}
+PY = sys.executable
+BIN = Path(PY).parent
+DRIVER = """
+import sys
+from probe import recording
+from probe.engines import target_from_command
+from probe.analyses.hotpaths import HotPathsAnalysis
+counts = sys.argv[1] == "counts"
+target = target_from_command(sys.argv[3:], None)
+_, outcome = recording.run(target, [HotPathsAnalysis(counts=counts)], db=sys.argv[2], summary=None)
+sys.exit(outcome.exit_code)
+"""
+
+
+def commands(prog: list[str], tmp: Path) -> dict[str, list[str]]:
+    path = str(HERE / "programs" / prog[0])
+    args = [path, *prog[1:]]
+    db = str(tmp / "bench.db")
+    return {
+        "plain": [PY, *args],
+        "probe sampling": [PY, "-c", DRIVER, "sample", db, *args],
+        "probe hotpaths": [PY, "-c", DRIVER, "counts", db, *args],
+        "py-spy": [
+            str(BIN / "py-spy"),
+            "record",
+            "-r",
+            "100",
+            "--nonblocking",
+            "-f",
+            "raw",
+            "-o",
+            str(tmp / "pyspy.txt"),
+            "--",
+            PY,
+            *args,
+        ],  # fmt: skip
+        "pyinstrument": [PY, "-m", "pyinstrument", "-o", os.devnull, *args],
+        "cProfile": [PY, "-m", "cProfile", "-o", os.devnull, *args],
+    }
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def pyspy_top(raw: Path, n: int = 10) -> list[str]:
+    """py-spy's own functions with the most self samples (its raw file: leaf last)."""
+    self_samples: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        func, _, where = leaf.partition(" (")
+        self_samples[f"{func} {os.path.basename(where.split(':')[0])}"] += int(count)
+    return [f for f, _ in self_samples.most_common(n)]
+
+
+def probe_top(db: str, n: int = 10) -> list[str]:
+    from probe.storage import Database
+
+    with Database(db) as d:
+        rows = d.execute(
+            "SELECT k.frames[-1].func, k.frames[-1].unit, sum(s.weight) AS w FROM samples s "
+            "JOIN stacks k USING (run_id, stack_id) "
+            "WHERE s.run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1) "
+            "GROUP BY 1, 2 ORDER BY w DESC LIMIT ?",
+            [n],
+        ).fetchall()
+    return [f"{func} {os.path.basename(unit)}" for func, unit, _ in rows]
+
+
+def python(reps: int) -> None:
+    tools = list(commands(PROGRAMS["interp"], Path("/")))
+    shown = [t for t in tools if t != "plain"]
+    print("| program | plain (s) | " + " | ".join(shown) + " | top-10 agreement |")
+    print("|---|---:|" + "---:|" * len(shown) + "---:|")
+    ratios: dict[str, list[float]] = {t: [] for t in shown}
+    for name, prog in PROGRAMS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            cmds = commands(prog, Path(tmp))
+            times: dict[str, list[float]] = {t: [] for t in tools}
+            for _ in range(reps):
+                for tool, cmd in cmds.items():
+                    times[tool].append(timed(cmd))
+            base = statistics.median(times["plain"])
+            cells = []
+            for tool in shown:
+                r = statistics.median(times[tool]) / base
+                ratios[tool].append(r)
+                cells.append(f"{r:.2f}x")
+            theirs = pyspy_top(Path(tmp) / "pyspy.txt")
+            ours = probe_top(str(Path(tmp) / "bench.db"))
+            agree = len(set(ours) & set(theirs))
+            out_of = min(10, len(theirs), len(ours))
+            print(f"| {name} | {base:.2f} | " + " | ".join(cells) + f" | {agree} of {out_of} |")
+    print(
+        "| **median** | | "
+        + " | ".join(f"**{statistics.median(ratios[t]):.2f}x**" for t in shown)
+        + " | |"
+    )
+
+
+def wasm(reps: int) -> None:
+    import ctypes
+
+    import wasmtime
+    from wasm_overhead import KERNELS, SCALES, quiet_stdout
+
+    from probe.engines.wasm import binary, runner
+    from probe.engines.wasm.options import Options
+    from probe.engines.wasm.rewrite import STACK_EXPORT, Plan, instrument
+    from probe.engines.wasm.sampler import ShadowSampler
+    from probe.probes import Kind
+
+    configs = {
+        "plain": Plan(),
+        "shadow stack + sampler": Plan(stack=True),
+        "hotpaths (stack + counts)": Plan(func=Kind.COUNT, block=Kind.COUNT, stack=True),
+        "hotness alone (counts)": Plan(func=Kind.COUNT, block=Kind.COUNT),
+    }
+    m = binary.parse(KERNELS.read_bytes())
+    engine = runner.make_engine(Options())
+    built = {}
+    for name, plan in configs.items():
+        r = instrument(m, plan)
+        export = "probe:memory" if plan.any() else None
+        built[name] = (wasmtime.Module(engine, r.module), r.deferred_start, export, plan.stack)
+    times: dict[str, dict[str, list[float]]] = {k: {c: [] for c in configs} for k in SCALES}
+    samples = Counter()
+    for _ in range(reps):
+        for k, n in SCALES.items():
+            for c, (module, start, export, stack) in built.items():
+                sampler = []
+
+                def attach(store, exports, stack=stack, sampler=sampler) -> None:
+                    if stack:
+                        mem = exports[STACK_EXPORT]
+                        address = ctypes.addressof(mem.data_ptr(store).contents)
+                        s = ShadowSampler(address, 100, m.func_name, "kernels.wasm", time.time())
+                        s.start()
+                        sampler.append(s)
+
+                with quiet_stdout():
+                    t0 = time.perf_counter()
+                    ran = runner.run(
+                        engine, module, "kernels.wasm", Options(args=[k, str(n)]),
+                        deferred_start=start, probe_export=export, attach=attach,
+                    )  # fmt: skip
+                    times[k][c].append(time.perf_counter() - t0)
+                for s in sampler:
+                    samples[k] += len(s.stop())
+                assert ran.outcome.status == "ok", ran.outcome
+    names = [c for c in configs if c != "plain"]
+    print("\n| kernel | plain (s) | " + " | ".join(names) + " | samples |")
+    print("|---|---:|" + "---:|" * len(names) + "---:|")
+    ratios: dict[str, list[float]] = {c: [] for c in names}
+    for k in SCALES:
+        base = statistics.median(times[k]["plain"])
+        cells = []
+        for c in names:
+            r = statistics.median(times[k][c]) / base
+            ratios[c].append(r)
+            cells.append(f"{r:.2f}x")
+        print(f"| {k} | {base:.2f} | " + " | ".join(cells) + f" | {samples[k]:,} |")
+    print(
+        "| **median** | | "
+        + " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in names)
+        + " | |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", choices=["python", "wasm"])
+    args = parser.parse_args()
+    if shutil.which("py-spy", path=str(BIN)) is None:
+        sys.exit("py-spy is not installed beside this python: pip install -e '.[bench]'")
+    if args.only != "wasm":
+        python(args.reps)
+    if args.only != "python":
+        wasm(args.reps)
+
+
+if __name__ == "__main__":
+    main()
