@@ -168,15 +168,16 @@ def wasm(reps: int) -> None:
     for _ in range(reps):
         for k, n in SCALES.items():
             for c, (module, start, export, stack) in built.items():
-                sampler = []
+                sampler, kept = [], []
 
-                def attach(store, exports, stack=stack, sampler=sampler) -> None:
+                def attach(store, exports, stack=stack, sampler=sampler, kept=kept) -> None:
                     if stack:
                         mem = exports[STACK_EXPORT]
                         address = ctypes.addressof(mem.data_ptr(store).contents)
                         s = ShadowSampler(address, 100, m.func_name, "kernels.wasm", time.time())
                         s.start()
                         sampler.append(s)
+                        kept.append(store)  # the memory the sampler reads lives as long
 
                 with quiet_stdout():
                     t0 = time.perf_counter()
