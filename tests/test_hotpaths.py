@@ -85,7 +85,7 @@ def test_the_issue_query_and_text_report(recorded: tuple[Path, str], tmp_path: P
     db, summary = recorded
     assert re.search(r"^work \(.*hot\.py\)\s+\d+", summary, re.M), summary
     out = run_probe(
-        PY, "query", "--db", str(db),
+        PY, "query", "--format", "json", "--db", str(db),
         "SELECT frames, sum(weight) FROM samples JOIN stacks USING (run_id, stack_id) "
         "GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
         cwd=tmp_path,

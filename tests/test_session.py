@@ -106,7 +106,7 @@ def test_session_errors_are_one_line(traced: dict) -> None:
         "UsageError: this session has not recorded yet: start() it first",
         "UsageError: this session is still recording: stop() it before querying",
         "StorageError: no table or view 'no_such_table' (tables: runs, sites, counts, "
-        "counters, events, context_counts, steps, variables)",
+        "counters, events, context_counts, steps, variables, samples, stacks, paths)",
     ]
     assert traced["start_stop"] == {"20": 1, "21": 1}
     assert traced["closed"] == "4"  # another process reads the database once it is let go
