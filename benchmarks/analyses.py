@@ -36,6 +36,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from python_coverage import QUICK, _has, _version, timed  # noqa: E402
+from ratios import table  # noqa: E402
 from wasm_overhead import KERNELS, SCALES, quiet_stdout  # noqa: E402
 
 from probe.analyses import Analysis  # noqa: E402
@@ -139,22 +140,8 @@ def _events_per_run(db: str) -> float:
 
 def _table(title: str, times: dict, configs: list[str]) -> None:
     print(f"\n### {title}\n")
-    print("| program | plain (s) | " + " | ".join(configs) + " |")
-    print("|---|---:|" + "---:|" * len(configs))
-    ratios: dict[str, list[float]] = {c: [] for c in configs}
-    for prog, row in times.items():
-        base = statistics.median(row["plain"])
-        cells = []
-        for c in configs:
-            r = statistics.median(row[c]) / base
-            ratios[c].append(r)
-            cells.append(f"{r:.2f}x")
-        print(f"| {prog} | {base:.3f} | " + " | ".join(cells) + " |")
-    print(
-        "| **median** | | "
-        + " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in configs)
-        + " |"
-    )
+    chosen = {prog: {c: row[c] for c in ["plain", *configs]} for prog, row in times.items()}
+    print(table(chosen, base_digits=3))
 
 
 def wasm_points(reps: int) -> None:

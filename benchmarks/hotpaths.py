@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from python_coverage import timed
+from ratios import Times, table
 
 HERE = Path(__file__).parent
 PROGRAMS = {
@@ -76,12 +77,6 @@ def commands(prog: list[str], tmp: Path) -> dict[str, list[str]]:
     }
 
 
-def timed(cmd: list[str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
-
-
 def pyspy_top(raw: Path, n: int = 10) -> list[str]:
     """py-spy's own functions with the most self samples (its raw file: leaf last)."""
     self_samples: Counter[str] = Counter()
@@ -108,34 +103,20 @@ def probe_top(db: str, n: int = 10) -> list[str]:
 
 
 def python(reps: int) -> None:
-    tools = list(commands(PROGRAMS["interp"], Path("/")))
-    shown = [t for t in tools if t != "plain"]
-    print("| program | plain (s) | " + " | ".join(shown) + " | top-10 agreement |")
-    print("|---|---:|" + "---:|" * len(shown) + "---:|")
-    ratios: dict[str, list[float]] = {t: [] for t in shown}
+    times: Times = {}
+    agreement: dict[str, str] = {}
     for name, prog in PROGRAMS.items():
         with tempfile.TemporaryDirectory() as tmp:
             cmds = commands(prog, Path(tmp))
-            times: dict[str, list[float]] = {t: [] for t in tools}
+            times[name] = {tool: [] for tool in cmds}
             for _ in range(reps):
                 for tool, cmd in cmds.items():
-                    times[tool].append(timed(cmd))
-            base = statistics.median(times["plain"])
-            cells = []
-            for tool in shown:
-                r = statistics.median(times[tool]) / base
-                ratios[tool].append(r)
-                cells.append(f"{r:.2f}x")
+                    times[name][tool].append(timed(cmd, {}, Path(tmp)))
             theirs = pyspy_top(Path(tmp) / "pyspy.txt")
             ours = probe_top(str(Path(tmp) / "bench.db"))
             agree = len(set(ours) & set(theirs))
-            out_of = min(10, len(theirs), len(ours))
-            print(f"| {name} | {base:.2f} | " + " | ".join(cells) + f" | {agree} of {out_of} |")
-    print(
-        "| **median** | | "
-        + " | ".join(f"**{statistics.median(ratios[t]):.2f}x**" for t in shown)
-        + " | |"
-    )
+            agreement[name] = f"{agree} of {min(10, len(theirs), len(ours))}"
+    print(table(times, extra=("top-10 agreement", agreement)))
 
 
 def wasm(reps: int) -> None:
@@ -189,23 +170,8 @@ def wasm(reps: int) -> None:
                 for s in sampler:
                     samples[k] += len(s.stop())
                 assert ran.outcome.status == "ok", ran.outcome
-    names = [c for c in configs if c != "plain"]
-    print("\n| kernel | plain (s) | " + " | ".join(names) + " | samples |")
-    print("|---|---:|" + "---:|" * len(names) + "---:|")
-    ratios: dict[str, list[float]] = {c: [] for c in names}
-    for k in SCALES:
-        base = statistics.median(times[k]["plain"])
-        cells = []
-        for c in names:
-            r = statistics.median(times[k][c]) / base
-            ratios[c].append(r)
-            cells.append(f"{r:.2f}x")
-        print(f"| {k} | {base:.2f} | " + " | ".join(cells) + f" | {samples[k]:,} |")
-    print(
-        "| **median** | | "
-        + " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in names)
-        + " | |"
-    )
+    counted = {k: f"{n:,}" for k, n in samples.items()}
+    print("\n" + table(times, "kernel", ("samples", counted)))
 
 
 def main() -> None:

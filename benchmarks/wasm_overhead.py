@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import wasmtime
+from ratios import table
 
 from probe.engines.wasm import binary, runner
 from probe.engines.wasm.engine import compile_cached, prepare
@@ -82,23 +82,7 @@ def overhead(reps: int, scale: float) -> None:
                     )  # fmt: skip
                     times[k][c].append(time.perf_counter() - t0)
                 assert ran.outcome.status == "ok", ran.outcome
-    names = [c for c in CONFIGS if c != "plain"]
-    print("| kernel | plain (s) | " + " | ".join(names) + " |")
-    print("|---|---:|" + "---:|" * len(names))
-    ratios = {c: [] for c in names}
-    for k in kernels:
-        base = statistics.median(times[k]["plain"])
-        cells = []
-        for c in names:
-            r = statistics.median(times[k][c]) / base
-            ratios[c].append(r)
-            cells.append(f"{r:.2f}x")
-        print(f"| {k} | {base:.2f} | " + " | ".join(cells) + " |")
-    print(
-        "| **median** | | "
-        + " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in names)
-        + " |"
-    )
+    print(table(times, "kernel"))
 
 
 def throughput(path: Path) -> None:

@@ -1,0 +1,37 @@
+"""The benchmarks' one table: each configuration's median time over the plain run's, per row
+(a program or a kernel), and the median of those ratios, as Markdown."""
+
+from __future__ import annotations
+
+import statistics
+
+Times = dict[str, dict[str, list[float]]]  # row -> configuration -> seconds of each round
+
+
+def table(
+    times: Times,
+    label: str = "program",
+    extra: tuple[str, dict[str, str]] | None = None,
+    base_digits: int = 2,
+) -> str:
+    """The table of ``times`` against their "plain" configuration; ``extra``: a last column
+    (its heading, and its cell per row)."""
+    configs = [c for c in next(iter(times.values())) if c != "plain"]
+    tail = f" {extra[0]} |" if extra else ""
+    lines = [
+        f"| {label} | plain (s) | " + " | ".join(configs) + " |" + tail,
+        "|---|---:|" + "---:|" * (len(configs) + bool(extra)),
+    ]
+    ratios: dict[str, list[float]] = {c: [] for c in configs}
+    for row, by_config in times.items():
+        base = statistics.median(by_config["plain"])
+        cells = []
+        for c in configs:
+            r = statistics.median(by_config[c]) / base
+            ratios[c].append(r)
+            cells.append(f"{r:.2f}x")
+        cell = f" {extra[1].get(row, '')} |" if extra else ""
+        lines.append(f"| {row} | {base:.{base_digits}f} | " + " | ".join(cells) + " |" + cell)
+    medians = " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in configs)
+    lines.append("| **median** | | " + medians + " |" + (" |" if extra else ""))
+    return "\n".join(lines)
