@@ -120,12 +120,12 @@ def python(reps: int) -> None:
 
 
 def wasm(reps: int) -> None:
-    import ctypes
-
+    import numpy as np
     import wasmtime
     from wasm_overhead import KERNELS, SCALES, quiet_stdout
 
     from probe.engines.wasm import binary, runner
+    from probe.engines.wasm.host import view
     from probe.engines.wasm.options import Options
     from probe.engines.wasm.rewrite import STACK_EXPORT, Plan, instrument
     from probe.engines.wasm.sampler import ShadowSampler
@@ -153,9 +153,8 @@ def wasm(reps: int) -> None:
 
                 def attach(store, exports, stack=stack, sampler=sampler, kept=kept) -> None:
                     if stack:
-                        mem = exports[STACK_EXPORT]
-                        address = ctypes.addressof(mem.data_ptr(store).contents)
-                        s = ShadowSampler(address, 100, m.func_name, "kernels.wasm", time.time())
+                        memory = view(store, exports[STACK_EXPORT], np.uint32)
+                        s = ShadowSampler(memory, 100, m.func_name, "kernels.wasm", time.time())
                         s.start()
                         sampler.append(s)
                         kept.append(store)  # the memory the sampler reads lives as long

@@ -10,7 +10,10 @@ at 1000 Hz costs one row, not a thousand.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probe.engines import Recorder
 
 Frame = tuple[str, str, int | None]  # (func, unit, line)
 
@@ -51,6 +54,11 @@ class StackLog:
 
     def __len__(self) -> int:
         return sum(row[4] for row in self._rows)
+
+    def write(self, recorder: Recorder) -> None:
+        """The samples and stacks tables to a run (nothing when nothing was sampled)."""
+        for table, columns in self.tables().items():
+            recorder.write(table, columns)
 
     def tables(self) -> dict[str, dict[str, list]]:
         """The samples and stacks tables, as columns (empty when nothing was sampled)."""

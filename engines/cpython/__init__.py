@@ -229,8 +229,7 @@ class _Run(Measured):
         self.finished = True
         self._stop()
         if self.sampler is not None:
-            for table, columns in self.sampler.stop().tables().items():
-                self.recorder.write(table, columns)
+            self.sampler.stop().write(self.recorder)
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
         self.write(outcome, hits, {}, lines=self.lines)

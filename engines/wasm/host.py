@@ -77,14 +77,11 @@ class Host:
             self.ranges = view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
             self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
         if self.prepared.stack and self.sampling is not None:
-            import ctypes
-
             from .sampler import ShadowSampler
 
-            memory = exports[STACK_EXPORT]
-            address = ctypes.addressof(memory.data_ptr(store).contents)
+            stack = view(store, exports[STACK_EXPORT], np.uint32)
             self.sampler = ShadowSampler(
-                address, self.sampling.rate, self.module.func_name, self.unit, self.began
+                stack, self.sampling.rate, self.module.func_name, self.unit, self.began
             )
             self.sampler.start()
 
@@ -92,8 +89,7 @@ class Host:
         """Stop sampling and write what was sampled (samples and stacks)."""
         sampler, self.sampler = self.sampler, None
         if sampler is not None:
-            for table, columns in sampler.stop().tables().items():
-                self.recorder.write(table, columns)
+            sampler.stop().write(self.recorder)
 
     # -- callback points --------------------------------------------------------
 
