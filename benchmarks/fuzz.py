@@ -68,6 +68,7 @@ def plans() -> list:
             operand=("branch", "call", "exit", "memory"),
         ),
         Plan(func=Kind.FLAG, memory=Kind.COUNT, exit=Kind.FLAG, ranges=("memory",)),
+        Plan(func=Kind.COUNT, block=Kind.COUNT, stack=True, paths=True),  # hot paths
     ]
 
 

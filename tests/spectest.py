@@ -56,7 +56,15 @@ OPERANDS = Plan(
     callbacks=("func",),
     operand=("block", "branch", "call", "exit", "func", "memory"),
 )
-PLANS = {"everywhere": EVERYWHERE, "callbacks": CALLBACKS, "operands": OPERANDS}
+# Hot paths: a shadow call stack and Ball-Larus path counters (an else arm of their own for
+# ifs without one, br_table value tables, conditional counts on back edges).
+HOTPATHS = Plan(func=Kind.COUNT, block=Kind.COUNT, stack=True, paths=True)
+PLANS = {
+    "everywhere": EVERYWHERE,
+    "callbacks": CALLBACKS,
+    "operands": OPERANDS,
+    "hotpaths": HOTPATHS,
+}
 
 
 class Skip(Exception):

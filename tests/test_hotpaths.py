@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser import page
-from conftest import INTERPRETERS, PROGRAMS, run_probe, version_of
+from conftest import INTERPRETERS, PROGRAMS, REPO, run_probe, version_of
 
 from probe.storage import Database
 
@@ -190,3 +190,61 @@ def test_wasm_shadow_stack_pops_at_every_exit(tmp_path: Path) -> None:
     assert stacks[("_start", "f", "h", "spin")] > 50 and stacks[("_start", "f", "k", "spin")] > 50
     text = run_probe(PY, "report", "hotpaths", "--db", str(db), cwd=tmp_path).stdout
     assert re.search(r"^spin\s+\d+", text, re.M) and "_start > f > h > spin" in text
+
+
+# Each block of a profiled function ran as often as the paths through it: a block count
+# (hotness's probe, placed apart) against the sum of the path counts containing the block.
+MISMATCHES = """
+WITH b AS (SELECT s.func, s."offset" AS o, c.count FROM sites s
+           JOIN counts c USING (run_id, site_id) WHERE s.kind = 'block'),
+     p AS (SELECT f.func, unnest(p.blocks) AS o, p.count FROM paths p
+           JOIN sites f USING (run_id, site_id)),
+     ps AS (SELECT func, o, sum(count) AS n FROM p GROUP BY ALL)
+SELECT DISTINCT b.func FROM b LEFT JOIN ps USING (func, o) WHERE coalesce(ps.n, 0) <> b.count
+"""
+
+
+def _paths_run(tmp_path: Path, *args: str) -> tuple[Path, str]:
+    db = tmp_path / "p.db"
+    out = run_probe(PY, "run", "-a", "hotpaths", "--db", str(db), *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    return db, out.stderr
+
+
+def test_ball_larus_paths_of_a_known_program(tmp_path: Path) -> None:
+    db, summary = _paths_run(tmp_path, str(PROGRAMS / "paths.wat"))
+    assert "hottest acyclic paths" in summary
+    paths = _query(
+        db,
+        "SELECT f.func, p.path, p.count, p.blocks FROM paths p JOIN sites f "
+        "USING (run_id, site_id) ORDER BY f.func, p.path",
+    )
+    # f: the first iteration (from the entry), i = 1, 2 (i < 3: the if without else taken),
+    # three odd and three even iterations, and the last (odd, leaving the loop)
+    f = [(count, len(blocks)) for func, _, count, blocks in paths if func == "f"]
+    assert sorted(f) == [(1, 5), (1, 5), (1, 5), (1, 6), (3, 4), (3, 4)], f
+    # g: n = 22 (br_table back to the loop), 21 (forward, then br back), 20 (forward, br_if
+    # back), 19 (forward, out of the function)
+    g = [(count, blocks) for func, _, count, blocks in paths if func == "g"]
+    assert [c for c, _ in g] == [1, 1, 1, 1] and len({tuple(b) for _, b in g}) == 4
+    assert len({(func, number) for func, number, _, _ in paths}) == len(paths)
+    assert _query(db, MISMATCHES) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--invoke", "classify", str(REPO / "samples/wasm/switch.wat"), "12"],
+        [str(REPO / "samples/wasm/kernels.wasm"), "--", "sort", "1"],
+        [str(REPO / "samples/wasm/kernels.wasm"), "--", "compress", "1"],
+    ],
+    ids=["switch", "sort", "compress"],
+)
+def test_paths_agree_with_block_counts(tmp_path: Path, args: list[str]) -> None:
+    db, stderr = _paths_run(tmp_path, *args)
+    assert _query(db, "SELECT count(*) FROM paths")[0][0] > 0
+    unprofiled = re.search(
+        r"no path profile of \d+ functions with more than [\d,]+ paths: (.*)", stderr
+    )
+    skipped = set(unprofiled.group(1).split(", ")) if unprofiled else set()
+    assert {func for (func,) in _query(db, MISMATCHES)} <= skipped

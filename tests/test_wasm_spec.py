@@ -18,10 +18,11 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("plan", ["everywhere", "callbacks", "operands"])
+@pytest.mark.parametrize("plan", ["everywhere", "callbacks", "operands", "hotpaths"])
 def test_spec_suite_plain_and_probed_agree(plan: str, spec_reports) -> None:
     """Flags at every site; callback points, all switched on (a host call each); operand
-    events at every site that has them (scratch locals, an appended event writer)."""
+    events at every site that has them (scratch locals, an appended event writer); hot
+    paths' shadow stack and path counters."""
     from spectest import PLANS, Report, run_file
 
     total = Report()

@@ -227,6 +227,17 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
         depth, top = local(DEPTH), local(TOP)
         splice(body.code, rw.emit.stack_push(fidx, depth, top))
         pop_self, back_here = rw.emit.stack_set(depth), rw.emit.stack_set(top)
+    path_code = None  # Ball-Larus: what goes in before which instruction
+    if rw.path_mem >= 0:
+        from . import paths
+
+        planned = paths.plan(rw, body, local)
+        if isinstance(planned, str):
+            rw.unprofiled.append([fidx, planned])
+        else:
+            path_code, profile = planned
+            rw.profiles.append([profile.func, profile.base, profile.paths, profile.nodes,
+                                profile.edges])  # fmt: skip
 
     fast = rw.fast
     while p < end:
@@ -360,6 +371,9 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                     tmp = local(results[-1])
                     value = code(op.LOCAL_TEE, tmp, conv)
                     splice(ins, rw.emit.event(len(sites) - 1, value) + code(op.LOCAL_GET, tmp))
+        if path_code is not None and ins in path_code:
+            # after this instruction's other probes: an if's new else arm must follow them
+            splice(ins, path_code[ins])
         p += 1
         kind = single.get(opc)
         if kind is None:

@@ -46,8 +46,9 @@ EVENT_FIELDS = {
 
 class WasmEngine:
     name = "wasm"
-    # stack: sampled from a shadow stack the rewriter keeps (plan.stack)
-    events = frozenset(EVENT_FIELDS) | {"stack"}
+    # stack: sampled from a shadow stack the rewriter keeps (plan.stack); path: Ball-Larus
+    # path counts (plan.paths)
+    events = frozenset(EVENT_FIELDS) | {"stack", "path"}
 
     def run(self, target: Target, probes: ProbeSet, scope: Scope, recorder: Recorder) -> Outcome:
         opts = Options(**target.options)
@@ -98,6 +99,7 @@ class WasmEngine:
         finally:
             try:
                 host.samples()
+                host.paths()
                 host.finish()
             finally:
                 memory = ran.probe_memory if ran else None
@@ -163,6 +165,11 @@ def plan_for(probes: ProbeSet, events: frozenset[str], module: Module | None = N
         if probes.kind_for("stack") != Kind.SAMPLE:
             raise UsageError("the wasm engine samples stacks; exact calling contexts: not yet")
         plan.stack = True
+    if probes.kind_for("path") is not None:
+        if plan.branch:
+            raise UsageError("path probes and branch probes don't go together yet: run them apart")
+        plan.paths = True
+        plan.func = max(plan.func, Kind.FLAG)  # the paths table names functions by their site
     plan.callbacks = tuple(sorted(callbacks))
     plan.operand = tuple(sorted(operand))
     plan.ranges = tuple(sorted(ranges - operand))

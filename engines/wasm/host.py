@@ -19,6 +19,7 @@ from .rewrite import (
     FLUSH_IMPORT,
     GUARDS_EXPORT,
     HIT_IMPORT,
+    PATHS_EXPORT,
     RANGES_EXPORT,
     STACK_EXPORT,
     Result,
@@ -50,6 +51,7 @@ class Host:
         self._initial = probes.callback_probes()
         self.sampling = probes.sampling_for("stack")
         self.sampler = None  # reads the shadow stack while the guest runs
+        self.path_memory = None  # numpy bytes view of the path counters
         self.began = time.time()
 
     def imports(self) -> dict[str, tuple[list[str], Callable[..., None]]]:
@@ -76,6 +78,12 @@ class Host:
         if self.prepared.ranges:
             self.ranges = view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
             self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
+        if self.prepared.paths:
+            self.path_memory = view(store, exports[PATHS_EXPORT], np.uint8)
+            for at, values in self.prepared.path_tables:  # br_table edge values
+                self.path_memory[at : at + 4 * len(values)] = np.asarray(values, "<i4").view(
+                    np.uint8
+                )
         if self.prepared.stack and self.sampling is not None:
             from .sampler import ShadowSampler
 
@@ -84,6 +92,26 @@ class Host:
                 stack, self.sampling.rate, self.module.func_name, self.unit, self.began
             )
             self.sampler.start()
+
+    def paths(self) -> None:
+        """Write the path counts (the paths table), and say which functions were too big."""
+        if self.path_memory is not None:
+            from .tables import paths_columns
+
+            columns = paths_columns(self.prepared, self.path_memory)
+            if columns["path"]:
+                self.recorder.write("paths", columns)
+        if self.prepared.unprofiled:
+            from probe.storage.spool import warn
+
+            from .paths import PATH_LIMIT
+
+            names = ", ".join(self.module.func_name(f) for f, _ in self.prepared.unprofiled[:5])
+            more = len(self.prepared.unprofiled) - 5
+            warn(
+                f"no path profile of {len(self.prepared.unprofiled)} functions with more than "
+                f"{PATH_LIMIT:,} paths: {names}" + (f" and {more} more" if more > 0 else "")
+            )
 
     def samples(self) -> None:
         """Stop sampling and write what was sampled (samples and stacks)."""

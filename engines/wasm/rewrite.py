@@ -69,8 +69,10 @@ CURSOR_EXPORT = "probe:cursor"  # i32 global: bytes of the ring in use
 FLUSH_IMPORT = ("probe", "flush")  # () -> (): the ring is full, take its events
 RANGES_EXPORT = "probe:ranges"  # per site: lowest and highest operand, two u64
 STACK_EXPORT = "probe:stack"  # the shadow stack: depth (bytes) at 0, frames from FRAMES_AT
+PATHS_EXPORT = "probe:paths"  # Ball-Larus path counters (i64) and br_table value tables (i32)
 _RESERVED = (
     STACK_EXPORT,
+    PATHS_EXPORT,
     PROBE_MEMORY_EXPORT,
     START_EXPORT,
     GUARDS_EXPORT,
@@ -110,11 +112,15 @@ class Plan:
     # function pushes its index at entry; after each call the caller sets the depth back to
     # its own, which pops the callee however it left (a trap: the host resets it).
     stack: bool = False
+    # Ball-Larus path profiles (paths.py): a counter per acyclic path of each function, in a
+    # memory of its own (probe:paths). Not with branch probes, which rewrite br_if too.
+    paths: bool = False
 
     def any(self) -> bool:
         return (
             any((self.func, self.block, self.instr, self.branch, self.call, self.memory, self.exit))
             or self.stack
+            or self.paths
         )
 
     def key(self) -> str:
@@ -157,6 +163,12 @@ class Result:
     events: bool = False  # has an event ring and imports ("probe", "flush")
     ranges: bool = False  # has a range memory (probe:ranges)
     stack: bool = False  # keeps a shadow call stack (probe:stack)
+    # Path profiles (probe:paths): per function [index, base, paths, nodes, edges] (see
+    # paths.Profile); the br_table tables the host writes there first, [at, values]; the
+    # functions not profiled, [index, why].
+    paths: list = field(default_factory=list)
+    path_tables: list = field(default_factory=list)
+    unprofiled: list = field(default_factory=list)
     # Piecewise map from instrumented offsets back to the original: segment starts.
     new_starts: array = field(default_factory=lambda: array("q"))
     old_starts: array = field(default_factory=lambda: array("q"))
@@ -234,6 +246,12 @@ class Rewriter:
         if self.ranges:
             self.range_mem, nextmem = nextmem, nextmem + 1
         self.stack_mem = nextmem if plan.stack and has_code else -1
+        nextmem += self.stack_mem >= 0
+        self.path_mem = nextmem if plan.paths and has_code else -1
+        self.path_bytes = 0
+        self.path_tables: list = []
+        self.profiles: list = []
+        self.unprofiled: list = []
         self.shift = added
         self.reloc = Relocation(m, added)
         self.operand_funcs = frozenset(plan.operand_funcs or ())
@@ -291,6 +309,9 @@ class Rewriter:
             if self.stack_mem >= 0:
                 memories.append(-(-(FRAMES_AT + 4 * STACK_FRAMES) // 65536))
                 exports.append((STACK_EXPORT, 2, self.stack_mem))
+            if self.path_mem >= 0:
+                memories.append(max(1, -(-self.path_bytes // 65536)))
+                exports.append((PATHS_EXPORT, 2, self.path_mem))
             added[SEC_MEMORY] = extend_section(
                 b,
                 m.section(SEC_MEMORY),
@@ -389,6 +410,9 @@ class Rewriter:
             events=bool(self.operand),
             ranges=bool(self.ranges),
             stack=self.stack_mem >= 0,
+            paths=self.profiles,
+            path_tables=self.path_tables,
+            unprofiled=self.unprofiled,
             new_starts=array("q", (self.marks_new[i] for i in order)),
             old_starts=array("q", (self.marks_old[i] for i in order)),
             imported=m.imported_funcs,

@@ -89,3 +89,28 @@ def counts_columns(prepared: Result, memory: bytes | None, ranges: Any = None) -
                 int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
             ]
     return columns
+
+
+def paths_columns(prepared: Result, memory: Any) -> dict[str, list]:
+    """The paths table from the path counters (a numpy byte view or a copy): each path that
+    ran, its number, count and blocks, under its function's func site."""
+    import numpy as np
+
+    from .paths import Profile
+
+    sites = prepared.sites
+    func_site = {
+        int(f): i
+        for i, (k, f) in enumerate(zip(sites.kind, sites.func, strict=True))
+        if k == "func"
+    }
+    columns: dict[str, list] = {"site_id": [], "path": [], "count": [], "blocks": []}
+    for entry in prepared.paths:
+        profile = Profile(*entry)
+        counts = np.frombuffer(memory, dtype="<i8", count=profile.paths, offset=profile.base)
+        for number in np.nonzero(counts)[0].tolist():
+            columns["site_id"].append(func_site.get(profile.func, -1))
+            columns["path"].append(number)
+            columns["count"].append(int(counts[number]))
+            columns["blocks"].append(profile.decode(number))
+    return columns
