@@ -11,7 +11,8 @@ Agreement: probe's ten functions with the most self samples against py-spy's own
 record, raw format, the same rate), as functions in both lists.
 
 Wasm: the C kernels of benchmarks/wasm_overhead.py, timed in process as there: the shadow
-stack alone with its sampler thread at 100 Hz, and with hotness's counts.
+stack alone with its sampler thread at 100 Hz, with hotness's counts, Ball-Larus path counters
+alone, and everything `-a hotpaths` places.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from python_coverage import timed
 from ratios import Times, table
 
 HERE = Path(__file__).parent
-PROGRAMS = {
-    "interp": ["interp.py", "8"],
+PROGRAMS = {  # 2.5-4 s each plain on the project's machine: the goals are for programs of 2 s+
+    "interp": ["interp.py", "14"],
     "nbody": ["nbody.py", "5"],
-    "sorts": ["sorts.py", "5"],
-    "sieve": ["sieve.py", "24"],
-    "textproc": ["textproc.py", "200"],
+    "sorts": ["sorts.py", "6"],
+    "sieve": ["sieve.py", "40"],
+    "textproc": ["textproc.py", "500"],
 }
 PY = sys.executable
 BIN = Path(PY).parent
@@ -125,7 +126,7 @@ def wasm(reps: int) -> None:
     from wasm_overhead import KERNELS, SCALES, quiet_stdout
 
     from probe.engines.wasm import binary, runner
-    from probe.engines.wasm.host import view
+    from probe.engines.wasm.host import path_memory, view
     from probe.engines.wasm.options import Options
     from probe.engines.wasm.rewrite import STACK_EXPORT, Plan, instrument
     from probe.engines.wasm.sampler import ShadowSampler
@@ -136,6 +137,10 @@ def wasm(reps: int) -> None:
         "shadow stack + sampler": Plan(stack=True),
         "hotpaths (stack + counts)": Plan(func=Kind.COUNT, block=Kind.COUNT, stack=True),
         "hotness alone (counts)": Plan(func=Kind.COUNT, block=Kind.COUNT),
+        "Ball-Larus paths": Plan(paths=True),
+        "hotpaths + paths (all of -a hotpaths)": Plan(
+            func=Kind.COUNT, block=Kind.COUNT, stack=True, paths=True
+        ),
     }
     m = binary.parse(KERNELS.read_bytes())
     engine = runner.make_engine(Options())
@@ -143,16 +148,18 @@ def wasm(reps: int) -> None:
     for name, plan in configs.items():
         r = instrument(m, plan)
         export = "probe:memory" if plan.any() else None
-        built[name] = (wasmtime.Module(engine, r.module), r.deferred_start, export, plan.stack)
+        built[name] = (wasmtime.Module(engine, r.module), r.deferred_start, export, r)
     times: dict[str, dict[str, list[float]]] = {k: {c: [] for c in configs} for k in SCALES}
     samples = Counter()
     for _ in range(reps):
         for k, n in SCALES.items():
-            for c, (module, start, export, stack) in built.items():
+            for c, (module, start, export, prepared) in built.items():
                 sampler, kept = [], []
 
-                def attach(store, exports, stack=stack, sampler=sampler, kept=kept) -> None:
-                    if stack:
+                def attach(store, exports, r=prepared, sampler=sampler, kept=kept) -> None:
+                    if r.paths:
+                        path_memory(store, exports, r)
+                    if r.stack:
                         memory = view(store, exports[STACK_EXPORT], np.uint32)
                         s = ShadowSampler(memory, 100, m.func_name, "kernels.wasm", time.time())
                         s.start()

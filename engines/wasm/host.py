@@ -79,11 +79,7 @@ class Host:
             self.ranges = view(store, exports[RANGES_EXPORT], np.uint64).reshape(-1, 2)
             self.ranges[:, 0] = np.iinfo(np.uint64).max  # lowest seen: none yet
         if self.prepared.paths:
-            self.path_memory = view(store, exports[PATHS_EXPORT], np.uint8)
-            for at, values in self.prepared.path_tables:  # br_table edge values
-                self.path_memory[at : at + 4 * len(values)] = np.asarray(values, "<i4").view(
-                    np.uint8
-                )
+            self.path_memory = path_memory(store, exports, self.prepared)
         if self.prepared.stack and self.sampling is not None:
             from .sampler import ShadowSampler
 
@@ -207,6 +203,17 @@ class Host:
         """Take the events still in the ring, however the run ended."""
         if self.ring is not None and self.store is not None:
             self.flush(self.cursor.value(self.store) // EVENT_BYTES)
+
+
+def path_memory(store: Any, exports: Any, prepared: Result) -> Any:
+    """A byte view of the path counters, with the br_table value tables written in: what must
+    be there before the guest runs."""
+    import numpy as np
+
+    memory = view(store, exports[PATHS_EXPORT], np.uint8)
+    for at, values in prepared.path_tables:
+        memory[at : at + 4 * len(values)] = np.asarray(values, "<i4").view(np.uint8)
+    return memory
 
 
 def view(store: Any, memory: Any, dtype: Any) -> Any:
