@@ -27,7 +27,7 @@ profiled (their counters would not fit); the run says which.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import opcodes as op
@@ -66,7 +66,6 @@ class _Frame:
     join: _Node | None  # where a branch to its label goes (a loop: its header; 0: EXIT)
     header: _Node | None = None  # an if: the node that holds it
     header_live: bool = False
-    then_end: list[tuple[int, _Edge]] = field(default_factory=list)
     has_else: bool = False
 
 
