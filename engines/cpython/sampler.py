@@ -196,7 +196,7 @@ def _read_speedscope(
             n = max(1, round(seconds * sampling.rate))
             chain = [frames[i] for i in stack]  # root first
             if process == pid:
-                chain = _program_frames(chain, ours)
+                chain = _program_frames(chain, ours, main=tid == str(pid))
             if chain:
                 log.add(at, process, label, chain, n, False if not sampling.idle else None,
                         True if sampling.gil else None)  # fmt: skip
@@ -204,13 +204,17 @@ def _read_speedscope(
 
 
 def _program_frames(
-    chain: list[Frame], ours: tuple[frozenset[str], tuple[str, ...]]
+    chain: list[Frame], ours: tuple[frozenset[str], tuple[str, ...]], main: bool
 ) -> list[Frame]:
-    """The program's own frames: below probe's (the CLI, the engine) in the main thread, and
+    """The program's own frames: below probe's (the CLI, the engine) in the main thread (a
+    main-thread sample without the program in it is probe's own start or end: none), and
     without probe's frames inside it (a probe's callback): their time is the caller's."""
     for i, (func, unit, _) in enumerate(chain):
         if func == _ENTRY and unit == _ENGINE:
             chain = chain[i + 1 :]
             break
+    else:
+        if main:
+            return []
     files, dirs = ours
     return [f for f in chain if f[1] not in files and not f[1].startswith(dirs)]
