@@ -248,3 +248,42 @@ def test_paths_agree_with_block_counts(tmp_path: Path, args: list[str]) -> None:
     )
     skipped = set(unprofiled.group(1).split(", ")) if unprofiled else set()
     assert {func for (func,) in _query(db, MISMATCHES)} <= skipped
+
+
+NESTED = """class A:
+    def m(self):
+        def inner():
+            return 1
+        return inner()
+
+    class B:
+        def n(self):
+            return 2
+
+
+def outer():
+    def mid():
+        def deep():
+            return 3
+        return deep()
+    return mid()
+
+
+A().m(); A.B().n(); outer()
+"""
+
+
+def test_functions_have_one_name_in_lines_and_calls(tmp_path: Path) -> None:
+    """A nested function's lines and its entries name it alike (co_qualname), so that its
+    lines run and its calls meet in one row of the report."""
+    (tmp_path / "nest.py").write_text(NESTED)
+    db, _ = _paths_run(tmp_path, str(tmp_path / "nest.py"))
+    kinds = dict(
+        _query(db, "SELECT func, list(DISTINCT kind ORDER BY kind) FROM sites GROUP BY func")
+    )
+    deep = "outer.<locals>.mid.<locals>.deep"
+    assert kinds["A.m.<locals>.inner"] == kinds[deep] == kinds["A.B.n"] == ["func", "line"]
+    report = run_probe(PY, "report", "hotpaths", "--db", str(db), cwd=tmp_path).stdout
+    assert re.search(rf"^{re.escape(deep)} \(nest\.py\)(\s+\S+){{4}}\s+1\s+1$", report, re.M), (
+        report
+    )

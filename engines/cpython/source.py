@@ -274,7 +274,7 @@ def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
         for line in range(first, last + 1):
             info.first_line[line] = first
 
-    def visit(body: list[ast.stmt], scope: str) -> None:
+    def visit(body: list[ast.stmt], scope: str, in_class: bool = False) -> None:
         for s in body:
             for d in getattr(s, "decorator_list", ()):
                 span(d.lineno, d.end_lineno or d.lineno)
@@ -285,20 +285,27 @@ def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
             info.funcs[s.lineno] = scope
             for d in getattr(s, "decorator_list", ()):
                 info.funcs[d.lineno] = scope
-            inner = scope
+            inner, is_class = scope, in_class
             if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                inner = s.name if scope == "<module>" else f"{scope}.{s.name}"
+                # as the code object's co_qualname names it (what func sites and stacks say)
+                if scope == "<module>":
+                    inner = s.name
+                elif in_class:
+                    inner = f"{scope}.{s.name}"
+                else:
+                    inner = f"{scope}.<locals>.{s.name}"
+                is_class = isinstance(s, ast.ClassDef)
             for name in ("body", "orelse", "finalbody"):
-                visit(getattr(s, name, []), inner)
+                visit(getattr(s, name, []), inner, is_class)
             for handler in getattr(s, "handlers", ()):
                 span(handler.lineno, _header_end(handler))
                 info.funcs[handler.lineno] = inner
-                visit(handler.body, inner)
+                visit(handler.body, inner, is_class)
             for case in getattr(s, "cases", ()):
                 p = case.pattern
                 span(p.lineno, max(p.end_lineno or p.lineno, case.body[0].lineno - 1))
                 info.funcs[p.lineno] = inner
-                visit(case.body, inner)
+                visit(case.body, inner, is_class)
 
     visit(tree.body, "<module>")
 
