@@ -484,8 +484,14 @@ class Session(Recording):
             _open_sessions.remove(self)
         self.leave()
         attached.stop(outcome or Outcome("ok", 0))  # closes the run: see Recording.save
-        with database(self.db_path, write=True):
-            pass  # opening for writing ingests: the results are queryable on return
+        # The results are queryable on return: opening for writing ingests them.
+        from probe.engines.perf import callgrind
+
+        if callgrind.inside():
+            ingest_in_background(self.db_path, wait=True)
+        else:
+            with database(self.db_path, write=True):
+                pass
 
     def __enter__(self) -> Session:
         return self.start()
