@@ -308,6 +308,16 @@ class ProbeSet:
                 found.append(site.func)
         return tuple(found)
 
+    def without(self, event: str) -> ProbeSet:
+        """These probes but the flag, count and operand probes on ``event`` (an engine that
+        serves them another way hands the rest on)."""
+        return ProbeSet(
+            {(e, site): k for (e, site), k in self._probes.items() if e != event},
+            list(self._callbacks),
+            dict(self._limits),
+            dict(self._sampling),
+        )
+
     def callback_probes(self) -> list[Probe]:
         """Callback probes (and callback-less callback points), in the order they were added."""
         return list(self._callbacks)

@@ -289,3 +289,25 @@ def test_functions_have_one_name_in_lines_and_calls(tmp_path: Path) -> None:
     assert re.search(rf"^{re.escape(deep)} \(nest\.py\)(\s+\S+){{4}}\s+1\s+1$", report, re.M), (
         report
     )
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_starts_counted_in_the_bytecode_equal_the_interpreters(python: str, tmp_path: Path) -> None:
+    """hotpaths counts function starts by an increment after RESUME; the calls analysis
+    counts them from the interpreter's start events (sys.monitoring or settrace)."""
+    counts = {}
+    for analyses in (["-a", "hotpaths"], ["-a", "hotness", "-a", "calls"]):
+        db = tmp_path / f"{analyses[1]}.db"
+        out = run_probe(
+            python, "run", "-q", *analyses, "--db", str(db), str(PROGRAMS / "starts.py"),
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        counts[analyses[1]] = _query(
+            db,
+            "SELECT s.func, s.line, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
+            "WHERE s.kind = 'func' ORDER BY ALL",
+        )
+    assert counts["hotpaths"] == counts["hotness"]
+    assert ("outer.<locals>.inner", 31, 50) in counts["hotpaths"]
+    assert ("gen", 9, 11) in counts["hotpaths"]  # ten sums and the one left suspended

@@ -80,7 +80,15 @@ class _Run(Measured):
         count: bool,
         branch: bool,
     ) -> None:
-        super().__init__(probes, scope, recorder)
+        # Function starts counted in the bytecode beside the line counts, where nothing
+        # else needs the interpreter's start events: not a callback a call.
+        self.starts = (
+            count
+            and probes.kind_for("func") == Kind.COUNT
+            and probes.kind_for("call") is None
+            and "func" not in probes.switchable()
+        )
+        super().__init__(probes.without("func") if self.starts else probes, scope, recorder)
         self.target = target
         self.lines = probes.kind_for("line") is not None or branch
         if MONITORING and not count:
@@ -93,7 +101,7 @@ class _Run(Measured):
             # cost a few nanoseconds a line; a sys.monitoring callback costs ten times that.
             from .rewrite import Rewriter
 
-            self.collector = Rewriter(count=count)
+            self.collector = Rewriter(count=count, entries=self.starts)
             self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
@@ -211,7 +219,18 @@ class _Run(Measured):
     def _snapshot(self) -> None:
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        self.snapshot(hits, lines=self.lines)
+        self.snapshot(hits, self._started(), lines=self.lines)
+
+    def _started(self) -> dict[int, int]:
+        """Starts of each function (func site -> count) where the bytecode counts them."""
+        if not self.starts:
+            return {}
+        real = os.path.realpath
+        return {
+            self.ids.get("func", real(filename), func, line): n
+            for filename, starts in self.collector.starts().items()
+            for (func, line), n in starts.items()
+        }
 
     def _stop(self) -> None:
         self.snapshots.stop()
@@ -232,7 +251,7 @@ class _Run(Measured):
             self.sampler.stop().write(self.recorder)
         real = os.path.realpath
         hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        self.write(outcome, hits, {}, lines=self.lines)
+        self.write(outcome, hits, self._started(), lines=self.lines)
 
 
 def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:

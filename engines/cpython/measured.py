@@ -83,10 +83,13 @@ class Measured:
         self._tables(self.recorder, hits, counts, lines, witnessed, per_context)
         self.recorder.close(outcome)
 
-    def snapshot(self, hits: dict[str, dict[int, int]], *, lines: bool) -> None:
-        """The tables as they stand, to the run's snapshot (kept if the run is killed)."""
+    def snapshot(
+        self, hits: dict[str, dict[int, int]], counts: dict[int, int] | None = None, *, lines: bool
+    ) -> None:
+        """The tables as they stand, to the run's snapshot (kept if the run is killed);
+        ``counts``: see write."""
         kept = _Kept()
-        self._tables(kept, hits, {}, lines, True, None)
+        self._tables(kept, hits, counts or {}, lines, True, None)
         self.recorder.snapshot(kept.tables)
 
     def _tables(

@@ -29,6 +29,7 @@ from types import CodeType
 from bytecode import Bytecode, Instr, Label
 
 from .compat import BACK_JUMP_IS_LINE_EVENT, CODE_ADAPTIVE_OFFSET
+from .tracer import func_name
 
 _NB_INPLACE_ADD = 13
 _NOP = dis.opmap["NOP"]
@@ -39,9 +40,14 @@ _PATCH_EVERY_S = 0.05
 class Rewriter:
     """Instruments code objects and reads back, per file, the lines that ran."""
 
-    def __init__(self, count: bool = False) -> None:
+    def __init__(self, count: bool = False, entries: bool = False) -> None:
+        """``count``: count lines, not flag them; ``entries`` (with ``count``): count each
+        code object's starts too, as sys.monitoring's PY_START would (a callback a call)."""
         self._count = count
+        self._entries = entries and count
         self._files: dict[str, tuple[list[int], dict[int, int]]] = {}
+        # Per file: (qualified name, first line) of each code object -> its slot of starts.
+        self._starts: dict[str, dict[tuple[str, int], int]] = {}
         # Flags not yet switched off: (slots, index, code object, byte offset of the NOP, skip).
         self._armed: list[tuple[list[int], int, CodeType, int, int]] = []
         self._stop = threading.Event()
@@ -104,9 +110,19 @@ class Rewriter:
     def hits(self) -> dict[str, dict[int, int]]:
         """Lines that ran, per file, with their counts (1 for flags)."""
         return {
-            filename: {line: slots[i] for line, i in index.items() if slots[i]}
+            filename: {
+                line: slots[i] for line, i in index.items() if isinstance(line, int) and slots[i]
+            }
             for filename, (slots, index) in self._files.items()
         }
+
+    def starts(self) -> dict[str, dict[tuple[str, int], int]]:
+        """Code objects that started, per file: (qualified name, first line) -> starts."""
+        found: dict[str, dict[tuple[str, int], int]] = {}
+        for filename, where in self._starts.items():
+            slots = self._files[filename][0]
+            found[filename] = {key: slots[i] for key, i in where.items() if slots[i]}
+        return found
 
     def _rewrite(self, code: CodeType, slots: list[int], index: dict[int, int]) -> CodeType:
         consts = tuple(
@@ -116,7 +132,12 @@ class Rewriter:
             code = code.replace(co_consts=consts)
         bc = Bytecode.from_code(code)
         if self._count:
-            bc[:] = self._count_probes(list(bc), slots, index)
+            start = None
+            if self._entries:
+                start = index.setdefault(_Start(code), len(index))
+                where = self._starts.setdefault(code.co_filename, {})
+                where[(func_name(code), code.co_firstlineno)] = start
+            bc[:] = self._count_probes(list(bc), slots, index, start)
             return bc.to_code()
         out: list[object] = []
         resumed = False
@@ -139,7 +160,7 @@ class Rewriter:
         return bc.to_code()
 
     def _count_probes(
-        self, items: list[object], slots: list[int], index: dict[int, int]
+        self, items: list[object], slots: list[int], index: dict[int, int], start: int | None
     ) -> list[object]:
         """Count probes where the interpreter reports a line event, and only there.
 
@@ -147,6 +168,9 @@ class Rewriter:
         and (sys.settrace on 3.11) when a jump goes back. So a jump target gets two entries:
         jumps that make a line event come in before the probe; the others, and falling
         through from its own line, come in after it.
+
+        ``start``: the slot counting the code's starts, right after its RESUME 0 (before
+        any label: a jump back to the first line is no start).
         """
         pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
         line_at: dict[int, int | None] = {}  # label -> line of the instruction it marks
@@ -204,10 +228,12 @@ class Rewriter:
                 out.extend(labels)
                 out.extend(quiet[id(lb)] for lb in labels if id(lb) in quiet)
                 labels = []
+            out.append(item)
             if item.name == "RESUME":
                 resumed = True
                 first = item.arg == 0  # a function's start, not a resumption after a yield
-            out.append(item)
+                if first and start is not None:
+                    out.extend(self._increment(slots, start, item.lineno))
             before = item
         out.extend(labels)
         return out
@@ -221,6 +247,10 @@ class Rewriter:
                 Instr("LOAD_CONST", i, lineno=line),
                 Instr("STORE_SUBSCR", lineno=line),
             ]
+        return self._increment(slots, i, line)
+
+    @staticmethod
+    def _increment(slots: list[int], i: int, line: int) -> list[Instr]:
         return [
             Instr("LOAD_CONST", slots, lineno=line),
             Instr("LOAD_CONST", i, lineno=line),
@@ -233,6 +263,15 @@ class Rewriter:
             Instr("SWAP", 2, lineno=line),
             Instr("STORE_SUBSCR", lineno=line),
         ]
+
+
+class _Start:
+    """The key of a code object's starts in a file's slot index (lines are ints)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: CodeType) -> None:
+        self.code = code
 
 
 def _labels_of(item: object) -> list[Label]:
