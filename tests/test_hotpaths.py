@@ -311,3 +311,37 @@ def test_starts_counted_in_the_bytecode_equal_the_interpreters(python: str, tmp_
     assert counts["hotpaths"] == counts["hotness"]
     assert ("outer.<locals>.inner", 31, 50) in counts["hotpaths"]
     assert ("gen", 9, 11) in counts["hotpaths"]  # ten sums and the one left suspended
+
+
+LEAVES = """\
+import os, threading, time
+def spin():
+    while True:
+        time.sleep(0.001)
+        spun = 1
+def leave():
+    print("bye", flush=True)
+    os._exit(0)
+    never = 1
+threading.Thread(target=spin, daemon=True).start()
+time.sleep(0.05)
+leave()
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_lines_after_where_frames_stopped_did_not_run(python: str, tmp_path: Path) -> None:
+    """Lines in a straight run share one increment (3.12+): where a frame is still in the
+    middle of one at the end (os._exit, a daemon thread), the lines after it did not run."""
+    (tmp_path / "leaves.py").write_text(LEAVES)
+    db = tmp_path / "l.db"
+    out = run_probe(
+        python, "run", "-q", "-a", "hotness", "--db", str(db), "leaves.py", cwd=tmp_path
+    )
+    assert out.returncode == 0 and out.stdout == "bye\n", out.stderr
+    lines = dict(
+        _query(db, "SELECT s.line, c.count FROM sites s JOIN counts c USING (run_id, site_id) "
+                   "WHERE s.kind = 'line'")
+    )  # fmt: skip
+    assert lines[8] == 1 and 9 not in lines  # os._exit(0) ran, `never = 1` did not
+    assert lines[4] - 1 <= lines.get(5, 0) <= lines[4]  # the thread stopped at a sleep, or after

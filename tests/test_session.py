@@ -124,10 +124,11 @@ with probe.session(["hotness", "branches"], db="session.duckdb", source=["."]):
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
-@pytest.mark.parametrize("program", ["control.py", "functional.py"])
+@pytest.mark.parametrize("program", ["control.py", "functional.py", "errors.py", "starts.py"])
 def test_a_session_counts_what_probe_run_counts(python: str, program: str, workdir) -> None:
     """Session probes come from interpreter events, `probe run` compiles its own: same
-    lines, same branch arcs; on 3.12+ the same counts too."""
+    lines, same branch arcs; on 3.12+ the same counts too, though `probe run` counts a
+    straight run of lines once and subtracts where exceptions left it (regions.py)."""
     done = run_probe(python, "run", "-q", "--db", "run.duckdb", "-a", "hotness", "-a", "branches",
                      program, cwd=workdir)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -141,6 +142,11 @@ def test_a_session_counts_what_probe_run_counts(python: str, program: str, workd
     run_probe(python, "runs", "--db", "run.duckdb", cwd=workdir)  # ingest
     ran, session = query(workdir / "run.duckdb", sql), query(workdir / "session.duckdb", sql)
     assert len(ran) > 40
+    if program == "errors.py":
+        # Arcs from events miss 43 -> 45 (`if flag:` false inside a with): the with's exit
+        # is a line event of 42 between them. Lines, exceptions left mid-region, must agree.
+        assert ("branch", 43, 45, 1) in ran and ("branch", 43, 45, 1) not in session
+        ran.remove(("branch", 43, 45, 1))
     if version_of(python) == "(3, 11)":
         # 3.11's settrace reports resumed generators' lines differently from the bytecode
         # counts of `probe run`: the same lines and arcs ran, some counts differ.

@@ -24,14 +24,15 @@ from __future__ import annotations
 import ctypes
 import dis
 import threading
+from collections import Counter
 from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
 from .compat import BACK_JUMP_IS_LINE_EVENT, CODE_ADAPTIVE_OFFSET
+from .regions import FileCounts, Missed, Point, Start, place
 from .tracer import func_name
 
-_NB_INPLACE_ADD = 13
 _NOP = dis.opmap["NOP"]
 _JUMP_FORWARD = dis.opmap["JUMP_FORWARD"]
 _PATCH_EVERY_S = 0.05
@@ -45,7 +46,9 @@ class Rewriter:
         code object's starts too, as sys.monitoring's PY_START would (a callback a call)."""
         self._count = count
         self._entries = entries and count
-        self._files: dict[str, tuple[list[int], dict[int, int]]] = {}
+        self._files: dict[str, tuple[list[int], dict[int, int]]] = {}  # flags
+        self._counts: dict[str, FileCounts] = {}  # counts
+        self._missed = Missed()
         # Per file: (qualified name, first line) of each code object -> its slot of starts.
         self._starts: dict[str, dict[tuple[str, int], int]] = {}
         # Flags not yet switched off: (slots, index, code object, byte offset of the NOP, skip).
@@ -54,22 +57,26 @@ class Rewriter:
         self._thread: threading.Thread | None = None
 
     def instrument(self, code: CodeType) -> CodeType:
+        if self._count:
+            return self._counted(code, self._counts.setdefault(code.co_filename, FileCounts()))
         slots, index = self._files.setdefault(code.co_filename, ([], {}))
         new = self._rewrite(code, slots, index)
         slots.extend([0] * (len(index) - len(slots)))
-        if not self._count:
-            self._arm(new, slots)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._disarm_loop, name="probe-disarm", daemon=True
-                )
-                self._thread.start()
+        self._arm(new, slots)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._disarm_loop, name="probe-disarm", daemon=True
+            )
+            self._thread.start()
         return new
 
     def start(self) -> None:
-        """Probes are placed as code is compiled; nothing to switch on."""
+        """Probes are placed as code is compiled; counts watch exceptions (regions.py)."""
+        if self._count:
+            self._missed.start()
 
     def stop(self) -> None:
+        self._missed.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -109,10 +116,14 @@ class Rewriter:
 
     def hits(self) -> dict[str, dict[int, int]]:
         """Lines that ran, per file, with their counts (1 for flags)."""
-        return {
-            filename: {
-                line: slots[i] for line, i in index.items() if isinstance(line, int) and slots[i]
+        if self._count:
+            live = self._missed.live()
+            return {
+                filename: file.lines(live.get(id(file), Counter()))
+                for filename, file in self._counts.items()
             }
+        return {
+            filename: {line: slots[i] for line, i in index.items() if slots[i]}
             for filename, (slots, index) in self._files.items()
         }
 
@@ -120,9 +131,28 @@ class Rewriter:
         """Code objects that started, per file: (qualified name, first line) -> starts."""
         found: dict[str, dict[tuple[str, int], int]] = {}
         for filename, where in self._starts.items():
-            slots = self._files[filename][0]
+            slots = self._counts[filename].slots
             found[filename] = {key: slots[i] for key, i in where.items() if slots[i]}
         return found
+
+    def _counted(self, code: CodeType, file: FileCounts) -> CodeType:
+        """``code`` and the code objects it holds, counting their lines (and starts)."""
+        consts = tuple(
+            self._counted(c, file) if isinstance(c, CodeType) else c for c in code.co_consts
+        )
+        if consts != code.co_consts:
+            code = code.replace(co_consts=consts)
+        start = None
+        if self._entries:
+            start = file.new_slot()
+            where = self._starts.setdefault(code.co_filename, {})
+            where[(func_name(code), code.co_firstlineno)] = start
+        bc = Bytecode.from_code(code)
+        placed, after = place(self._count_points(list(bc), start), file)
+        bc[:] = placed
+        new = bc.to_code()
+        self._missed.register(new, file, after)
+        return new
 
     def _rewrite(self, code: CodeType, slots: list[int], index: dict[int, int]) -> CodeType:
         consts = tuple(
@@ -131,14 +161,6 @@ class Rewriter:
         if consts != code.co_consts:
             code = code.replace(co_consts=consts)
         bc = Bytecode.from_code(code)
-        if self._count:
-            start = None
-            if self._entries:
-                start = index.setdefault(_Start(code), len(index))
-                where = self._starts.setdefault(code.co_filename, {})
-                where[(func_name(code), code.co_firstlineno)] = start
-            bc[:] = self._count_probes(list(bc), slots, index, start)
-            return bc.to_code()
         out: list[object] = []
         resumed = False
         last_line: int | None = None
@@ -159,10 +181,8 @@ class Rewriter:
         bc[:] = out
         return bc.to_code()
 
-    def _count_probes(
-        self, items: list[object], slots: list[int], index: dict[int, int], start: int | None
-    ) -> list[object]:
-        """Count probes where the interpreter reports a line event, and only there.
+    def _count_points(self, items: list[object], start: int | None) -> list[object]:
+        """Count points where the interpreter reports a line event, and only there.
 
         A line event comes at a function's first line, when execution moves to another line,
         and (sys.settrace on 3.11) when a jump goes back. So a jump target gets two entries:
@@ -170,7 +190,8 @@ class Rewriter:
         through from its own line, come in after it.
 
         ``start``: the slot counting the code's starts, right after its RESUME 0 (before
-        any label: a jump back to the first line is no start).
+        any label: a jump back to the first line is no start). Points and the start are
+        markers, made increments by regions.place.
         """
         pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
         line_at: dict[int, int | None] = {}  # label -> line of the instruction it marks
@@ -217,7 +238,7 @@ class Rewriter:
                         out.append(Instr("JUMP_FORWARD", skip, lineno=line))
                         after.append(skip)
                     out.extend(labels)
-                    out.extend(self._probe(slots, index.setdefault(line, len(index)), line))
+                    out.append(Point(line))
                     out.extend(after)
                 else:
                     out.extend(labels)
@@ -233,45 +254,19 @@ class Rewriter:
                 resumed = True
                 first = item.arg == 0  # a function's start, not a resumption after a yield
                 if first and start is not None:
-                    out.extend(self._increment(slots, start, item.lineno))
+                    out.append(Start(start, item.lineno))
             before = item
         out.extend(labels)
         return out
 
     def _probe(self, slots: list[int], i: int, line: int) -> list[Instr]:
-        if not self._count:
-            return [
-                Instr("NOP", lineno=line),
-                Instr("LOAD_CONST", 1, lineno=line),
-                Instr("LOAD_CONST", slots, lineno=line),
-                Instr("LOAD_CONST", i, lineno=line),
-                Instr("STORE_SUBSCR", lineno=line),
-            ]
-        return self._increment(slots, i, line)
-
-    @staticmethod
-    def _increment(slots: list[int], i: int, line: int) -> list[Instr]:
         return [
+            Instr("NOP", lineno=line),
+            Instr("LOAD_CONST", 1, lineno=line),
             Instr("LOAD_CONST", slots, lineno=line),
             Instr("LOAD_CONST", i, lineno=line),
-            Instr("COPY", 2, lineno=line),
-            Instr("COPY", 2, lineno=line),
-            Instr("BINARY_SUBSCR", lineno=line),
-            Instr("LOAD_CONST", 1, lineno=line),
-            Instr("BINARY_OP", _NB_INPLACE_ADD, lineno=line),
-            Instr("SWAP", 3, lineno=line),
-            Instr("SWAP", 2, lineno=line),
             Instr("STORE_SUBSCR", lineno=line),
         ]
-
-
-class _Start:
-    """The key of a code object's starts in a file's slot index (lines are ints)."""
-
-    __slots__ = ("code",)
-
-    def __init__(self, code: CodeType) -> None:
-        self.code = code
 
 
 def _labels_of(item: object) -> list[Label]:

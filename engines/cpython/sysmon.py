@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from .tracer import Need, Tracer
 
 
-def claim_tool(name: str, callbacks: dict[int, Callable[..., object]]) -> int:
+def claim_tool(
+    name: str, callbacks: dict[int, Callable[..., object]], events: int | None = None
+) -> int:
     """A free sys.monitoring tool id, named ``name``, with ``callbacks`` (event -> function)
-    registered and PY_START switched on."""
+    registered and ``events`` switched on (PY_START if not given)."""
     mon = sys.monitoring
     for tool in (mon.COVERAGE_ID, mon.PROFILER_ID, 3, 4, 5):
         if mon.get_tool(tool) is None:
@@ -32,7 +34,7 @@ def claim_tool(name: str, callbacks: dict[int, Callable[..., object]]) -> int:
         )
     for event, fn in callbacks.items():
         mon.register_callback(tool, event, fn)
-    mon.set_events(tool, mon.events.PY_START)
+    mon.set_events(tool, mon.events.PY_START if events is None else events)
     return tool
 
 
