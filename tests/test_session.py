@@ -124,7 +124,9 @@ with probe.session(["hotness", "branches"], db="session.duckdb", source=["."]):
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
-@pytest.mark.parametrize("program", ["control.py", "functional.py", "errors.py", "starts.py"])
+@pytest.mark.parametrize(
+    "program", ["control.py", "functional.py", "errors.py", "starts.py", "flows.py"]
+)
 def test_a_session_counts_what_probe_run_counts(python: str, program: str, workdir) -> None:
     """Session probes come from interpreter events, `probe run` compiles its own: same
     lines, same branch arcs; on 3.12+ the same counts too, though `probe run` counts a
@@ -147,6 +149,14 @@ def test_a_session_counts_what_probe_run_counts(python: str, program: str, workd
         # is a line event of 42 between them. Lines, exceptions left mid-region, must agree.
         assert ("branch", 43, 45, 1) in ran and ("branch", 43, 45, 1) not in session
         ran.remove(("branch", 43, 45, 1))
+    if program == "flows.py":
+        # A line entered again by an exception handler: the end of `async for` (120), and
+        # on 3.12 a throw() into `yield from` (18). probe counts the handler's line event;
+        # sys.monitoring reports none there.
+        extra = {120: 1} if version_of(python) != "(3, 12)" else {120: 1, 18: 1}
+        for line, more in extra.items():
+            k = next(i for i, r in enumerate(ran) if r[:3] == ("line", line, None))
+            ran[k] = (*ran[k][:3], ran[k][3] - more)
     if version_of(python) == "(3, 11)":
         # 3.11's settrace reports resumed generators' lines differently from the bytecode
         # counts of `probe run`: the same lines and arcs ran, some counts differ.

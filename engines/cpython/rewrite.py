@@ -24,13 +24,12 @@ from __future__ import annotations
 import ctypes
 import dis
 import threading
-from collections import Counter
 from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
 from .compat import BACK_JUMP_IS_LINE_EVENT, CODE_ADAPTIVE_OFFSET
-from .regions import FileCounts, Missed, Point, Start, place
+from .flow import Exits, FileCounts, Point, Start, place
 from .tracer import func_name
 
 _NOP = dis.opmap["NOP"]
@@ -48,7 +47,7 @@ class Rewriter:
         self._entries = entries and count
         self._files: dict[str, tuple[list[int], dict[int, int]]] = {}  # flags
         self._counts: dict[str, FileCounts] = {}  # counts
-        self._missed = Missed()
+        self._exits = Exits()
         # Per file: (qualified name, first line) of each code object -> its slot of starts.
         self._starts: dict[str, dict[tuple[str, int], int]] = {}
         # Flags not yet switched off: (slots, index, code object, byte offset of the NOP, skip).
@@ -73,10 +72,10 @@ class Rewriter:
     def start(self) -> None:
         """Probes are placed as code is compiled; counts watch exceptions (regions.py)."""
         if self._count:
-            self._missed.start()
+            self._exits.start()
 
     def stop(self) -> None:
-        self._missed.stop()
+        self._exits.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -117,11 +116,8 @@ class Rewriter:
     def hits(self) -> dict[str, dict[int, int]]:
         """Lines that ran, per file, with their counts (1 for flags)."""
         if self._count:
-            live = self._missed.live()
-            return {
-                filename: file.lines(live.get(id(file), Counter()))
-                for filename, file in self._counts.items()
-            }
+            live = self._exits.live()
+            return {filename: file.lines(live) for filename, file in self._counts.items()}
         return {
             filename: {line: slots[i] for line, i in index.items() if slots[i]}
             for filename, (slots, index) in self._files.items()
@@ -148,10 +144,11 @@ class Rewriter:
             where = self._starts.setdefault(code.co_filename, {})
             where[(func_name(code), code.co_firstlineno)] = start
         bc = Bytecode.from_code(code)
-        placed, after = place(self._count_points(list(bc), start), file)
+        placed, flow = place(self._count_points(list(bc), start), file)
         bc[:] = placed
         new = bc.to_code()
-        self._missed.register(new, file, after)
+        file.flows.append(flow)
+        self._exits.register(new, flow)
         return new
 
     def _rewrite(self, code: CodeType, slots: list[int], index: dict[int, int]) -> CodeType:
@@ -190,8 +187,8 @@ class Rewriter:
         through from its own line, come in after it.
 
         ``start``: the slot counting the code's starts, right after its RESUME 0 (before
-        any label: a jump back to the first line is no start). Points and the start are
-        markers, made increments by regions.place.
+        any label: a jump back to the first line is no start). Points and starts (and
+        resumptions) are markers, made increments by flow.place.
         """
         pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
         line_at: dict[int, int | None] = {}  # label -> line of the instruction it marks
@@ -253,8 +250,7 @@ class Rewriter:
             if item.name == "RESUME":
                 resumed = True
                 first = item.arg == 0  # a function's start, not a resumption after a yield
-                if first and start is not None:
-                    out.append(Start(start, item.lineno))
+                out.append(Start(first, start if first else None))
             before = item
         out.extend(labels)
         return out
