@@ -17,12 +17,12 @@ where, and the points after that instruction in its block count as not run. Fram
 running when counts are read (other threads, a program calling os._exit) are read the same
 way at their current instruction.
 
-The counters go where they cost least and need no new jumps: at the top of a block with one
-way in, at the end of a block with one way out, or after a conditional jump for the way
-that falls through. A jump edge that has none of these (a conditional jump to a block with
-other ways in), and the exits of FOR_ITER and SEND, stay in the tree; a code object whose
-graph can't be covered so (or whose handler is also a jump target) counts each block with
-points at its top instead.
+The counters go where they cost least: at the top of a block with one way in, at the end
+of a block with one way out, after a conditional jump for the way that falls through, or,
+for the way it jumps (a loop's exits, mostly), in a trampoline after all the code that
+jumps back on. The exits of FOR_ITER and SEND take no counter and stay in the tree; a code
+object whose graph can't be covered so (or whose handler is also a jump target) counts each
+block with points at its top instead.
 
 3.11 has no RAISE event: there each point counts itself, an increment each.
 """
@@ -42,7 +42,7 @@ from .compat import MONITORING
 FLOW = MONITORING  # exceptions can be seen: blocks share counters
 V = -1  # the outside: starts, resumptions and handlers come from it, exits go to it
 
-_NB_INPLACE_ADD = 13
+_NB_ADD = 0
 _JUMPS = {
     "JUMP",
     "JUMP_FORWARD",
@@ -302,6 +302,8 @@ def _tree(flow: CodeFlow) -> bool:
         if _where(edge, blocks, out_degree) is None:
             return float("inf")  # can't be counted: must be solved
         inner = min(depth[edge.u] if edge.u != V else 0, depth[edge.v] if edge.v != V else 0)
+        if _where(edge, blocks, out_degree) == "tramp":
+            return 3.0 * 10**inner  # two jumps more than other counters: solve it if you can
         return float(10**inner)
 
     parent = list(range(len(blocks) + 1))  # union-find; V is the last node
@@ -344,6 +346,8 @@ def _where(edge: _Edge, blocks: list[_Block], out_degree: Counter[int]) -> str |
         return "end"
     if edge.how == "cond":
         return "after"
+    if edge.how == "jump" and last is not None and last.name in _CONDITIONAL:
+        return "tramp"  # the jump goes to a trampoline at the end, which jumps back on
     return None
 
 
@@ -354,6 +358,7 @@ def _assemble(flow: CodeFlow, starts: list[tuple[int, Start]], file: FileCounts)
     top: dict[int, list[int]] = {}
     end: dict[int, list[int]] = {}
     after: dict[int, list[int]] = {}
+    tramps: list[tuple[_Edge, int]] = []
     at_start: dict[int, int] = {}  # block -> slot counted where its Start marker stands
     for b, start in starts:
         slot = start.slot if start.first and start.slot is not None else file.new_slot()
@@ -370,8 +375,10 @@ def _assemble(flow: CodeFlow, starts: list[tuple[int, Start]], file: FileCounts)
             top.setdefault(edge.v, []).append(edge.slot)
         elif where == "end":
             end.setdefault(edge.u, []).append(edge.slot)
-        else:
+        elif where == "after":
             after.setdefault(edge.u, []).append(edge.slot)
+        else:
+            tramps.append((edge, edge.slot))
     for b in flow.tops:
         flow.tops[b] = file.new_slot()
         top.setdefault(b, []).append(flow.tops[b])
@@ -408,6 +415,15 @@ def _assemble(flow: CodeFlow, starts: list[tuple[int, Start]], file: FileCounts)
         for slot in after.get(b, ()):
             body.extend(_increment(slots, slot, last.lineno if closing and last else line))
         out.extend(body)
+    for edge, slot in tramps:  # after all the code: conditional jumps only go forward
+        jump, target = blocks[edge.u].last, blocks[edge.v]
+        assert jump is not None and isinstance(jump.arg, Label)
+        line = target.first.lineno if target.first is not None else jump.lineno
+        here = Label()
+        out.append(here)
+        out.extend(_increment(slots, slot, line))
+        out.append(Instr("JUMP_BACKWARD", jump.arg, lineno=line))
+        jump.arg = here
     flow.order = [flow.index_of.get(id(i)) for i in out if isinstance(i, Instr)]
     return out
 
@@ -563,16 +579,15 @@ class Exits:
 
 
 def _increment(slots: list[int], i: int, line: int | None) -> list[Instr]:
-    """``slots[i] += 1``: ten instructions the interpreter specialises (list, int), no call."""
+    """``slots[i] = slots[i] + 1``: eight instructions the interpreter specialises (list,
+    int), no call, no eval-breaker check between the read and the write."""
     return [
         Instr("LOAD_CONST", slots, lineno=line),
         Instr("LOAD_CONST", i, lineno=line),
-        Instr("COPY", 2, lineno=line),
-        Instr("COPY", 2, lineno=line),
         Instr("BINARY_SUBSCR", lineno=line),
         Instr("LOAD_CONST", 1, lineno=line),
-        Instr("BINARY_OP", _NB_INPLACE_ADD, lineno=line),
-        Instr("SWAP", 3, lineno=line),
-        Instr("SWAP", 2, lineno=line),
+        Instr("BINARY_OP", _NB_ADD, lineno=line),
+        Instr("LOAD_CONST", slots, lineno=line),
+        Instr("LOAD_CONST", i, lineno=line),
         Instr("STORE_SUBSCR", lineno=line),
     ]
