@@ -147,15 +147,20 @@ class FileCounts:
         return counts
 
 
-def place(items: list[object], file: FileCounts) -> tuple[list[object], CodeFlow]:
+MODES = ("flow", "blocks", "points") if FLOW else ("points",)  # the cheapest first
+
+
+def place(
+    items: list[object], file: FileCounts, mode: str = MODES[0]
+) -> tuple[list[object], CodeFlow]:
     """Replace Point and Start markers by the increments the code needs; the flow to read
-    them back by."""
-    flow = CodeFlow(mode="flow" if FLOW else "points")
-    if not FLOW:
+    them back by. ``mode``: 'flow' where it can (else 'blocks'), 'blocks', or 'points'."""
+    flow = CodeFlow(mode=mode)
+    if mode == "points":
         return _each_point(items, file, flow), flow
     blocks, starts = _blocks(items, flow)
     flow.blocks = blocks
-    if not _graph(flow, starts) or not _tree(flow):
+    if mode == "blocks" or not _graph(flow, starts) or not _tree(flow):
         flow.mode = "blocks"
         for edge in flow.edges:
             edge.slot = None

@@ -28,8 +28,10 @@ from types import CodeType
 
 from bytecode import Bytecode, Instr, Label
 
+from probe.storage.spool import warn
+
 from .compat import BACK_JUMP_IS_LINE_EVENT, CODE_ADAPTIVE_OFFSET
-from .flow import Exits, FileCounts, Point, Start, place
+from .flow import MODES, Exits, FileCounts, Point, Start, place
 from .tracer import func_name
 
 _NOP = dis.opmap["NOP"]
@@ -143,13 +145,24 @@ class Rewriter:
             start = file.new_slot()
             where = self._starts.setdefault(code.co_filename, {})
             where[(func_name(code), code.co_firstlineno)] = start
-        bc = Bytecode.from_code(code)
-        placed, flow = place(self._count_points(list(bc), start), file)
-        bc[:] = placed
-        new = bc.to_code()
-        file.flows.append(flow)
-        self._exits.register(new, flow)
-        return new
+        problem = None
+        for mode in MODES:  # a shape the cheaper placements (or `bytecode`) get wrong: the next
+            try:
+                bc = Bytecode.from_code(code)
+                placed, flow = place(self._count_points(list(bc), start), file, mode)
+                bc[:] = placed
+                new = bc.to_code()
+                self._exits.register(new, flow)
+            except Exception as e:  # noqa: BLE001 - the program runs on, this code uncounted
+                problem = e
+                continue
+            file.flows.append(flow)
+            return new
+        warn(
+            f"{code.co_filename}:{code.co_firstlineno}: {func_name(code)}: its lines are not "
+            f"counted (the bytecode could not be rewritten: {type(problem).__name__}: {problem})"
+        )
+        return code
 
     def _rewrite(self, code: CodeType, slots: list[int], index: dict[int, int]) -> CodeType:
         consts = tuple(
