@@ -107,6 +107,9 @@ class PySpy:
             with open(self._out, encoding="utf-8") as f:
                 profile = json.load(f)
         except (OSError, ValueError):
+            if proc.returncode == -signal.SIGINT:  # stopped before it set up its own handler
+                warn("the program ended before py-spy took a sample: exact counts are kept")
+                return log
             reason = _reason(err) or f"exit status {proc.returncode}"
             warn(f"py-spy wrote no samples ({reason}): exact counts are kept")
             return log
