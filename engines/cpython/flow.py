@@ -448,13 +448,20 @@ def _solve(flow: CodeFlow, slots: list[int], live: Counter[int] | None) -> dict[
         entries = {b: slots[s] for b, s in flow.tops.items()}
     else:
         entries = _conserve(flow, slots, gone)
+    here: dict[int, list[tuple[int, int]]] = {}  # block -> (instruction, frames left there)
+    for i in sorted(left):
+        here.setdefault(flow.block_of[i], []).append((i, left[i]))
     counts: dict[int, int] = {}
     for b, block in enumerate(blocks):
         if not block.points:
             continue
         n = entries.get(b, 0)
-        for point, nxt in block.points:
-            missed = sum(left[i] for i in block.instrs if i < nxt)
+        early = here.get(b, [])
+        k = missed = 0
+        for point, nxt in block.points:  # in order: who left before a point missed it
+            while k < len(early) and early[k][0] < nxt:
+                missed += early[k][1]
+                k += 1
             counts[point] = n - missed
     return counts
 
