@@ -88,7 +88,6 @@ class _Block:
     items: list[object] = field(default_factory=list)
     instrs: list[int] = field(default_factory=list)  # indices of its real instructions
     points: list[tuple[int, int]] = field(default_factory=list)  # (point, next instruction)
-    succ: list[int] = field(default_factory=list)
     preds: int = 0
     entered: bool = False  # from V, counted where a Start marker stood
     fixed: bool = False  # FOR_ITER's or SEND's target: jumps may land past END_FOR, POP_TOP
@@ -103,7 +102,6 @@ class _Edge:
     v: int
     how: str  # 'fall', 'jump', 'exit', 'start' (a Start marker), 'handler', 'cond' (fallthrough)
     slot: int | None = None  # its counter; None: solved from the others
-    value: int = 0
 
 
 @dataclass
@@ -117,7 +115,7 @@ class CodeFlow:
     block_of: list[int] = field(default_factory=list)  # instruction index -> block
     exits: Counter[int] = field(default_factory=Counter)  # instruction index -> exceptions
     tops: dict[int, int] = field(default_factory=dict)  # block -> its own counter ('blocks')
-    mode: str = "flow"  # 'flow', 'blocks' (a counter a block with points), 'points' (3.11)
+    mode: str = "flow"  # 'flow'; 'blocks': a counter a block with points; 'points': a line
     index_of: dict[int, int] = field(default_factory=dict)  # id(instruction) -> its index
     order: list[int | None] = field(default_factory=list)  # placed instruction -> index
     iters: set[int] = field(default_factory=set)  # FOR_ITER and SEND: StopIteration ends them

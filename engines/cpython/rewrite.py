@@ -7,9 +7,11 @@ inserts a store into a per-file Python list::
     NOP; LOAD_CONST 1; LOAD_CONST <list>; LOAD_CONST <index>; STORE_SUBSCR
 
 which the interpreter specialises to STORE_SUBSCR_LIST_INT: a few
-nanoseconds, no call. Count probes insert ``list[index] += 1`` instead.
-The inserted instructions carry the line number of the instruction they
-precede, so tracebacks and line numbers are unchanged.
+nanoseconds, no call. Counts mark where line events come (points) and let
+flow.py place the increments: on 3.12+ a few, on the edges of each code
+object's flow graph; on 3.11 one at every point. The inserted instructions
+carry the line number of the instruction they precede, so tracebacks and
+line numbers are unchanged.
 
 A flag that has fired is then switched off where the interpreter runs it:
 a background thread turns the probe's NOP into a JUMP_FORWARD over the
