@@ -217,9 +217,13 @@ class _Run(Measured):
             raise UsageError(f"{path}: cannot compile: {e}") from None
 
     def _snapshot(self) -> None:
-        real = os.path.realpath
-        hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        self.snapshot(hits, self._started(), lines=self.lines)
+        self.snapshot(self._hits(), self._started(), lines=self.lines)
+
+    def _hits(self) -> dict[str, dict[int, int]]:
+        """Lines run so far, per file by real path (nothing where no line probes are)."""
+        if not self.lines:
+            return {}
+        return {os.path.realpath(f): lines for f, lines in self.collector.hits().items()}
 
     def _started(self) -> dict[int, int]:
         """Starts of each function (func site -> count) where the bytecode counts them."""
@@ -249,9 +253,7 @@ class _Run(Measured):
         self._stop()
         if self.sampler is not None:
             self.sampler.stop().write(self.recorder)
-        real = os.path.realpath
-        hits = {real(f): lines for f, lines in self.collector.hits().items()} if self.lines else {}
-        self.write(outcome, hits, self._started(), lines=self.lines)
+        self.write(outcome, self._hits(), self._started(), lines=self.lines)
 
 
 def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:

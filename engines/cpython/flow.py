@@ -101,7 +101,8 @@ class _Edge:
     u: int
     v: int
     how: str  # 'fall', 'jump', 'exit', 'start' (a Start marker), 'handler', 'cond' (fallthrough)
-    slot: int | None = None  # its counter; None: solved from the others
+    where: str | None = None  # where its counter goes (see _where); None: solved from the others
+    slot: int | None = None  # its counter, once placed
 
 
 @dataclass
@@ -161,10 +162,8 @@ def place(
     if mode == "blocks" or not _graph(flow, starts) or not _tree(flow):
         flow.mode = "blocks"
         for edge in flow.edges:
-            edge.slot = None
-        for b, block in enumerate(blocks):
-            if block.points:
-                flow.tops[b] = -1
+            edge.where = None
+        flow.tops = {b: file.new_slot() for b, block in enumerate(blocks) if block.points}
     return _assemble(flow, starts, file), flow
 
 
@@ -300,12 +299,13 @@ def _tree(flow: CodeFlow) -> bool:
             for b in range(edge.v, edge.u + 1):
                 depth[b] += 1
     out_degree = Counter(e.u for e in edges)
+    where = {id(e): _where(e, blocks, out_degree) for e in edges}
 
     def weight(edge: _Edge) -> float:
-        if _where(edge, blocks, out_degree) is None:
+        if where[id(edge)] is None:
             return float("inf")  # can't be counted: must be solved
         inner = min(depth[edge.u] if edge.u != V else 0, depth[edge.v] if edge.v != V else 0)
-        if _where(edge, blocks, out_degree) == "tramp":
+        if where[id(edge)] == "tramp":
             return 3.0 * 10**inner  # two jumps more than other counters: solve it if you can
         return float(10**inner)
 
@@ -323,13 +323,13 @@ def _tree(flow: CodeFlow) -> bool:
         a, b = find(node.get(edge.u, edge.u)), find(node.get(edge.v, edge.v))
         if a != b:
             parent[a] = b  # in the tree: solved
-        elif weight(edge) == float("inf"):
+        elif where[id(edge)] is None:
             return False
         else:
-            edge.slot = -1  # counted (its slot is given when placed)
+            edge.where = where[id(edge)]  # counted
     for edge in edges:
         if edge.how in ("start", "handler"):
-            edge.slot = -1
+            edge.where = edge.how
     return True
 
 
@@ -357,7 +357,6 @@ def _where(edge: _Edge, blocks: list[_Block], out_degree: Counter[int]) -> str |
 def _assemble(flow: CodeFlow, starts: list[tuple[int, Start]], file: FileCounts) -> list[object]:
     """The items with the increments in place; each counted edge (or block) gets its slot."""
     blocks = flow.blocks
-    out_degree = Counter(e.u for e in flow.edges)
     top: dict[int, list[int]] = {}
     end: dict[int, list[int]] = {}
     after: dict[int, list[int]] = {}
@@ -367,24 +366,22 @@ def _assemble(flow: CodeFlow, starts: list[tuple[int, Start]], file: FileCounts)
         slot = start.slot if start.first and start.slot is not None else file.new_slot()
         at_start[b] = slot
     for edge in flow.edges:
-        if edge.slot is None:
+        if edge.where is None:
             continue
-        if edge.how == "start":
+        if edge.where == "start":
             edge.slot = at_start[edge.v]
             continue
         edge.slot = file.new_slot()
-        where = _where(edge, blocks, out_degree)
-        if where in ("top", "handler"):
+        if edge.where in ("top", "handler"):
             top.setdefault(edge.v, []).append(edge.slot)
-        elif where == "end":
+        elif edge.where == "end":
             end.setdefault(edge.u, []).append(edge.slot)
-        elif where == "after":
+        elif edge.where == "after":
             after.setdefault(edge.u, []).append(edge.slot)
         else:
             tramps.append((edge, edge.slot))
-    for b in flow.tops:
-        flow.tops[b] = file.new_slot()
-        top.setdefault(b, []).append(flow.tops[b])
+    for b, slot in flow.tops.items():
+        top.setdefault(b, []).append(slot)
     out: list[object] = []
     slots = file.slots
     for b, block in enumerate(blocks):

@@ -74,7 +74,7 @@ class Rewriter:
         return new
 
     def start(self) -> None:
-        """Probes are placed as code is compiled; counts watch exceptions (regions.py)."""
+        """Probes are placed as code is compiled; counts watch exceptions (flow.py)."""
         if self._count:
             self._exits.start()
 
