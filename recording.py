@@ -46,8 +46,10 @@ class RunRecorder:
         analyses: Sequence[registry.Analysis] = (),
         stat: Any = None,
         recording: Recording | None = None,
+        summarized: bool = False,
     ) -> None:
         self.spool = spool
+        self.summarized = summarized  # a summary reads the tables at the end of the run
         self.analyses = analyses
         self.stat = stat  # what counts the whole run, if asked for: perf stat or callgrind
         self.recording = recording  # what the program reported while recorded
@@ -71,6 +73,11 @@ class RunRecorder:
 
     def snapshot(self, tables: dict[str, dict[str, Any]]) -> None:
         self.spool.snapshot(tables)
+
+    def defer(self, maker: str, args: dict[str, Any]) -> bool:
+        if self.summarized:
+            return False
+        return self.spool.defer(maker, args)
 
     def readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
         """Counter readings into the counters table: (region, Reading, other columns)."""
@@ -147,6 +154,7 @@ def run(
         stat=_stat(counters, counters_backend),
         recording=recording,
         max_events=max_events,
+        summarized=summary is not None,
     )
     recording.run_id = recorder.spool.run_id
     recording.enter()
@@ -261,10 +269,11 @@ def new_run(
     recording: Recording | None = None,
     parent: str | None = None,
     max_events: int | None = DEFAULT_MAX_EVENTS,
+    summarized: bool = False,
 ) -> RunRecorder:
     """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
     an engine. A run whose counters can't start is not kept. ``parent``: the run this one
-    is started inside."""
+    is started inside. ``summarized``: a summary will read its tables when it ends."""
     header = {
         "parent": parent,
         "target": target,
@@ -275,7 +284,8 @@ def new_run(
         "cwd": os.getcwd(),
         "options": options,
     }
-    recorder = RunRecorder(Spool(db_path, header, max_events), analyses, stat, recording)
+    spool = Spool(db_path, header, max_events)
+    recorder = RunRecorder(spool, analyses, stat, recording, summarized)
     if stat is not None:
         try:
             stat.start()

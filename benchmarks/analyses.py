@@ -36,7 +36,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from python_coverage import QUICK, _has, _version, timed  # noqa: E402
-from ratios import table  # noqa: E402
+from ratios import compile_probe, table  # noqa: E402
 from wasm_overhead import KERNELS, SCALES, quiet_stdout  # noqa: E402
 
 from probe.analyses import Analysis  # noqa: E402
@@ -220,6 +220,7 @@ def events_rate(work: Path) -> None:
 
 def python_analyses(python: str, reps: int, work: Path) -> None:
     major, minor = _version(python)
+    compile_probe(python)
     scales = {p: QUICK[p] for p in PY_PROGRAMS}
     for prog in scales:
         shutil.copy(HERE / "programs" / prog, work / prog)

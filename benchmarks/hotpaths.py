@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from python_coverage import timed
-from ratios import Times, table
+from ratios import Times, compile_probe, table
 
 HERE = Path(__file__).parent
 PROGRAMS = {  # 2-3.5 s each plain on the project's machine: the goals are for programs of 2 s+
@@ -108,6 +108,7 @@ def probe_top(db: str, n: int = 10) -> list[str]:
 
 
 def python(reps: int) -> None:
+    compile_probe(PY)
     times: Times = {}
     agreement: dict[str, str] = {}
     for name, prog in PROGRAMS.items():

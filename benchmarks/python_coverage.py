@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ratios import compile_probe
+
 HERE = Path(__file__).parent
 PROGRAMS = {  # program -> scale that runs it for 2-4 s uninstrumented here, 3.11 to 3.13
     "sieve.py": "48",
@@ -100,6 +102,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
 def bench_python(python: str, reps: int, scales: dict[str, str]) -> None:
     major, minor = _version(python)
     print(f"\n## Python {major}.{minor} ({python})\n")
+    compile_probe(python)
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as tmp:
         work = Path(tmp)
         for name in PROGRAMS:

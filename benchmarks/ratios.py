@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 
 Times = dict[str, dict[str, list[float]]]  # row -> configuration -> seconds of each round
 
@@ -35,3 +36,14 @@ def table(
     medians = " | ".join(f"**{statistics.median(ratios[c]):.2f}x**" for c in configs)
     lines.append("| **median** | | " + medians + " |" + (" |" if extra else ""))
     return "\n".join(lines)
+
+
+def compile_probe(python: str) -> None:
+    """Write probe's bytecode for ``python``, as installing a wheel does, before timing it: an
+    editable install under PYTHONDONTWRITEBYTECODE (as on CI machines) would otherwise compile
+    probe's modules from source at every start (~30 ms), a cost no installed copy pays."""
+    code = (
+        "import compileall, os, probe; "
+        "compileall.compile_dir(os.path.dirname(probe.__file__), quiet=2)"
+    )
+    subprocess.run([python, "-c", code], check=True, stdout=subprocess.DEVNULL)

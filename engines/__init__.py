@@ -57,6 +57,11 @@ class Recorder(Protocol):
     def snapshot(self, tables: dict[str, dict[str, Any]]) -> None:
         """Tables as they stand mid-run (counts so far), kept if the run is killed."""
 
+    def defer(self, maker: str, args: dict[str, Any]) -> bool:
+        """Leave tables to be made at ingest by ``maker`` ('module:function', a function of
+        ``args`` (JSON) that returns (tables, what went wrong or None)), rather than wait for
+        them now; False where they are wanted now (a summary reads them): make them now."""
+
     def close(self, outcome: Outcome) -> None: ...
 
 

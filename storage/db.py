@@ -215,10 +215,14 @@ class Database:
         seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if seen and seen[0]:
             return  # ingested before, the journal outlived its commit
+        spool.make_deferred(folder, header)
         chunks = spool.chunks(folder)
         if not header.get("closed"):
             header["status"] = "killed"
-            header["message"] = "probe stopped before the run ended; events up to then are kept"
+            header["message"] = "; ".join(
+                filter(None, ["probe stopped before the run ended; events up to then are kept",
+                              header.get("message")])
+            )  # fmt: skip
             snapshot = spool.latest_snapshot(folder)
             if snapshot is not None:
                 chunks += spool.chunks(snapshot[0])

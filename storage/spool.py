@@ -41,6 +41,9 @@ DEFAULT_MAX_EVENTS = 500_000_000
 FREE_FLOOR = 1 << 30
 
 
+LATER = ".later"  # a journal's note of tables to make at ingest (Spool.defer)
+
+
 def resolve_path(path: str | None = None) -> str:
     """--db if given, else $PROBE_DB, else .probe/probe.duckdb in the working directory;
     absolute, so that a program that changes directory still writes where the run began."""
@@ -141,6 +144,20 @@ class Spool:
                     shutil.rmtree(old, ignore_errors=True)
 
         self._guarded(write)
+
+    def defer(self, maker: str, args: dict[str, Any]) -> bool:
+        """Journal tables to be made at ingest: ``maker`` ('module:function' in probe) is
+        called with ``args`` then (see ``made``). For what an engine would otherwise wait
+        for at the end of the run: another process's output. False if it can't be taken."""
+        if not self.owned or self.lost:
+            return False
+        self._seq += 1
+        path = self.dir / f"{self._seq:06d}-{maker.rpartition(':')[2]}{LATER}"
+        try:
+            _write_whole(path, json.dumps({"maker": maker, "args": args}))
+        except OSError:
+            return False  # made now, then, or lost as a failed write says
+        return True
 
     def _write_chunk(self, folder: Path, table: str, columns: dict[str, Any]) -> None:
         if table not in TABLES:
@@ -448,6 +465,32 @@ def chunks(folder: Path) -> list[tuple[str, Any, int]]:
             if reader is not None:
                 out.append((table, reader, size))
     return out
+
+
+def make_deferred(folder: Path, header: dict[str, Any]) -> None:
+    """Make the tables the run left to be made at ingest (``Spool.defer``) and journal them
+    like any other (so an ingest that fails finds them again), with what went wrong making
+    them in the run's message: each maker returns (tables, None or what went wrong)."""
+    import importlib
+
+    for path in sorted(folder.glob(f"*{LATER}")):
+        seq, _, what = path.stem.partition("-")
+        try:
+            with open(path, encoding="utf-8") as f:
+                later = json.load(f)
+            module, _, name = later["maker"].partition(":")
+            if module.split(".")[0] != "probe":
+                raise ValueError(f"not a maker of probe's: {later['maker']}")
+            tables, note = getattr(importlib.import_module(module), name)(later["args"])
+        except Exception as e:  # noqa: BLE001 - the rest of the run is still stored
+            tables, note = {}, f"internal error making {what}: {type(e).__name__}: {e}"
+            warn(note)
+        for table, columns in tables.items():
+            _write_whole(folder / f"{seq}-{table}.json", json.dumps(columns))
+        if note:
+            header["message"] = "; ".join(filter(None, [header.get("message"), note]))
+            _write_whole(folder / "run.json", json.dumps(header), sync=True)
+        path.unlink()
 
 
 def latest_snapshot(folder: Path) -> tuple[Path, float] | None:

@@ -163,6 +163,65 @@ def test_without_pyspy_the_counts_stay(tmp_path: Path) -> None:
     )
 
 
+def test_a_sampler_that_cannot_attach_is_said_once(tmp_path: Path) -> None:
+    """The program doesn't wait for py-spy to attach; a py-spy that fails (as with no ptrace
+    in a container: here a stand-in that says what py-spy says there) is reported at the
+    end, in one line with its reason, and the exact counts are kept."""
+    fake = tmp_path / "py-spy"
+    fake.write_text(
+        "#!/bin/sh\necho 'Error: Failed to attach to process: Operation not permitted "
+        "(os error 1)' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    db, out = _run(tmp_path, PY, env={"PROBE_PY_SPY": str(fake)})
+    said = [ln for ln in out.stderr.splitlines() if "py-spy" in ln]
+    assert said == [
+        "probe: py-spy can't sample this process (Failed to attach to process: Operation "
+        "not permitted (os error 1)): no sampled stacks (exact counts are kept)"
+    ], out.stderr
+    assert _query(db, "SELECT count(*) FROM samples")[0][0] == 0
+    slow = "WHERE s.kind = 'func' AND s.func = 'slow'"
+    counted = f"SELECT c.count FROM sites s JOIN counts c USING (run_id, site_id) {slow}"
+    assert _query(db, counted)[0][0] == 60
+
+
+def test_without_a_summary_samples_are_read_at_ingest(tmp_path: Path) -> None:
+    """With no summary to print (-q), the run doesn't wait for py-spy to stop and write:
+    the samples are read when the run is stored, and the next reader sees them."""
+    db, out = _run(tmp_path, PY, "-q", "--rate", "997")
+    assert out.stderr == ""
+    top = _query(
+        db,
+        "SELECT k.frames[-1].func, sum(s.weight) FROM samples s JOIN stacks k "
+        "USING (run_id, stack_id) GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+    )
+    assert top[0][0] == "work", top
+    units = {u for (u,) in _query(db, "SELECT DISTINCT unnest(frames).unit FROM stacks")}
+    assert units == {str(PROGRAMS / "hot.py")}, units
+    assert _query(db, "SELECT status, message FROM runs") == [("ok", None)]
+    assert list(Path(f"{db}.spool").glob("*/*")) == []  # nothing of the run left behind
+
+
+def test_samples_lost_at_ingest_are_said_in_the_run(tmp_path: Path) -> None:
+    """A py-spy that attached but wrote nothing when told to stop (a stand-in that says it
+    samples, then exits on SIGINT): the run, stored, says so; its counts are kept."""
+    fake = tmp_path / "py-spy"
+    fake.write_text(
+        "#!/bin/sh\ntrap 'echo Error: no luck >&2; exit 3' INT\n"
+        "echo 'py-spy> Sampling process 100 times a second. Press Control-C to exit.'\n"
+        "while :; do sleep 0.01; done\n"
+    )
+    fake.chmod(0o755)
+    db, out = _run(tmp_path, PY, "-q", env={"PROBE_PY_SPY": str(fake)})
+    assert _query(db, "SELECT status, message FROM runs") == [
+        ("ok", "py-spy wrote no samples (no luck): exact counts are kept")
+    ]
+    assert _query(db, "SELECT count(*) FROM samples")[0][0] == 0
+    slow = "WHERE s.kind = 'func' AND s.func = 'slow'"
+    counted = f"SELECT c.count FROM sites s JOIN counts c USING (run_id, site_id) {slow}"
+    assert _query(db, counted)[0][0] == 60
+
+
 def test_yama_restricted_ptrace(tmp_path: Path) -> None:
     scope = Path("/proc/sys/kernel/yama/ptrace_scope")
     if not scope.exists() or scope.read_text().strip() != "1":

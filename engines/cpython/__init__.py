@@ -252,7 +252,7 @@ class _Run(Measured):
         self.finished = True
         self._stop()
         if self.sampler is not None:
-            self.sampler.stop().write(self.recorder)
+            self.sampler.stop(self.recorder)
         self.write(outcome, self._hits(), self._started(), lines=self.lines)
 
 

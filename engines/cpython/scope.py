@@ -49,11 +49,17 @@ class Wanted:
         return self.scope.matches(filename)
 
 
-def probe_paths() -> tuple[frozenset[str], tuple[str, ...]]:
-    """probe's own files, from the package as installed, not from the modules loaded so far
-    (a program may import more of probe later: probe.wasm, probe.cli): its top-level
-    modules, and the directories of its subpackages."""
-    root = os.path.dirname(os.path.realpath(sys.modules["probe"].__file__ or ""))
+def probe_root() -> str:
+    """The folder of the probe package this process runs."""
+    return os.path.dirname(os.path.realpath(sys.modules["probe"].__file__ or ""))
+
+
+def probe_paths(root: str | None = None) -> tuple[frozenset[str], tuple[str, ...]]:
+    """probe's own files, from the package as installed (in ``root``: this process's probe
+    by default), not from the modules loaded so far (a program may import more of probe
+    later: probe.wasm, probe.cli): its top-level modules, and the directories of its
+    subpackages."""
+    root = root or probe_root()
     files, dirs = set(), []
     for entry in os.scandir(root):
         if entry.is_file() and entry.name.endswith(".py"):
