@@ -588,11 +588,14 @@ def database(path: str, write: bool = False) -> Database:
 
 
 def _stat(counters: Sequence[str], backend: str = "perf") -> Any:
-    """What counts the whole run: perf stat, or callgrind."""
-    from probe.engines.perf import Stat, callgrind
-
+    """What counts the whole run: perf stat, or callgrind (None: nothing, and nothing of
+    theirs imported: a run without counters starts sooner)."""
     if backend not in ("perf", "callgrind"):
         raise UsageError(f"no counters backend {backend!r} (perf or callgrind)")
+    if backend == "perf" and not counters:
+        return None
+    from probe.engines.perf import Stat, callgrind
+
     try:
         if backend == "callgrind":
             callgrind.check(list(counters))

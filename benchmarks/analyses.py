@@ -36,7 +36,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from python_coverage import QUICK, _has, _version, timed  # noqa: E402
-from ratios import compile_probe, table  # noqa: E402
+from ratios import compile_probe, settle, table  # noqa: E402
 from wasm_overhead import KERNELS, SCALES, quiet_stdout  # noqa: E402
 
 from probe.analyses import Analysis  # noqa: E402
@@ -71,17 +71,8 @@ def _engine_run(target, analyses, db: str) -> float:
         _, outcome = recording.run(target, analyses, db=db, summary=None)
     elapsed = time.perf_counter() - t0
     assert outcome.status == "ok", outcome
-    _settle(db)  # the detached ingest must not share the machine with the next measurement
+    settle(db)  # the detached ingest must not share the machine with the next measurement
     return elapsed
-
-
-def _settle(db: str) -> None:
-    spool = Path(f"{db}.spool")
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if not spool.exists() or not [p for p in spool.iterdir() if p.is_dir()]:
-            return
-        time.sleep(0.02)
 
 
 def wasm_analyses(reps: int, scale: float, work: Path) -> None:
@@ -249,7 +240,7 @@ def python_analyses(python: str, reps: int, work: Path) -> None:
                     flags = [x for a in chosen for x in ("-a", a)]
                     cmd = [python, "-m", "probe", "run", "-q", "--db", db, *flags, prog, n]
                 times[prog][c].append(timed(cmd, {}, work))
-                _settle(db)
+                settle(db)
     _table(f"Python {major}.{minor}: analyses alone and composed (ratio to python)", times, configs)
 
 

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from python_coverage import timed
-from ratios import Times, compile_probe, table
+from ratios import Times, compile_probe, settle, table
 
 HERE = Path(__file__).parent
 PROGRAMS = {  # 2-3.5 s each plain on the project's machine: the goals are for programs of 2 s+
@@ -118,6 +118,7 @@ def python(reps: int) -> None:
             for _ in range(reps):
                 for tool, cmd in cmds.items():
                     times[name][tool].append(timed(cmd, {}, Path(tmp)))
+                    settle(str(Path(tmp) / "bench.db"))
             theirs = pyspy_top(Path(tmp) / "pyspy.txt")
             ours = probe_top(str(Path(tmp) / "bench.db"))
             agreement[name] = f"{len(set(ours) & set(theirs))} of {len(theirs)}"

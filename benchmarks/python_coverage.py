@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ratios import compile_probe
+from ratios import compile_probe, settle
 
 HERE = Path(__file__).parent
 PROGRAMS = {  # program -> scale that runs it for 2-4 s uninstrumented here, 3.11 to 3.13
@@ -78,15 +78,6 @@ def configurations(python: str, work: Path) -> dict[str, tuple[list[str], dict[s
     return configs
 
 
-def _wait_for_ingest(work: Path) -> None:
-    spool = work / "bench.duckdb.spool"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not spool.exists() or not [p for p in spool.iterdir() if p.is_dir()]:
-            return
-        time.sleep(0.02)
-
-
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     full_env = {**os.environ, **env}
     t0 = time.perf_counter()
@@ -114,7 +105,7 @@ def bench_python(python: str, reps: int, scales: dict[str, str]) -> None:
             for prog, scale in scales.items():
                 for cname, (prefix, env) in configs.items():
                     times[prog][cname].append(timed([*prefix, prog, scale], env, work))
-                    _wait_for_ingest(work)
+                    settle(str(work / "bench.duckdb"))
 
         names = list(configs)
         print("| program | plain (s) | " + " | ".join(n for n in names if n != "plain") + " |")
@@ -139,7 +130,7 @@ def bench_python(python: str, reps: int, scales: dict[str, str]) -> None:
             plain_t.append(timed([python, "empty.py"], {}, work))
             t0 = time.perf_counter()
             probe_t.append(timed([*configs["probe line"][0], "empty.py"], {}, work))
-            _wait_for_ingest(work)
+            settle(str(work / "bench.duckdb"))
             stored_t.append(time.perf_counter() - t0)
         p, q, s = (statistics.median(x) for x in (plain_t, probe_t, stored_t))
         print(

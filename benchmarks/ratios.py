@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import time
+from pathlib import Path
 
 Times = dict[str, dict[str, list[float]]]  # row -> configuration -> seconds of each round
 
@@ -47,3 +49,14 @@ def compile_probe(python: str) -> None:
         "compileall.compile_dir(os.path.dirname(probe.__file__), quiet=2)"
     )
     subprocess.run([python, "-c", code], check=True, stdout=subprocess.DEVNULL)
+
+
+def settle(db: str) -> None:
+    """Wait until probe's detached ingest has stored every run of ``db``: it must not share
+    the machine with the next measurement (it would slow whichever command comes next)."""
+    spool = Path(f"{db}.spool")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if not spool.exists() or not [p for p in spool.iterdir() if p.is_dir()]:
+            return
+        time.sleep(0.02)
