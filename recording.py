@@ -181,7 +181,25 @@ def run(
     ingest_in_background(db_path)
     if summary is not None:
         _summarize(recorder, chosen, outcome, db_path, summary)
-    return recorder.spool.run_id, outcome
+    return recorder.spool.run_id, _judged(recorder, chosen, outcome, summary is not None)
+
+
+def _judged(
+    recorder: RunRecorder, chosen: Sequence[registry.Analysis], outcome: Outcome, summed: bool
+) -> Outcome:
+    """The outcome, with exit status 2 where a program that succeeded falls short of what
+    an analysis was asked (coverage's fail_under), said on stderr even with no summary."""
+    failures = []
+    for analysis in chosen:
+        if not summed and analysis.options.get("fail_under"):
+            analysis.summary(dict(recorder.spool.run), recorder.tables)  # finds the total
+        failure = analysis.failure()
+        if failure:
+            failures.append(failure)
+            print(f"probe: {failure}", file=sys.stderr)
+    if failures and outcome.exit_code == 0:
+        return Outcome(outcome.status, 2, "; ".join(failures))
+    return outcome
 
 
 def _summarize(

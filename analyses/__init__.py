@@ -53,6 +53,11 @@ class Analysis:
         written by probe.reports, which refuses a format it can't write; a UsageError)."""
         raise NotImplementedError
 
+    def failure(self) -> str | None:
+        """Why the run last summarized or reported falls short of what the user asked of it
+        (coverage's fail_under), in a line; None if it doesn't. probe exits 2 then."""
+        return None
+
 
 GROUP = "probe.analyses"  # the entry-point group: probe's own analyses and everyone else's
 

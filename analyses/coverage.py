@@ -24,7 +24,7 @@ from .rows import Site
 if TYPE_CHECKING:
     from probe.storage import Database
 
-PYTHON_KINDS = ("line", "branch", "excluded")
+PYTHON_KINDS = ("file", "line", "branch", "excluded")
 WASM_KINDS = ("func", "block", "instr")
 
 
@@ -50,22 +50,82 @@ class Coverage(Analysis):
         from probe.reports import render
 
         kinds = WASM_KINDS if run.get("engine") == "wasm" else PYTHON_KINDS
-        return render(self, result(run, rows.from_tables(tables, kinds), brief=True), "text")
+        found = result(run, rows.from_tables(tables, kinds), brief=True, view=self.options)
+        self._total = _total(found)
+        return render(self, found, "text")
 
     def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
         from probe.reports import render
 
         run = db.run(run_id)
         kinds = WASM_KINDS if run["engine"] == "wasm" else PYTHON_KINDS
-        return render(self, result(run, rows.from_db(db, run_id, kinds)), fmt)
+        found = result(run, rows.from_db(db, run_id, kinds), view=self.options)
+        self._total = _total(found)
+        return render(self, found, fmt)
+
+    def failure(self) -> str | None:
+        """Below fail_under, as coverage.py decides it (the total rounded to the precision
+        the threshold needs; 100 means every statement and branch) and says it."""
+        under = self.options.get("fail_under")
+        total = getattr(self, "_total", None)
+        if not under or total is None:
+            return None
+        precision = _precision_for(float(under), int(self.options.get("precision") or 0))
+        if float(under) == 100.0:
+            if total == 100.0:
+                return None
+            shown = display(total, precision)
+        elif round(total, precision) >= float(under):
+            return None
+        else:
+            shown = f"{round(total, precision):.{precision}f}"
+        return (
+            f"Coverage failure: total of {shown} is less than "
+            f"fail-under={float(under):.{precision}f}"
+        )
 
 
-def result(run: dict[str, Any], sites: Iterable[Site], brief: bool = False) -> Any:
-    """A run's coverage: LineCoverage (Python) or WasmCoverage."""
+def result(
+    run: dict[str, Any],
+    sites: Iterable[Site],
+    brief: bool = False,
+    view: dict[str, Any] | None = None,
+) -> Any:
+    """A run's coverage: LineCoverage (Python) or WasmCoverage. ``view``: the report
+    settings (show_missing, skip_covered, skip_empty, sort, precision)."""
     if run.get("engine") == "wasm":
         return WasmCoverage(wasm_functions(sites), run.get("target") or "", brief)
     branch = bool((run.get("options") or {}).get("branch"))
-    return LineCoverage(collect(sites), run.get("cwd") or os.getcwd(), branch, brief)
+    view = view or {}
+    return LineCoverage(
+        collect(sites),
+        run.get("cwd") or os.getcwd(),
+        branch,
+        brief,
+        show_missing=bool(view.get("show_missing")),
+        skip_covered=bool(view.get("skip_covered")),
+        skip_empty=bool(view.get("skip_empty")),
+        sort=str(view.get("sort") or "name"),
+        precision=int(view.get("precision") or 0),
+        run_id=run.get("run_id"),
+    )
+
+
+def _total(found: Any) -> float | None:
+    if isinstance(found, LineCoverage):
+        return found.percent()
+    covered = total = 0
+    for f in found.functions.values():
+        c, t = f.instructions()
+        covered, total = covered + c, total + t
+    return 100.0 * covered / total if total else 100.0
+
+
+def _precision_for(fail_under: float, precision: int) -> int:
+    """At least the digits the threshold itself has (fail_under = 92.5 compares to 0.1)."""
+    if fail_under == int(fail_under):
+        return precision
+    return max(precision, len(repr(fail_under).split(".")[1]))
 
 
 # -- Python: per file, as coverage.py counts ------------------------------------------------
@@ -102,7 +162,14 @@ class LineCoverage:
     files: dict[str, FileCoverage]
     cwd: str
     branch: bool
-    brief: bool = False  # a summary: no missing lines
+    brief: bool = False  # a summary, printed when the run ends
+    # The report settings, as coverage.py's report has them:
+    show_missing: bool = False  # a Missing column: missed lines and partial branches
+    skip_covered: bool = False  # leave out files at 100%
+    skip_empty: bool = False  # leave out files without statements
+    sort: str = "name"  # by a column; "-cover": descending
+    precision: int = 0  # digits after the decimal point
+    run_id: str | None = None  # the run shown
 
     def relative(self, path: str) -> str:
         rel = os.path.relpath(path, self.cwd)
@@ -132,13 +199,15 @@ def collect(sites: Iterable[Site]) -> dict[str, FileCoverage]:
     return files
 
 
-def display(pc: float) -> str:
-    """Whole percent, never showing 0 for some coverage or 100 for incomplete coverage."""
-    if 0 < pc < 1:
-        return "1"
-    if 99 < pc < 100:
-        return "99"
-    return str(round(pc))
+def display(pc: float, precision: int = 0) -> str:
+    """A percent with ``precision`` decimals, never showing 0 for some coverage or 100 for
+    incomplete coverage (as coverage.py)."""
+    near = 10.0**-precision
+    if 0 < pc < near:
+        pc = near
+    elif 100 - near < pc < 100:
+        pc = 100 - near
+    return f"{pc:.{precision}f}"
 
 
 # -- Wasm: per function ---------------------------------------------------------------------

@@ -52,6 +52,49 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p for v in values or [] for p in v.split(",") if p)
 
 
+# The report settings, on `probe run` (its summary) and `probe report`: as coverage.py's.
+ShowMissing = Annotated[
+    bool | None, typer.Option("--show-missing", help="List the missed lines and arcs.")
+]
+SkipCovered = Annotated[
+    bool | None, typer.Option("--skip-covered", help="Leave out files that are fully covered.")
+]
+SkipEmpty = Annotated[
+    bool | None, typer.Option("--skip-empty", help="Leave out files with no statements.")
+]
+Sort = Annotated[
+    str | None,
+    typer.Option(
+        help="Order files by name, stmts, miss, branch, brpart or cover; -COLUMN: descending."
+    ),
+]
+Precision = Annotated[
+    int | None, typer.Option(help="Digits after the decimal point of percentages.", min=0)
+]
+FailUnder = Annotated[
+    float | None,
+    typer.Option(help="Exit 2 when the total coverage is below this percent.", min=0, max=100),
+]
+
+
+def _report_options(
+    show_missing: bool | None,
+    skip_covered: bool | None,
+    skip_empty: bool | None,
+    sort: str | None,
+    precision: int | None,
+    fail_under: float | None,
+) -> dict[str, object]:
+    return {
+        "show_missing": show_missing,
+        "skip_covered": skip_covered,
+        "skip_empty": skip_empty,
+        "sort": sort,
+        "precision": precision,
+        "fail_under": fail_under,
+    }
+
+
 @app.command(
     context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
 )
@@ -68,7 +111,9 @@ def run(
     module: Annotated[
         str | None, typer.Option("-m", help="Run a library module as a script, like python -m.")
     ] = None,
-    branch: Annotated[bool, typer.Option("--branch", help="Measure branch coverage too.")] = False,
+    branch: Annotated[
+        bool | None, typer.Option("--branch", help="Measure branch coverage too.")
+    ] = None,
     source: Annotated[
         list[str] | None, typer.Option(help="Measure only code below these directories.")
     ] = None,
@@ -79,6 +124,12 @@ def run(
         list[str] | None, typer.Option(help="Don't measure files matching these globs.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary.")] = False,
+    show_missing: ShowMissing = None,
+    skip_covered: SkipCovered = None,
+    skip_empty: SkipEmpty = None,
+    sort: Sort = None,
+    precision: Precision = None,
+    fail_under: FailUnder = None,
     instr: Annotated[
         bool, typer.Option("--instr", help="Wasm: cover every instruction, exactly.")
     ] = False,
@@ -143,7 +194,7 @@ def run(
 
     probe run app.py ARGS, probe run -m pkg ARGS, probe run app.wasm -- ARGS
     """
-    from probe import recording
+    from probe import config, recording
     from probe.engines import target_from_command
     from probe.probes import Scope
 
@@ -160,14 +211,24 @@ def run(
         fuel=fuel,
         timeout=timeout,
     )
-    scope = Scope(source=_split(source), include=_split(include), omit=_split(omit))
+    settings = config.load().with_options(
+        {
+            "branch": branch,
+            "source": _split(source),
+            "include": _split(include),
+            "omit": _split(omit),
+            **_report_options(show_missing, skip_covered, skip_empty, sort, precision, fail_under),
+        }
+    )
+    scope = Scope(source=settings["source"], include=settings["include"], omit=settings["omit"])
     _, outcome = recording.run(
         tgt,
         analysis or ["coverage"],
         db=db,
         scope=scope,
         options={
-            "branch": branch,
+            "branch": settings["branch"],
+            **settings.report_options(),
             "instr": instr,
             **({"sites": sites} if sites else {}),
             **({"max_steps": max_steps} if max_steps else {}),
@@ -206,17 +267,47 @@ def report(
     output: Annotated[
         str | None, typer.Option("-o", help="Write to this file, not stdout.")
     ] = None,
+    show_missing: ShowMissing = None,
+    skip_covered: SkipCovered = None,
+    skip_empty: SkipEmpty = None,
+    sort: Sort = None,
+    precision: Precision = None,
+    fail_under: FailUnder = None,
     db: DbOption = None,
 ) -> None:
-    """Report a recorded run."""
+    """Report a recorded run (coverage: with the project's report settings, as coverage.py's
+    report; below --fail-under, exit status 2)."""
+    from probe import config
     from probe.analyses import load
     from probe.storage import Database
 
+    settings = config.load().with_options(
+        _report_options(show_missing, skip_covered, skip_empty, sort, precision, fail_under)
+    )
     with Database(db) as database:
         chosen = database.run_for(analysis, run_id)
         options = {"level": level} if level else {}
-        text = load(analysis)(**options).report(database, chosen, fmt)
+        reporter = load(analysis)(**options, **settings.report_options())
+        text = reporter.report(database, chosen, fmt)
+        run = database.run(chosen)
     _emit(text, output)
+    # which run this is, beside the report (its stdout stays the format's own)
+    print(f"probe: {analysis} of run {chosen} ({run['target']}, {run['status']})", file=sys.stderr)
+    failure = reporter.failure()
+    if failure:
+        print(f"probe: {failure}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+@app.command("config")
+@_one_line_errors
+def config_command() -> None:
+    """The settings in force here, and where each comes from: probe.toml, [tool.probe] in
+    pyproject.toml, coverage.py's configuration (.coveragerc, setup.cfg, tox.ini,
+    [tool.coverage] in pyproject.toml), or the default."""
+    from probe import config
+
+    _emit(config.describe(config.load()), None)
 
 
 @app.command("trace")

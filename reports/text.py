@@ -4,7 +4,7 @@ printed when a run ends; otherwise the full report."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import singledispatch
 
 from probe.analyses.branches import BranchArms
@@ -39,53 +39,115 @@ def columns(rows: Sequence[Sequence[str]], left: int = 1, sep: str = "   ") -> l
 
 @render.register
 def _(result: LineCoverage) -> str:
-    files, branch, missing = result.files, result.branch, not result.brief
-    if not files:
-        return "No data to report."
+    """coverage.py's report table: the same columns, order, skips and end lines."""
+    files, branch = result.files, result.branch
     names = {p: result.relative(p) for p in files}
-    header = ["Name", "Stmts", "Miss"] + (["Branch", "BrPart"] if branch else []) + ["Cover"]
-    rows = []
-    for path in sorted(files, key=names.get):
+    shown, covered, empty = [], 0, 0
+    for path in files:
         f = files[path]
-        row = [names[path], str(f.statements), str(len(f.missing))]
+        if result.skip_covered and not f.missing and not f.partial_lines():
+            covered += 1
+        elif result.skip_empty and not f.statements:
+            empty += 1
+        else:
+            shown.append(path)
+    if not shown and not covered:
+        return "No data to report."
+    digits = result.precision
+    keyed = []
+    for path in shown:
+        f = files[path]
+        numbers = [f.statements, len(f.missing)]
         if branch:
-            row += [str(f.branches), str(len(f.partial_lines()))]
-        row.append(display(result.percent([f])) + "%")
-        rows.append(row)
-    total = ["TOTAL", str(sum(f.statements for f in files.values()))]
-    total.append(str(sum(len(f.missing) for f in files.values())))
+            numbers += [f.branches, len(f.partial_lines())]
+        keyed.append((names[path], numbers, result.percent([f]), path))
+    keyed = _sorted(keyed, result.sort, branch)
+    every = files.values()
+    total = [sum(f.statements for f in every), sum(len(f.missing) for f in every)]
     if branch:
-        total.append(str(sum(f.branches for f in files.values())))
-        total.append(str(sum(len(f.partial_lines()) for f in files.values())))
-    total.append(display(result.percent()) + "%")
-    lines = columns([header, total, *rows])
-    if missing:  # a last column, not aligned: coverage.py's Missing
-        shown = ["Missing", "", *(_missing(files[p]) for p in sorted(files, key=names.get))]
-        lines = [f"{line}   {m}".rstrip() for line, m in zip(lines, shown, strict=True)]
-    head, foot, body = lines[0], lines[1], lines[2:]
+        total += [sum(f.branches for f in every), sum(len(f.partial_lines()) for f in every)]
+    rows = [
+        (name, numbers, display(pc, digits), _missing(files[path]))
+        for name, numbers, pc, path in keyed
+    ]
+    lines = _table(rows, ("TOTAL", total, display(result.percent(), digits), ""), branch,
+                   result.show_missing)  # fmt: skip
+    if covered:
+        lines += ["", f"{_plural(covered, 'file')} skipped due to complete coverage."]
+    if empty:
+        lines += ["", f"{_plural(empty, 'empty file')} skipped."]
+    return "\n".join(lines)
+
+
+def _table(rows: list, total: tuple, branch: bool, missing: bool) -> list[str]:
+    """coverage.py's text layout, column for column, so that whatever reads its report (a CI
+    step's regex on TOTAL, a diff of two reports) reads probe's: the name column as wide as
+    the longest name (at least five) plus one, numbers seven wide, Cover as wide as the
+    widest percent plus two, Missing after three spaces; trailing spaces stripped."""
+    name_w = max([len(r[0]) for r in rows] + [5]) + 1
+    cover_w = max([len(total[2]) + 3, len(" Cover") + 1] + [len(r[2]) + 2 for r in rows])
+    numbers = ["Stmts", "Miss"] + (["Branch", "BrPart"] if branch else [])
+    head = f"{'Name':{name_w}}" + "".join(f"{h:>7}" for h in numbers) + f"{'Cover':>{cover_w}}"
+    if missing:
+        head += f"{'Missing':>10}"
     rule = "-" * len(head)
-    return "\n".join([head, rule, *body, rule, foot])
+
+    def line(name: str, counts: list[int], pc: str, missed: str) -> str:
+        text = f"{name:{name_w}}" + "".join(f"{n:>7}" for n in counts)
+        text += f"{pc:>{cover_w - 1}}%" + (f"   {missed:9}" if missing else "")
+        return text.rstrip()
+
+    body = [line(*r) for r in rows]
+    return [head, rule, *body, *([rule] if body else []), line(*total)]
+
+
+def _sorted(keyed: list, sort: str, branch: bool) -> list:
+    """Rows in coverage.py's order: by name (digits as numbers), or by a column then name;
+    a leading '-' reverses."""
+    reverse = sort.startswith("-")
+    column = sort.lstrip("+-").lower()
+    order = {"stmts": 0, "miss": 1, "branch": 2, "brpart": 3}
+    if column == "name":
+        return sorted(keyed, key=lambda r: _human(r[0]), reverse=reverse)
+    if column == "cover":
+        return sorted(keyed, key=lambda r: (r[2], r[0]), reverse=reverse)
+    if column not in order or (column in ("branch", "brpart") and not branch):
+        from probe.errors import UsageError
+
+        raise UsageError(f"can't sort by {sort!r}: name, stmts, miss, branch, brpart or cover")
+    return sorted(keyed, key=lambda r: (r[1][order[column]], r[0]), reverse=reverse)
+
+
+def _human(text: str) -> list:
+    import re
+
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+def _plural(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _missing(f: FileCoverage) -> str:
-    partial = sorted(a for a in f.arcs_missed if a[0] in f.executed)
-    arcs = [f"{src}->{dst}" if dst > 0 else f"{src}->exit" for src, dst in partial]
-    return ", ".join(_ranges(f.missing) + arcs)
-
-
-def _ranges(lines: Iterable[int]) -> list[str]:
-    out: list[str] = []
-    run: list[int] = []
-    for n in sorted(lines):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-        run = [n]
-    if run:
-        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return out
+    """Missed lines as coverage.py writes them: ranges over consecutive statements (a run
+    of missed statements is one range across the lines between them that are not
+    statements), then each partial branch's missed arcs whose lines are not missed."""
+    statements = sorted(f.executed | f.missing)
+    items: list[tuple[int, str]] = []
+    start = end = None
+    for line in statements:
+        if line in f.missing:
+            start = line if start is None else start
+            end = line
+        elif start is not None:
+            items.append((start, str(start) if start == end else f"{start}-{end}"))
+            start = None
+    if start is not None:
+        items.append((start, str(start) if start == end else f"{start}-{end}"))
+    for src, dst in sorted(f.arcs_missed):
+        if src not in f.missing and dst not in f.missing:
+            items.append((src, f"{src}->{dst}" if dst > 0 else f"{src}->exit"))
+    return ", ".join(text for _, text in sorted(items))
 
 
 @render.register

@@ -32,7 +32,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "sites": (
         ("run_id", "VARCHAR"),
         ("site_id", "BIGINT"),
-        ("kind", "VARCHAR"),  # 'line', 'branch', 'excluded', 'block', 'instr', 'func', 'call', ...
+        ("kind", "VARCHAR"),  # 'file', 'line', 'branch', 'excluded', 'block', 'instr', 'func', ...
         ("unit", "VARCHAR"),  # source file (Python) or module (Wasm)
         ("func", "VARCHAR"),
         ("line", "INTEGER"),

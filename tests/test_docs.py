@@ -209,6 +209,9 @@ def test_every_example_on_the_page_runs(page: Path, tmp_path: Path, plugin) -> N
                     )  # fmt: skip
                     _check(done, f"{what}: {shlex.join(argv)}")
                     ran += 1
+        elif language == "toml" and "tool" in tomllib.loads(text):
+            # settings, as a user puts them in the project: the examples after it use them
+            (where / "pyproject.toml").write_text(text)
         elif language == "toml":  # a pyproject fragment: it parses, and names our group
             doc = tomllib.loads(text)
             groups = doc["project"]["entry-points"]

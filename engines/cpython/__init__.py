@@ -223,7 +223,10 @@ class _Run(Measured):
         """Lines run so far, per file by real path (nothing where no line probes are)."""
         if not self.lines:
             return {}
-        return {os.path.realpath(f): lines for f, lines in self.collector.hits().items()}
+        hits = {os.path.realpath(f): lines for f, lines in self.collector.hits().items()}
+        for path in self.compiler.infos:  # measured, if no line of it ran (an empty file)
+            hits.setdefault(os.path.realpath(path), {})
+        return hits
 
     def _started(self) -> dict[int, int]:
         """Starts of each function (func site -> count) where the bytecode counts them."""

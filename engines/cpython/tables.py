@@ -99,6 +99,7 @@ def write_tables(
             stmt = info.statement_of(line)
             if stmt is not None:
                 per_stmt[stmt] = max(per_stmt.get(stmt, 0), n)
+        ids.get("file", path, "<module>", None)  # the file was measured, if it has no lines
         for line in sorted(info.statements):
             sid = ids.get("line", path, info.funcs.get(line, "<module>"), line)
             counts[sid] = per_stmt.get(line, 0)

@@ -1,0 +1,185 @@
+"""A project configured for coverage.py gets the same run and the same report from probe,
+unchanged: its settings are read from where coverage.py reads them, probe's own tables
+take precedence, the command line over all; the text report is coverage.py's, byte for byte,
+under every report option."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import INTERPRETERS, run_probe
+
+PY = INTERPRETERS[0]
+
+MAIN = """\
+import sys
+from pkg import full, part
+
+full.run()
+part.pick(len(sys.argv) > 1)
+for n in range(12):
+    part.pick(n > 10)
+"""
+FULL = """\
+def run():
+    total = 0
+    for i in range(3):
+        total += i
+    return total
+"""
+PART = """\
+def pick(flag):
+    if flag:
+        return "yes"
+    if flag is None:
+        raise ValueError("never")
+    return "no"
+
+
+def unused():
+    return 1
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "full.py").write_text(FULL)
+    (tmp_path / "pkg" / "part.py").write_text(PART)
+    (tmp_path / "main.py").write_text(MAIN)
+    return tmp_path
+
+
+def _coverage(where: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PY, "-m", "coverage", *args], cwd=where, capture_output=True, text=True, timeout=120
+    )
+
+
+CONFIGS = {
+    "pyproject.toml": """\
+        [tool.coverage.run]
+        branch = true
+        [tool.coverage.report]
+        show_missing = true
+        fail_under = 95
+        """,
+    ".coveragerc": """\
+        [run]
+        branch = True
+        [report]
+        show_missing = True
+        fail_under = 95
+        """,
+    "setup.cfg": """\
+        [metadata]
+        name = demo
+        [coverage:run]
+        branch = 1
+        [coverage:report]
+        show_missing = yes
+        fail_under = 95
+        """,
+    "tox.ini": """\
+        [tox]
+        envlist = py312
+        [coverage:run]
+        branch = on
+        [coverage:report]
+        show_missing = true
+        fail_under = 95
+        """,
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_coverage_settings_are_taken_where_coveragepy_finds_them(project: Path, name: str) -> None:
+    (project / name).write_text(textwrap.dedent(CONFIGS[name]))
+    ran = run_probe(PY, "run", "main.py", cwd=project)
+    assert ran.returncode == 2, ran.stderr  # below fail_under: coverage.py's exit status
+    assert "Branch" in ran.stderr and "Missing" in ran.stderr
+    failure = [ln for ln in ran.stderr.splitlines() if "Coverage failure" in ln]
+    assert _coverage(project, "run", "main.py").returncode == 0
+    theirs = _coverage(project, "report")
+    assert theirs.returncode == 2
+    assert failure == [f"probe: {theirs.stdout.splitlines()[-1]}"]
+    ours = run_probe(PY, "report", cwd=project)
+    assert ours.returncode == 2
+    assert ours.stdout == theirs.stdout.rsplit("\n", 2)[0] + "\n"  # less the failure line
+    shown = run_probe(PY, "config", cwd=project).stdout
+    origin = f"{name} [tool.coverage]" if name == "pyproject.toml" else name
+    assert f"[{origin}]" in next(ln for ln in shown.splitlines() if ln.startswith("branch"))
+    assert "[default]" in next(ln for ln in shown.splitlines() if ln.startswith("omit"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--show-missing"],
+        ["--skip-covered"],
+        ["--skip-empty", "--show-missing"],
+        ["--sort=-cover"],
+        ["--sort=miss", "--precision=1"],
+        ["--sort=brpart", "--precision=3", "--skip-covered"],
+        ["--sort=-name"],
+    ],
+    ids=lambda o: " ".join(o) or "default",
+)
+def test_the_text_report_is_coveragepys(project: Path, options: list[str]) -> None:
+    assert run_probe(PY, "run", "-q", "--branch", "main.py", cwd=project).returncode == 0
+    assert _coverage(project, "run", "--branch", "main.py").returncode == 0
+    theirs = _coverage(project, "report", *options)
+    ours = run_probe(PY, "report", *options, cwd=project)
+    assert theirs.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    assert ours.stderr.startswith("probe: coverage of run ")  # which run it shows
+
+
+def test_precedence_command_line_then_probe_then_coverage(project: Path) -> None:
+    (project / ".coveragerc").write_text("[run]\nbranch = true\nomit = */full.py\n")
+    (project / "pyproject.toml").write_text('[tool.probe]\nbranch = false\nsort = "-cover"\n')
+    shown = run_probe(PY, "config", cwd=project).stdout
+    lines = {ln.split()[0]: ln for ln in shown.splitlines()}
+    assert "false" in lines["branch"] and "[pyproject.toml [tool.probe]]" in lines["branch"]
+    assert "*/full.py" in lines["omit"] and "[.coveragerc]" in lines["omit"]
+    (project / "probe.toml").write_text("branch = true\n")
+    lines = {ln.split()[0]: ln for ln in run_probe(PY, "config", cwd=project).stdout.splitlines()}
+    assert "true" in lines["branch"] and "[probe.toml]" in lines["branch"]
+    ran = run_probe(PY, "run", "--omit", "*/part.py", "main.py", cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    assert "Branch" in ran.stderr and "part.py" not in ran.stderr and "full.py" in ran.stderr
+
+
+def test_fail_under_on_a_quiet_run_and_a_passing_one(project: Path) -> None:
+    quiet = run_probe(PY, "run", "-q", "--fail-under", "99.5", "main.py", cwd=project)
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        "probe: Coverage failure: total of 89.5 is less than fail-under=99.5"
+    ]
+    passing = run_probe(PY, "run", "-q", "--fail-under", "80", "main.py", cwd=project)
+    assert (passing.returncode, passing.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "said"),
+    [
+        ("pyproject.toml", "[tool.probe]\nbrnach = true\n", "[tool.probe]: no setting brnach"),
+        ("probe.toml", 'exclude_also = ["(unclosed"]\n', "exclude_also: bad regex '(unclosed'"),
+        ("probe.toml", 'precision = "two"\n', "precision: not a int"),
+        ("probe.toml", 'sort = "size"\n', "sort: not a str: size (one of name"),
+        (".coveragerc", "[run\nbranch = 1\n", ".coveragerc: File contains no section headers"),
+        ("pyproject.toml", "[tool.probe\n", "pyproject.toml: Expected ']'"),
+    ],
+    ids=["unknown", "regex", "int", "sort", "ini", "toml"],
+)
+def test_a_bad_setting_is_one_line(project: Path, file: str, text: str, said: str) -> None:
+    (project / file).write_text(text)
+    for command in (["run", "main.py"], ["config"]):
+        out = run_probe(PY, *command, cwd=project)
+        assert out.returncode == 2, out.stderr
+        assert len(out.stderr.splitlines()) == 1 and said in out.stderr, out.stderr
