@@ -24,7 +24,7 @@ from .rows import Site
 if TYPE_CHECKING:
     from probe.storage import Database
 
-PYTHON_KINDS = ("file", "line", "branch", "excluded")
+PYTHON_KINDS = ("file", "line", "branch", "excluded", "no_branch")
 WASM_KINDS = ("func", "block", "instr")
 
 
@@ -141,6 +141,10 @@ class FileCoverage:
     excluded: set[int] = field(default_factory=set)
     arcs_hit: set[tuple[int, int]] = field(default_factory=set)
     arcs_missed: set[tuple[int, int]] = field(default_factory=set)
+    # Arcs not taken from lines not held to every arc (`# pragma: no branch`): counted as
+    # branches, never missing, as coverage.py counts them.
+    arcs_excused: set[tuple[int, int]] = field(default_factory=set)
+    no_branch: set[int] = field(default_factory=set)
 
     @property
     def statements(self) -> int:
@@ -148,7 +152,11 @@ class FileCoverage:
 
     @property
     def branches(self) -> int:
-        return len(self.arcs_hit) + len(self.arcs_missed)
+        return len(self.arcs_hit) + len(self.arcs_missed) + len(self.arcs_excused)
+
+    @property
+    def covered_branches(self) -> int:
+        return len(self.arcs_hit) + len(self.arcs_excused)
 
     def partial_lines(self) -> set[int]:
         """Branch lines that ran but did not take every arc."""
@@ -179,7 +187,7 @@ class LineCoverage:
         """Covered statements (and branches, with --branch) in percent, as coverage.py."""
         hit = total = 0
         for f in self.files.values() if files is None else files:
-            hit += len(f.executed) + (len(f.arcs_hit) if self.branch else 0)
+            hit += len(f.executed) + (f.covered_branches if self.branch else 0)
             total += f.statements + (f.branches if self.branch else 0)
         return 100.0 * hit / total if total else 100.0
 
@@ -194,8 +202,13 @@ def collect(sites: Iterable[Site]) -> dict[str, FileCoverage]:
             (fc.executed if s.count else fc.missing).add(s.line)
         elif s.kind == "excluded":
             fc.excluded.add(s.line)
+        elif s.kind == "no_branch":
+            fc.no_branch.add(s.line)
         elif s.kind == "branch":
             (fc.arcs_hit if s.count else fc.arcs_missed).add((s.line, s.target))
+    for fc in files.values():
+        fc.arcs_excused = {arc for arc in fc.arcs_missed if arc[0] in fc.no_branch}
+        fc.arcs_missed -= fc.arcs_excused
     return files
 
 

@@ -220,7 +220,13 @@ def run(
             **_report_options(show_missing, skip_covered, skip_empty, sort, precision, fail_under),
         }
     )
-    scope = Scope(source=settings["source"], include=settings["include"], omit=settings["omit"])
+    scope = Scope(
+        source=settings["source"],
+        include=settings["include"],
+        omit=settings["omit"],
+        exclude=settings.exclusions(),
+        partial=settings["partial_branches"],
+    )
     _, outcome = recording.run(
         tgt,
         analysis or ["coverage"],

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
 from probe.errors import UsageError
 
 
@@ -362,7 +363,7 @@ def site_matches(
 
 @dataclass(frozen=True)
 class Scope:
-    """Which units (source files, modules) a run measures.
+    """Which units (source files, modules) a run measures, and which of their lines.
 
     ``source`` directories limit measurement to files below them (and make
     reports list their files that never ran); ``include`` and ``omit`` are
@@ -373,6 +374,10 @@ class Scope:
     source: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     omit: tuple[str, ...] = ()
+    # Regexes of lines that are not measured (their statements, and a clause or function
+    # they begin), and of branch lines not held to every arc: coverage.py's by default.
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    partial: tuple[str, ...] = DEFAULT_PARTIAL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", tuple(os.path.abspath(s) for s in self.source))

@@ -30,7 +30,7 @@ def _(result: LineCoverage) -> str:
     lines_valid = sum(f.statements for f in files.values())
     lines_hit = sum(len(f.executed) for f in files.values())
     br_valid = sum(f.branches for f in files.values())
-    br_hit = sum(len(f.arcs_hit) for f in files.values())
+    br_hit = sum(f.covered_branches for f in files.values())
     out = [
         '<?xml version="1.0" ?>',
         f'<coverage version="{__version__}" timestamp="{int(time.time() * 1000)}" '
@@ -46,7 +46,7 @@ def _(result: LineCoverage) -> str:
         p_lines = sum(f.statements for f in fs)
         p_hit = sum(len(f.executed) for f in fs)
         p_br = sum(f.branches for f in fs)
-        p_brhit = sum(len(f.arcs_hit) for f in fs)
+        p_brhit = sum(f.covered_branches for f in fs)
         out.append(
             f'\t\t<package name={quoteattr(pkg)} line-rate="{rate(p_hit, p_lines)}" '
             f'branch-rate="{rate(p_brhit, p_br) if branch else 0}" complexity="0">'
@@ -58,7 +58,7 @@ def _(result: LineCoverage) -> str:
                 f"\t\t\t\t<class name={quoteattr(os.path.basename(rel))} "
                 f"filename={quoteattr(rel)} "
                 f'line-rate="{rate(len(f.executed), f.statements)}" '
-                f'branch-rate="{rate(len(f.arcs_hit), f.branches) if branch else 0}" '
+                f'branch-rate="{rate(f.covered_branches, f.branches) if branch else 0}" '
                 'complexity="0">'
             )
             out.append("\t\t\t\t\t<methods/>\n\t\t\t\t\t<lines>")

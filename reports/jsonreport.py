@@ -75,7 +75,7 @@ def _summary(result: LineCoverage, fs: list[FileCoverage]) -> dict[str, Any]:
     }
     if result.branch:
         nb = sum(f.branches for f in fs)
-        hit = sum(len(f.arcs_hit) for f in fs)
+        hit = sum(f.covered_branches for f in fs)
         pc_br = 100.0 * hit / nb if nb else 100.0
         out.update(
             num_branches=nb,

@@ -183,3 +183,29 @@ def test_a_bad_setting_is_one_line(project: Path, file: str, text: str, said: st
         out = run_probe(PY, *command, cwd=project)
         assert out.returncode == 2, out.stderr
         assert len(out.stderr.splitlines()) == 1 and said in out.stderr, out.stderr
+
+
+def test_a_projects_exclusions_give_coveragepys_numbers(project: Path) -> None:
+    """exclude_also (a regex of the project's, here one spanning two lines) and
+    partial_branches from the project's configuration: the same JSON as coverage.py's."""
+    import json
+
+    (project / "pkg" / "part.py").write_text(
+        PART.replace('raise ValueError("never")', 'raise ValueError("never")  # unreachable')
+        + "\n\nif __name__ == '__main__':\n    unused()\n"
+    )
+    (project / "pyproject.toml").write_text(
+        "[tool.coverage.run]\nbranch = true\n[tool.coverage.report]\n"
+        "exclude_also = ['# unreachable', 'def unused\\(\\):\\n\\s+return']\n"
+        "partial_branches = ['if flag:']\n"
+    )
+    assert run_probe(PY, "run", "-q", "main.py", cwd=project).returncode == 0
+    ours = json.loads(run_probe(PY, "report", "-f", "json", cwd=project).stdout)
+    assert _coverage(project, "run", "main.py").returncode == 0
+    assert _coverage(project, "json", "-o", "c.json").returncode == 0
+    theirs = json.loads((project / "c.json").read_text())
+    keep = ("executed_lines", "missing_lines", "excluded_lines", "missing_branches")
+    for name, f in theirs["files"].items():
+        assert {k: ours["files"][name][k] for k in keep} == {k: f[k] for k in keep}, name
+    assert ours["files"]["pkg/part.py"]["excluded_lines"] == [5, 9, 10]
+    assert ours["totals"]["percent_covered"] == pytest.approx(theirs["totals"]["percent_covered"])

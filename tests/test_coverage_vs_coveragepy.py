@@ -17,6 +17,9 @@ PROGRAMS = [
     ["-m", "shapes", "circle"],
     ["crash.py"],
     ["edge.py"],
+    ["exclusions.py"],
+    ["exclusions.py", "-3"],
+    ["oneliners.py"],
 ]
 
 

@@ -95,14 +95,14 @@ class _Run(Measured):
             from .monitor import Monitor
 
             self.collector = Monitor(self.wanted)
-            self.compiler = Compiler(markers=branch, counting=count, rewriter=None)
+            self.compiler = Compiler(scope, markers=branch, counting=count, rewriter=None)
         else:
             # Counts on every version, flags on 3.11: increments inserted into the bytecode
             # cost a few nanoseconds a line; a sys.monitoring callback costs ten times that.
             from .rewrite import Rewriter
 
             self.collector = Rewriter(count=count, entries=self.starts)
-            self.compiler = Compiler(markers=branch, counting=count, rewriter=self.collector)
+            self.compiler = Compiler(scope, markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
         self.snapshots = Snapshots(self._snapshot)
@@ -224,8 +224,10 @@ class _Run(Measured):
         if not self.lines:
             return {}
         hits = {os.path.realpath(f): lines for f, lines in self.collector.hits().items()}
-        for path in self.compiler.infos:  # measured, if no line of it ran (an empty file)
-            hits.setdefault(os.path.realpath(path), {})
+        for module in list(sys.modules.values()):  # measured, if no line of it ran (empty)
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str) and path.endswith(".py") and self.wanted(path):
+                hits.setdefault(os.path.realpath(path), {})
         return hits
 
     def _started(self) -> dict[int, int]:

@@ -19,13 +19,18 @@ from typing import TYPE_CHECKING
 from .source import SourceInfo, analyze
 
 if TYPE_CHECKING:
+    from probe.probes import Scope
+
     from .rewrite import Rewriter
 
 
 class Compiler:
     """Turns source files into code objects that carry the run's probes."""
 
-    def __init__(self, markers: bool, rewriter: Rewriter | None, counting: bool = False) -> None:
+    def __init__(
+        self, scope: Scope, markers: bool, rewriter: Rewriter | None, counting: bool = False
+    ) -> None:
+        self.scope = scope  # its exclusions say which lines are not statements
         self.markers = markers
         self.counting = counting
         self.rewriter = rewriter
@@ -38,7 +43,7 @@ class Compiler:
 
     def compile(self, data: bytes | str, path: str) -> types.CodeType:
         source = data if isinstance(data, str) else importlib.util.decode_source(data)
-        info, tree = analyze(source, path, markers=self.markers, counting=self.counting)
+        info, tree = analyze(source, path, self.scope, markers=self.markers, counting=self.counting)
         self.infos[path] = info
         code = compile(tree, path, "exec", dont_inherit=True)
         return self.rewriter.instrument(code) if self.rewriter else code

@@ -59,7 +59,7 @@ class Measured:
         return self._infos[path]
 
     def analyze(self, path: str) -> SourceInfo | None:
-        return analyze_file(path)
+        return analyze_file(path, self.scope)
 
     def write(
         self,

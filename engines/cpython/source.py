@@ -22,10 +22,17 @@ import ast
 import re
 import types
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
+
+if TYPE_CHECKING:
+    from probe.probes import Scope
 
 MARKER_BASE = 1 << 28  # no real source file has this many lines
 
-_PRAGMA = re.compile(r"#\s*(pragma|PRAGMA)[:\s]?\s*(no|NO)\s*(cover|COVER)")
+# Branch lines that can't take every arc, whatever the user says (coverage.py's own list).
+_PARTIAL_ALWAYS = (r"^\s*while (True|1|False|0):", r"^\s*if (True|1|False|0):")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class SourceInfo:
     path: str
     statements: set[int] = field(default_factory=set)
     excluded: set[int] = field(default_factory=set)
+    no_branch: set[int] = field(default_factory=set)  # branch lines not held to every arc
     first_line: dict[int, int] = field(default_factory=dict)  # physical line -> statement line
     funcs: dict[int, str] = field(default_factory=dict)  # statement line -> qualified name
     arcs: dict[tuple[int, int], int] = field(default_factory=dict)  # arc -> witness line
@@ -56,8 +64,9 @@ class _Slot:
     """
 
     node: ast.AST
-    where: str  # 'body', 'orelse' or 'wildcard'
+    where: str  # 'body', 'orelse', 'wildcard', or 'after' (node, in ``within``)
     stmt: ast.stmt | None = None
+    within: list[ast.stmt] | None = None
 
 
 class _ArcFinder:
@@ -69,7 +78,7 @@ class _ArcFinder:
     def block(self, stmts: list[ast.stmt], cont: int) -> None:
         for i, stmt in enumerate(stmts):
             nxt = stmts[i + 1] if i + 1 < len(stmts) else None
-            self.stmt(stmt, _first(nxt) if nxt else cont, nxt)
+            self.stmt(stmt, _first(nxt) if nxt else cont, nxt, stmts)
 
     def arc(self, src: int, dst: int, slot: _Slot) -> None:
         if src != dst:  # a one-line `if x: y` has no arc of its own
@@ -82,7 +91,7 @@ class _ArcFinder:
         line = s.cases[-1].pattern.lineno if isinstance(s, ast.Match) else s.lineno
         self.arc(line, cont, slot)
 
-    def stmt(self, s: ast.stmt, cont: int, nxt: ast.stmt | None) -> None:
+    def stmt(self, s: ast.stmt, cont: int, nxt: ast.stmt | None, within: list[ast.stmt]) -> None:
         if isinstance(s, ast.If):
             truth = _constant_truth(s.test)
             if truth is not False:
@@ -125,12 +134,20 @@ class _ArcFinder:
                 self.block(case.body, cont)
         elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             self.block(s.body, -_first(s))
+            line = _first(s)
+            if s.body[0].lineno == line:
+                # `def f(): return 1`: the line is the def's and its body's, so it has two
+                # exits, on to what follows and out of the body, as coverage.py counts them.
+                self.arc(line, cont, _Slot(s, "after", within=within))
+                self.arc(line, -line, _Slot(s, "body"))
 
 
 def analyze(
-    source: str, path: str, markers: bool = False, counting: bool = False
-) -> tuple[SourceInfo, ast.Module]:
-    """Parse ``source`` and return its static facts and its syntax tree.
+    source: str, path: str, scope: Scope | None = None, markers: bool = False,
+    counting: bool = False,
+) -> tuple[SourceInfo, ast.Module]:  # fmt: skip
+    """Parse ``source`` and return its static facts and its syntax tree. ``scope``'s
+    exclusions (coverage.py's by default) say which lines are not measured.
 
     With ``markers`` the tree comes back with the markers its arcs need in
     place, ready to compile. With ``counting`` every arc gets a marker of its
@@ -144,8 +161,11 @@ def analyze(
     for line in _code_lines(code):
         info.statements.add(info.first_line.get(line, line))
     info.statements -= _docstring_lines(tree)
-    info.excluded = _excluded(source, tree, info)
+    exclude = scope.exclude if scope is not None else DEFAULT_EXCLUDE
+    info.excluded = _excluded(source, tree, info, exclude)
     info.statements -= info.excluded
+    partial = scope.partial if scope is not None else DEFAULT_PARTIAL
+    info.no_branch = _matching(source, (*partial, *_PARTIAL_ALWAYS), info)
 
     finder = _ArcFinder()
     finder.block(tree.body, -1)
@@ -209,6 +229,9 @@ def _place(slot: _Slot, line: int) -> None:
     if slot.where == "wildcard":
         anything = ast.MatchAs(lineno=line, col_offset=0, end_lineno=line, end_col_offset=1)
         slot.node.cases.append(ast.match_case(pattern=anything, body=[mark]))
+    elif slot.where == "after":
+        assert slot.within is not None
+        slot.within.insert(next(i for i, n in enumerate(slot.within) if n is slot.node) + 1, mark)
     else:
         getattr(slot.node, slot.where).insert(0, mark)
 
@@ -325,17 +348,80 @@ def _docstring_lines(tree: ast.Module) -> set[int]:
     return lines
 
 
-def _excluded(source: str, tree: ast.Module, info: SourceInfo) -> set[int]:
-    """Lines excluded with ``# pragma: no cover``; on a block's first line, the whole block."""
-    marked = {
-        info.first_line.get(n, n)
-        for n, text in enumerate(source.splitlines(), start=1)
-        if _PRAGMA.search(text)
-    }
-    if not marked:
+def _matching(source: str, patterns: tuple[str, ...], info: SourceInfo) -> set[int]:
+    """The statements (first lines) of the lines that a match of any of ``patterns`` touches:
+    a regex may span lines, as in coverage.py."""
+    if not patterns:
         return set()
-    excluded: set[int] = set()
+    regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.MULTILINE)
+    lines: set[int] = set()
+    at, line = 0, 1
+    for match in regex.finditer(source):
+        start, end = match.span()
+        line += source.count("\n", at, start)
+        last = line + source.count("\n", start, end)
+        at = start
+        lines.update(info.first_line.get(n, n) for n in range(line, last + 1))
+    return lines
+
+
+def _excluded(
+    source: str, tree: ast.Module, info: SourceInfo, patterns: tuple[str, ...]
+) -> set[int]:
+    """The lines excluded by ``patterns``, as coverage.py excludes them: a matched line, and
+    where it begins a clause (its colon on the matched statement: ``if``, ``else:``,
+    ``except ...:``, ``def``), the clause's whole suite; a match on a decorator or on a
+    signature excludes the whole function or class; a catch-all ``case`` whose body is all
+    excluded goes with it. Without a match, nothing is tokenized."""
+    excluded = _matching(source, patterns, info)
+    if not excluded:
+        return set()
+    excluded |= _suites(source, excluded)
+    excluded = {info.first_line.get(n, n) for n in excluded}
     for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and _first(node) in marked:
-            excluded.update(range(_first(node), (node.end_lineno or node.lineno) + 1))
-    return (excluded | marked) & (info.statements | excluded)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            first = _first(node)
+            if excluded.intersection(range(first, node.lineno + 1)):
+                excluded.update(range(first, (node.end_lineno or node.lineno) + 1))
+        elif isinstance(node, ast.match_case) and _irrefutable(node):
+            body = range(node.body[0].lineno, (node.body[-1].end_lineno or 0) + 1)
+            inside = info.statements.intersection(body)
+            if inside and inside <= excluded:
+                pattern = node.pattern
+                excluded.update(range(pattern.lineno, (pattern.end_lineno or 0) + 1))
+    return excluded
+
+
+def _suites(source: str, matched: set[int]) -> set[int]:
+    """The lines of the suites that excluded lines begin: a statement with a matched line
+    up to its top-level colon excludes every statement indented below it."""
+    import io
+    import tokenize
+
+    out: set[int] = set()
+    indent = exclude_indent = nesting = first = 0
+    excluding = False
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        kind, text, (start, _), (end, _) = tok.type, tok.string, tok.start, tok.end
+        if kind == tokenize.INDENT:
+            indent += 1
+        elif kind == tokenize.DEDENT:
+            indent -= 1
+        elif kind == tokenize.OP:
+            if text == ":" and nesting == 0:
+                if not excluding and matched.union(out).intersection(range(first, end + 1)):
+                    out.add(end)
+                    exclude_indent, excluding = indent, True
+            elif text in "([{":
+                nesting += 1
+            elif text in ")]}":
+                nesting -= 1
+        elif kind == tokenize.NEWLINE:
+            first = 0
+        if text.strip() and kind != tokenize.COMMENT and not first:
+            first = start
+            if excluding and indent <= exclude_indent:
+                excluding = False
+            if excluding:
+                out.add(end)
+    return out

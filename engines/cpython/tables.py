@@ -65,11 +65,11 @@ def source_infos(
     return found
 
 
-def analyze_file(path: str) -> SourceInfo | None:
+def analyze_file(path: str, scope: Scope) -> SourceInfo | None:
     try:
         with open(path, "rb") as f:
             source = importlib.util.decode_source(f.read())
-        return analyze(source, path)[0]
+        return analyze(source, path, scope)[0]
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as e:
         print(f"probe: warning: couldn't parse {path}: {e}", file=sys.stderr)
         return None
@@ -105,6 +105,8 @@ def write_tables(
             counts[sid] = per_stmt.get(line, 0)
         for line in sorted(info.excluded):
             ids.get("excluded", path, info.funcs.get(line, "<module>"), line)
+        for line in sorted(info.no_branch):
+            ids.get("no_branch", path, info.funcs.get(line, "<module>"), line)
         if branch:
             for (src, dst), witness in sorted(info.arcs.items()):
                 sid = ids.get("branch", path, info.funcs.get(src, "<module>"), src, dst)
