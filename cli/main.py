@@ -106,7 +106,7 @@ def run(
     ] = None,
     analysis: Annotated[
         list[str] | None,
-        typer.Option("--analysis", "-a", help="Analysis to run; repeat for several."),
+        typer.Option("--analysis", "-a", help="Analyses to run: a,b or repeated."),
     ] = None,
     module: Annotated[
         str | None, typer.Option("-m", help="Run a library module as a script, like python -m.")
@@ -135,7 +135,7 @@ def run(
     ] = False,
     sites: Annotated[
         list[str] | None,
-        typer.Option("--sites", help="trace: func:GLOB or an event class; repeat for several."),
+        typer.Option("--sites", help="trace: func:GLOB or an event class: a,b or repeated."),
     ] = None,
     counters: Annotated[
         str | None,
@@ -198,6 +198,9 @@ def run(
     from probe.engines import target_from_command
     from probe.probes import Scope
 
+    if not module and target and target[0].startswith("-") and target[0] != "-":
+        raise UsageError(_no_such_option(target[0]))  # before the program: probe's own
+
     if counters_backend == "callgrind":  # this very command, inside valgrind
         from probe.engines.perf import callgrind
 
@@ -229,14 +232,14 @@ def run(
     )
     _, outcome = recording.run(
         tgt,
-        analysis or ["coverage"],
+        _split(analysis) or ["coverage"],
         db=db,
         scope=scope,
         options={
             "branch": settings["branch"],
             **settings.report_options(),
             "instr": instr,
-            **({"sites": sites} if sites else {}),
+            **({"sites": list(_split(sites))} if sites else {}),
             **({"max_steps": max_steps} if max_steps else {}),
             **({"rate": rate} if rate != 100 else {}),
             **{k: True for k, on in (("idle", idle), ("gil", gil)) if on},
@@ -357,14 +360,17 @@ def trace_command(
 @_one_line_errors
 def query(
     sql: Annotated[
-        str, typer.Argument(help="SQL over runs, sites, counts, events and the analyses' views.")
+        str,
+        typer.Argument(
+            help="SQL over runs, sites, counts, events and the analyses' views (-: stdin)."
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
     db: DbOption = None,
 ) -> None:
     """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...), or
     over files (read_parquet('traces/**/*.parquet')) where nothing is recorded yet."""
-    _show(sql, fmt, db, files_only=True)
+    _show(sys.stdin.read() if sql == "-" else sql, fmt, db, files_only=True)
 
 
 @app.command()
@@ -503,7 +509,68 @@ def _emit(text: str, output: str | None) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"probe {version('dynprobe')} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL."""
+
+
+def _run_options() -> dict[str, bool]:
+    """`probe run`'s option names, each with whether it takes a value."""
+    import click
+
+    command = typer.main.get_command(app)
+    assert isinstance(command, click.Group)
+    return {
+        name: not p.is_flag
+        for p in command.commands["run"].params
+        if isinstance(p, click.Option)
+        for name in (*p.opts, *p.secondary_opts)
+    }
+
+
+def _no_such_option(word: str) -> str:
+    import difflib
+
+    name = word.split("=", 1)[0]
+    near = difflib.get_close_matches(name, list(_run_options()), n=1)
+    return f"no such option: {name}" + (f" (did you mean {near[0]}?)" if near else "")
+
+
+def _program_apart(args: list[str]) -> list[str]:
+    """`probe run -m pytest -q tests`: everything after -m MODULE is the program's, as python
+    takes it (click would read -q as probe's own: it parses options until the first
+    argument, and the module is an option's value). After a script, click stops itself."""
+    if not args or args[0] != "run":
+        return args
+    takes_value = _run_options()
+    i = 1
+    while i < len(args):
+        word = args[i]
+        if word == "--" or not word.startswith("-"):
+            return args
+        if word == "-m":
+            return [*args[: i + 2], "--", *args[i + 2 :]]
+        if word.startswith("-m") and not word.startswith("--"):  # -mpkg
+            return [*args[: i + 1], "--", *args[i + 1 :]]
+        i += 2 if takes_value.get(word) else 1
+    return args
+
+
 def main() -> None:
+    sys.argv[1:] = _program_apart(sys.argv[1:])
     if os.environ.get("PROBE_DEBUG"):
         app()
         return

@@ -111,8 +111,10 @@ def engine_for(target: Target) -> Engine:
     if target.path is not None:
         if not os.path.exists(target.path):
             raise UsageError(f"can't open file {target.path!r}: no such file")
-        if os.path.isdir(target.path):
-            raise UsageError(f"{target.path!r} is a directory, not a program")
+        if os.path.isdir(target.path) and not os.path.isfile(
+            os.path.join(target.path, "__main__.py")
+        ):  # a directory with __main__.py runs as python runs it
+            raise UsageError(f"can't find '__main__' module in {target.path!r}")
         if _is_wasm(target.path):
             from probe.engines.wasm.engine import WasmEngine
 

@@ -386,6 +386,17 @@ class Scope:
         """True when the user said what to measure (so no default exclusions apply)."""
         return bool(self.source or self.include)
 
+    def unmatched(self, ran: Iterable[str]) -> list[str]:
+        """What to warn of once a run ends: a source that is not a directory, an include
+        pattern that matched no file that ran (so nothing of it was measured)."""
+        ran = [os.path.abspath(p) for p in ran]
+        out = [f"--source {s}: no such directory, nothing measured below it"
+               for s in self.source if not os.path.isdir(s)]  # fmt: skip
+        for pattern in self.include:
+            if not any(_globbed(p, (pattern,)) for p in ran):
+                out.append(f"--include {pattern}: no file that ran matches it")
+        return out
+
     def matches(self, path: str) -> bool:
         path = os.path.abspath(path)
         if self.source and not any(_below(path, d) for d in self.source):

@@ -37,7 +37,14 @@ def test_bad_input_is_one_line(workdir) -> None:
     )
     _one_line_error(run_probe(sys.executable, "run", "-m", "no.such.mod", cwd=workdir), "no.such")
     _one_line_error(run_probe(sys.executable, "run", cwd=workdir), "nothing to run")
-    _one_line_error(run_probe(sys.executable, "run", "shapes", cwd=workdir), "directory")
+    (workdir / "empty").mkdir()
+    _one_line_error(
+        run_probe(sys.executable, "run", "empty", cwd=workdir), "can't find '__main__' module"
+    )
+    _one_line_error(
+        run_probe(sys.executable, "run", "--brnach", "helper.py", cwd=workdir),
+        "no such option: --brnach (did you mean --branch?)",
+    )
     (workdir / "nul.py").write_bytes(b"x = 1\0\n")
     _one_line_error(run_probe(sys.executable, "run", "nul.py", cwd=workdir), "nul.py")
     # None of those bad runs left a run behind.
@@ -102,3 +109,38 @@ def test_analyses_lists_the_builtin_ones(tmp_path) -> None:
     got = run_probe(sys.executable, "analyses", cwd=tmp_path)
     names = [line.split()[0] for line in got.stdout.splitlines()]
     assert got.returncode == 0 and {"coverage", "hotness", "branches"} <= set(names)
+
+
+def test_the_program_s_words_are_its_own(workdir) -> None:
+    """After -m MODULE (or the script) every word is the program's, as python takes it: -q
+    here is the module's, and probe still prints its summary."""
+    (workdir / "echo").mkdir()
+    (workdir / "echo" / "__main__.py").write_text("import sys\nprint(sys.argv[1:])\n")
+    for target in (["-m", "echo"], ["echo"]):
+        got = run_probe(sys.executable, "run", *target, "-q", "--branch", cwd=workdir)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == "['-q', '--branch']\n" and "TOTAL" in got.stderr
+
+
+def test_list_options_take_commas_version_and_stdin(workdir) -> None:
+    got = run_probe(sys.executable, "run", "-a", "coverage,hotness", "helper.py", cwd=workdir)
+    assert got.returncode == 0, got.stderr
+    sql = "SELECT array_to_string(analyses, '+') AS a FROM runs"
+    ran = run_probe(sys.executable, "query", "-f", "csv", sql, cwd=workdir)
+    assert ran.stdout.split() == ["a", "coverage+hotness"], ran.stdout
+    version = run_probe(sys.executable, "--version", cwd=workdir)
+    assert version.returncode == 0 and version.stdout.startswith("probe 0.1.0 (Python 3.")
+    rows = run_probe(
+        sys.executable, "query", "-f", "csv", "-", cwd=workdir, input="SELECT 6 * 7 AS n"
+    )
+    assert rows.stdout.split() == ["n", "42"], rows.stderr
+
+
+def test_a_filter_that_matches_nothing_is_said(workdir) -> None:
+    got = run_probe(sys.executable, "run", "--source", "nosuch", "helper.py", cwd=workdir)
+    assert got.returncode == 0
+    assert f"probe: warning: --source {workdir / 'nosuch'}: no such directory" in got.stderr
+    got = run_probe(sys.executable, "run", "--include", "*/zzz*", "helper.py", cwd=workdir)
+    assert "probe: warning: --include */zzz*: no file that ran matches it" in got.stderr
+    got = run_probe(sys.executable, "run", "--include", "*/help*", "helper.py", cwd=workdir)
+    assert "warning" not in got.stderr and "helper.py" in got.stderr

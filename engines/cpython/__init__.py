@@ -22,6 +22,7 @@ from probe.engines import Outcome, Recorder, Target
 from probe.engines.snapshots import Snapshots
 from probe.errors import UsageError
 from probe.probes import Kind, ProbeSet, Scope
+from probe.storage.spool import warn
 
 from .compat import MONITORING
 from .loader import Compiler, ImportHook
@@ -185,13 +186,16 @@ class _Run(Measured):
             main.__package__ = spec.parent
         else:
             path = os.path.abspath(target.path)
+            home = os.path.dirname(path)
+            if os.path.isdir(path):  # `python dir`: dir first on the path, its __main__.py
+                home, path = path, os.path.join(path, "__main__.py")
             try:
                 with open(path, "rb") as f:
                     data = f.read()
             except OSError as e:
                 raise UsageError(f"can't open file {target.path!r}: {e.strerror}") from None
             code = self._compile(data, path)
-            sys.path[0:1] = [os.path.dirname(path)]
+            sys.path[0:1] = [home]
             main.__spec__ = None
             main.__loader__ = None
         main.__file__ = path
@@ -258,7 +262,11 @@ class _Run(Measured):
         self._stop()
         if self.sampler is not None:
             self.sampler.stop(self.recorder)
-        self.write(outcome, self._hits(), self._started(), lines=self.lines)
+        hits = self._hits()
+        self.write(outcome, hits, self._started(), lines=self.lines)
+        if self.lines:
+            for text in self.scope.unmatched(hits):
+                warn(f"warning: {text}")
 
 
 def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:
