@@ -10,6 +10,7 @@ Registered through the ``pytest11`` entry point; inert without ``--probe``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +45,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="measure only code below DIR (default: the project's code, not installed packages)",
     )
+    group.addoption(
+        "--probe-branch",
+        action="store_true",
+        default=None,
+        help="coverage: measure branch coverage too",
+    )
+    group.addoption(
+        "--probe-fail-under",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="coverage: fail the session when the total is below PERCENT",
+    )
+    group.addoption(
+        "--probe-show-missing",
+        action="store_true",
+        default=None,
+        help="coverage: a Missing column in the table",
+    )
 
 
 class _Plugin:
@@ -63,14 +83,33 @@ class _Plugin:
                 check_events(counters)
             except UsageError as e:
                 raise pytest.UsageError(f"--probe-counters: {e}") from None
+        from probe import config as settings_of
+
+        # The project's settings (coverage.py's too), under the options given here.
+        self.settings = settings_of.load(str(config.invocation_params.dir)).with_options(
+            {
+                "branch": config.option.probe_branch,
+                "source": tuple(config.option.probe_source),
+                "fail_under": config.option.probe_fail_under,
+                "show_missing": config.option.probe_show_missing,
+            }
+        )
+        s = self.settings
         self.session = Session(
             names,
             db=config.option.probe_db,
-            source=config.option.probe_source,
+            source=s["source"],
+            include=s["include"],
+            omit=s["omit"],
+            exclude=s.exclusions(),
+            partial=s["partial_branches"],
             name="pytest " + " ".join(config.invocation_params.args),
+            options={"branch": s["branch"]},
         )
         self.span = Span("tests", counters)
         self.tests = 0
+        self.table: str | None = None  # coverage's, as pytest-cov prints it
+        self.failure: str | None = None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
@@ -85,8 +124,27 @@ class _Plugin:
 
         status = int(exitstatus)
         self.session.stop(Outcome("ok" if status == 0 else "error", status, None))
+        if not any(a.name == "coverage" for a in self.session.analyses):
+            return
+        from probe.analyses.coverage import Coverage
+        from probe.storage import Database
+
+        coverage = Coverage(branch=self.settings["branch"], **self.settings.report_options())
+        with Database(self.session.db_path) as db:
+            self.table = coverage.report(db, self.session.run_id, "text")
+        self.failure = coverage.failure()
+        if self.failure and status == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.table is not None:
+            import platform
+
+            where = f"platform {sys.platform}, python {platform.python_version()}"
+            terminalreporter.write_sep("-", f"coverage: {where}")
+            terminalreporter.write_line(self.table)
+            if self.failure:
+                terminalreporter.write_line(f"FAIL {self.failure}", red=True, bold=True)
         terminalreporter.write_line(
             f"probe: {self.tests} tests recorded as run {self.session.run_id} "
             f"in {self.session.db_path}"

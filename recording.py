@@ -438,6 +438,8 @@ class Session(Recording):
         source: Sequence[str] = (),
         include: Sequence[str] = (),
         omit: Sequence[str] = (),
+        exclude: Sequence[str] | None = None,
+        partial: Sequence[str] | None = None,
         name: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
@@ -445,7 +447,13 @@ class Session(Recording):
             analysis = [analysis]
         super().__init__(resolve_path(db), analysis or [], dict(options or {}))
         self._asked = list(analysis) if analysis else None
-        self.scope = Scope(source=tuple(source), include=tuple(include), omit=tuple(omit))
+        # exclude, partial: regexes of lines not measured, of branch lines not held to every
+        # arc (None: coverage.py's defaults)
+        extra = {"exclude": exclude, "partial": partial}
+        self.scope = Scope(
+            source=tuple(source), include=tuple(include), omit=tuple(omit),
+            **{k: tuple(v) for k, v in extra.items() if v is not None},
+        )  # fmt: skip
         self.counters = list(counters)
         self.name = name or "session"
         self.analyses: list[registry.Analysis] = []

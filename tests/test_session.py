@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -299,6 +300,30 @@ def test_pytest_plugin_records_which_tests_reach_which_line(python: str, tmp_pat
             "SELECT region FROM counters WHERE event = 'task-clock' ORDER BY value DESC",
         )
         assert slowest[0] == ("test_lib.py::test_busy",) and len(slowest) == 3
+
+
+def test_pytest_plugin_prints_the_coverage_table_and_fails_under(tmp_path: Path) -> None:
+    """As pytest-cov: the table after the tests (the project's settings under the options),
+    and a session that passes its tests but not --probe-fail-under fails."""
+    (tmp_path / "lib.py").write_text(_PROJECT_LIB)
+    (tmp_path / "test_lib.py").write_text(_PROJECT_TESTS)
+    (tmp_path / ".coveragerc").write_text("[report]\nshow_missing = true\n")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--probe", "coverage"]
+    done = subprocess.run(
+        [*args, "--probe-branch", "--probe-fail-under", "95"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "3 passed" in done.stdout and "coverage: platform linux, python 3." in done.stdout
+    table = done.stdout.split("coverage: platform")[1]
+    assert re.search(r"^lib\.py\s+8\s+1\s+4\s+1\s+83%\s+6$", table, re.M), table
+    assert "FAIL Coverage failure: total of 89 is less than fail-under=95" in table
+    done = subprocess.run(
+        [*args, "--probe-fail-under", "80"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^lib\.py\s+8\s+1\s+88%\s+6$", done.stdout, re.M), done.stdout
 
 
 def test_pytest_plugin_bad_analysis_is_one_line(tmp_path: Path) -> None:
