@@ -308,6 +308,25 @@ def report(
         raise typer.Exit(2)
 
 
+@app.command()
+@_one_line_errors
+def erase(
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Erase this run (and the runs inside it): a,b or repeated."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Erase recorded runs, every run by default: their rows in every table and their event
+    files (what `DELETE FROM runs` would leave behind)."""
+    from probe.storage import Database
+
+    with Database(db, write=True) as database:
+        everything = [r for (r,) in database.execute("SELECT run_id FROM runs").fetchall()]
+        gone = database.erase(list(_split(run_ids)) or everything)
+    print(f"probe: erased {len(gone)} run{'s' if len(gone) != 1 else ''}", file=sys.stderr)
+
+
 @app.command("config")
 @_one_line_errors
 def config_command() -> None:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,6 +364,46 @@ class Database:
             what = f" with the {analysis} analysis" if analysis else ""
             raise StorageError(f"no run{what} in {self.path}")
         return row[0]
+
+    def erase(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete runs, with the runs started inside them, from every table that has a
+        run_id (the analyses' own too) and their event files; the run ids deleted. Unknown
+        ids are a StorageError before anything is deleted."""
+        known = {r for (r,) in self.con.execute("SELECT run_id FROM runs").fetchall()}
+        unknown = [r for r in run_ids if r not in known]
+        if unknown:
+            raise StorageError(f"no run {unknown[0]!r} in {self.path} (probe runs lists them)")
+        doomed = set(run_ids)
+        while True:  # and every run started inside one of them
+            marks = ",".join("?" * len(doomed))
+            inner = self.con.execute(
+                f"SELECT run_id FROM runs WHERE parent IN ({marks})", list(doomed)
+            ).fetchall()
+            more = {r for (r,) in inner} - doomed
+            if not more:
+                break
+            doomed |= more
+        tables = [
+            name
+            for (name,) in self.con.execute(
+                "SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'run_id' "
+                "AND table_name IN (SELECT table_name FROM duckdb_tables())"
+            ).fetchall()
+        ]
+        marks = ",".join("?" * len(doomed))
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table in tables:
+                self.con.execute(f'DELETE FROM "{table}" WHERE run_id IN ({marks})', list(doomed))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        for table in FILED:
+            for run_id in doomed:
+                for path in Path(filed.folder(self.path, table)).glob(f"{run_id}-*.parquet"):
+                    path.unlink(missing_ok=True)
+        return sorted(doomed)
 
     def export_parquet(self, directory: str) -> list[str]:
         os.makedirs(directory, exist_ok=True)

@@ -144,3 +144,27 @@ def test_a_filter_that_matches_nothing_is_said(workdir) -> None:
     assert "probe: warning: --include */zzz*: no file that ran matches it" in got.stderr
     got = run_probe(sys.executable, "run", "--include", "*/help*", "helper.py", cwd=workdir)
     assert "warning" not in got.stderr and "helper.py" in got.stderr
+
+
+def test_erase_leaves_no_row_of_a_run_behind(workdir) -> None:
+    for args in (["-a", "coverage,calls", "--branch", "helper.py"], ["-a", "trace", "app.py"]):
+        assert run_probe(sys.executable, "run", "-q", *args, cwd=workdir).returncode == 0
+    first = run_probe(
+        sys.executable, "query", "-f", "csv", "SELECT run_id FROM runs ORDER BY started_at",
+        cwd=workdir,
+    ).stdout.split()[1]  # fmt: skip
+    _one_line_error(run_probe(sys.executable, "erase", "--run", "nosuch", cwd=workdir), "nosuch")
+    gone = run_probe(sys.executable, "erase", "--run", first, cwd=workdir)
+    assert gone.returncode == 0 and gone.stderr == "probe: erased 1 run\n"
+    tables = "SELECT table_name FROM duckdb_columns() WHERE column_name = 'run_id' AND table_name "
+    tables += "IN (SELECT table_name FROM duckdb_tables())"
+    names = run_probe(sys.executable, "query", "-f", "csv", tables, cwd=workdir).stdout.split()[1:]
+    assert {"runs", "sites", "counts", "events_rows"} <= set(names)
+    left = " UNION ALL ".join(f"SELECT run_id FROM {t}" for t in names)
+    rows = run_probe(
+        sys.executable, "query", "-f", "csv", f"SELECT DISTINCT run_id FROM ({left})", cwd=workdir
+    ).stdout.split()[1:]
+    assert len(rows) == 1 and first not in rows
+    assert run_probe(sys.executable, "erase", cwd=workdir).stderr == "probe: erased 1 run\n"
+    empty = run_probe(sys.executable, "query", "-f", "csv", left, cwd=workdir).stdout.split()
+    assert empty == ["run_id"]
