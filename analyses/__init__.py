@@ -48,7 +48,7 @@ class Analysis:
         header, as ``Database.run`` gives it)."""
         return None
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str | bytes:
         """The full report of a stored run in format ``fmt`` (built-ins: a result model
         written by probe.reports, which refuses a format it can't write; a UsageError)."""
         raise NotImplementedError

@@ -54,13 +54,15 @@ class Coverage(Analysis):
         self._total = _total(found)
         return render(self, found, "text")
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> str | bytes:
         from probe.reports import render
 
         run = db.run(run_id)
         kinds = WASM_KINDS if run["engine"] == "wasm" else PYTHON_KINDS
         found = result(run, rows.from_db(db, run_id, kinds), view=self.options)
         self._total = _total(found)
+        if isinstance(found, LineCoverage) and fmt == "coverage-data":
+            found.contexts = _contexts(db, run_id)
         return render(self, found, fmt)
 
     def failure(self) -> str | None:
@@ -109,6 +111,29 @@ def result(
         precision=int(view.get("precision") or 0),
         run_id=run.get("run_id"),
     )
+
+
+def _contexts(
+    db: Database, run_id: str
+) -> dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]]:
+    """What each context (a test, in a pytest session) ran: its lines and branch arcs; ""
+    is what ran outside every test (coverage.py's empty context). None recorded: empty."""
+    found: dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]] = {}
+    if "context_counts" not in db.table_names():
+        return found
+    rows = db.execute(
+        "SELECT c.context, s.kind, s.unit, s.line, s.target FROM context_counts c "
+        "JOIN sites s USING (run_id, site_id) WHERE c.run_id = ? AND c.count > 0 "
+        "AND s.kind IN ('line', 'branch')",
+        [run_id],
+    ).fetchall()
+    for context, kind, unit, line, target in rows:
+        lines, arcs = found.setdefault(context or "", {}).setdefault(unit, (set(), set()))
+        if kind == "line":
+            lines.add(line)
+        else:
+            arcs.add((line, target))
+    return found
 
 
 def _total(found: Any) -> float | None:
@@ -178,6 +203,8 @@ class LineCoverage:
     sort: str = "name"  # by a column; "-cover": descending
     precision: int = 0  # digits after the decimal point
     run_id: str | None = None  # the run shown
+    # per test (context): file -> (lines, branch arcs) it ran; where a format needs them
+    contexts: dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]] | None = None
 
     def relative(self, path: str) -> str:
         rel = os.path.relpath(path, self.cwd)

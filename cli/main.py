@@ -262,8 +262,8 @@ def report(
         typer.Option(
             "--format",
             "-f",
-            help="text, json, jsonl, lcov, xml, dot, collapsed, speedscope, html, ldb, "
-            "semcoder, traced or codeexecutor: as the analysis writes them.",
+            help="text, json, jsonl, lcov, xml, coverage-data, dot, collapsed, speedscope, "
+            "html, ldb, semcoder, traced or codeexecutor: as the analysis writes them.",
         ),
     ] = "text",
     level: Annotated[
@@ -517,7 +517,16 @@ def list_analyses() -> None:
         print(f"{name:12} {cls.description}")
 
 
-def _emit(text: str, output: str | None) -> None:
+def _emit(text: str | bytes, output: str | None) -> None:
+    if isinstance(text, bytes):  # a binary file (coverage.py's data): to a file only
+        if not output:
+            raise UsageError("this format is a binary file: give -o PATH")
+        try:
+            with open(output, "wb") as f:
+                f.write(text)
+        except OSError as e:
+            raise UsageError(f"can't write {output}: {e.strerror}") from None
+        return
     if output:
         try:
             with open(output, "w", encoding="utf-8") as f:

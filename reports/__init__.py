@@ -18,6 +18,7 @@ To let a format write a new analysis's result: one ``@render.register`` in its m
     ldb.py, semcoder.py, traced.py, codeexecutor.py
                   program states as the code-LLM research tools of those names write them
     query.py      the rows of `probe query` as a table, CSV or JSON
+    coveragedata.py coverage.py's data file (bytes: a file to write with -o)
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ FORMATS = {
     "semcoder": "semcoder",
     "traced": "traced",
     "codeexecutor": "codeexecutor",
+    "coverage-data": "coveragedata",
 }
 
 
-def render(analysis: Analysis, result: object, fmt: str) -> str:
-    """``result`` (a model of ``analysis``) written in format ``fmt``."""
+def render(analysis: Analysis, result: object, fmt: str) -> str | bytes:
+    """``result`` (a model of ``analysis``) written in format ``fmt`` (bytes: a binary file)."""
     module = FORMATS.get(fmt)
     writer = _module(module).render if module else None
     if writer is None or type(result) not in writer.registry:

@@ -5,6 +5,7 @@ under every report option."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -209,3 +210,50 @@ def test_a_projects_exclusions_give_coveragepys_numbers(project: Path) -> None:
         assert {k: ours["files"][name][k] for k in keep} == {k: f[k] for k in keep}, name
     assert ours["files"]["pkg/part.py"]["excluded_lines"] == [5, 9, 10]
     assert ours["totals"]["percent_covered"] == pytest.approx(theirs["totals"]["percent_covered"])
+
+
+def test_coverage_reads_probes_data_file(project: Path) -> None:
+    """`--format coverage-data` is coverage.py's own data file: coverage report gives probe's
+    table, coverage json probe's numbers, and coverage combine merges two runs' files."""
+    import json
+
+    assert run_probe(PY, "run", "-q", "--branch", "main.py", cwd=project).returncode == 0
+    made = run_probe(PY, "report", "-f", "coverage-data", "-o", ".coverage.one", cwd=project)
+    assert made.returncode == 0, made.stderr
+    theirs = _coverage(project, "report", "-m", "--data-file=.coverage.one")
+    ours = run_probe(PY, "report", "--show-missing", cwd=project)
+    assert theirs.returncode == 0 and theirs.stdout == ours.stdout
+    assert _coverage(project, "json", "--data-file=.coverage.one", "-o", "c.json").returncode == 0
+    mine = json.loads(run_probe(PY, "report", "-f", "json", cwd=project).stdout)
+    keep = ("executed_lines", "missing_lines", "executed_branches", "missing_branches")
+    for name, f in json.loads((project / "c.json").read_text())["files"].items():
+        assert {k: f[k] for k in keep} == {k: mine["files"][name][k] for k in keep}, name
+    # a second run that takes the other way: combined, line 3 and the arc 2->3 are covered
+    assert run_probe(PY, "run", "-q", "--branch", "main.py", "x", cwd=project).returncode == 0
+    run_probe(PY, "report", "-f", "coverage-data", "-o", ".coverage.two", cwd=project)
+    assert _coverage(project, "combine", ".coverage.one", ".coverage.two").returncode == 0
+    both = _coverage(project, "report", "-m", "--include=pkg/part.py")
+    assert re.search(r"^pkg/part\.py\s+8\s+2\s+4\s+1\s+75%\s+5, 10$", both.stdout, re.M), both
+    stdout = run_probe(PY, "report", "-f", "coverage-data", cwd=project)
+    assert stdout.returncode == 2 and "give -o PATH" in stdout.stderr
+
+
+def test_per_test_contexts_reach_coverages_data(tmp_path: Path) -> None:
+    (tmp_path / "lib.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
+    (tmp_path / "test_lib.py").write_text(
+        "from lib import f\n\ndef test_yes():\n    assert f(1) == 1\n\n"
+        "def test_no():\n    assert f(0) == 2\n"
+    )
+    done = subprocess.run(
+        [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--probe", "coverage"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run_probe(PY, "report", "-f", "coverage-data", "-o", ".coverage", cwd=tmp_path)
+    out = _coverage(tmp_path, "json", "--show-contexts", "-o", "c.json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    contexts = json.loads((tmp_path / "c.json").read_text())["files"]["lib.py"]["contexts"]
+    assert contexts["3"] == ["test_lib.py::test_yes"]
+    assert contexts["4"] == ["test_lib.py::test_no"]
