@@ -37,7 +37,10 @@ DEFAULT_EXCLUDE = (
 DEFAULT_PARTIAL = (r"#\s*(pragma|PRAGMA)[:\s]?\s*(no|NO)\s*(branch|BRANCH)",)
 SORTS = ("name", "stmts", "miss", "branch", "brpart", "cover")
 # what a report shows (the coverage analysis's options); the rest say what a run measures
-REPORT_OPTIONS = ("fail_under", "show_missing", "skip_covered", "skip_empty", "precision", "sort")
+REPORT_OPTIONS = (
+    "fail_under", "show_missing", "skip_covered", "skip_empty", "precision", "sort",
+    "exclude_lines", "exclude_also", "partial_branches",
+)  # fmt: skip
 
 # name -> (coverage.py's section, kind, default); what each does: docs/configuration.md
 SETTINGS: dict[str, tuple[str, str, Any]] = {

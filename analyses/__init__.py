@@ -21,7 +21,10 @@ from .rows import Tables
 if TYPE_CHECKING:
     from probe.storage import Database
 
-__all__ = ["GROUP", "Analysis", "Tables", "available", "load"]
+__all__ = ["GROUP", "Analysis", "Report", "Tables", "available", "load"]
+
+# A report: text, a binary file (coverage.py's data), or a folder's files by name (HTML).
+Report = str | bytes | dict[str, bytes]
 
 
 class Analysis:
@@ -48,7 +51,9 @@ class Analysis:
         header, as ``Database.run`` gives it)."""
         return None
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str | bytes:
+    def report(
+        self, db: Database, run_id: str, fmt: str = "text"
+    ) -> str | bytes | dict[str, bytes]:
         """The full report of a stored run in format ``fmt`` (built-ins: a result model
         written by probe.reports, which refuses a format it can't write; a UsageError)."""
         raise NotImplementedError

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
 from probe.probes import Kind, Probe
 
-from . import Analysis, Tables, rows
+from . import Analysis, Report, Tables, rows
 from .rows import Site
 
 if TYPE_CHECKING:
@@ -54,14 +55,14 @@ class Coverage(Analysis):
         self._total = _total(found)
         return render(self, found, "text")
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str | bytes:
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> Report:
         from probe.reports import render
 
         run = db.run(run_id)
         kinds = WASM_KINDS if run["engine"] == "wasm" else PYTHON_KINDS
         found = result(run, rows.from_db(db, run_id, kinds), view=self.options)
         self._total = _total(found)
-        if isinstance(found, LineCoverage) and fmt == "coverage-data":
+        if isinstance(found, LineCoverage) and fmt in ("coverage-data", "html"):
             found.contexts = _contexts(db, run_id)
         return render(self, found, fmt)
 
@@ -110,6 +111,8 @@ def result(
         sort=str(view.get("sort") or "name"),
         precision=int(view.get("precision") or 0),
         run_id=run.get("run_id"),
+        exclude=(*view.get("exclude_lines", DEFAULT_EXCLUDE), *view.get("exclude_also", ())),
+        partial=tuple(view.get("partial_branches", DEFAULT_PARTIAL)),
     )
 
 
@@ -203,6 +206,9 @@ class LineCoverage:
     sort: str = "name"  # by a column; "-cover": descending
     precision: int = 0  # digits after the decimal point
     run_id: str | None = None  # the run shown
+    # the regexes of excluded lines and of partial branches (coverage.py's by default)
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    partial: tuple[str, ...] = DEFAULT_PARTIAL
     # per test (context): file -> (lines, branch arcs) it ran; where a format needs them
     contexts: dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]] | None = None
 

@@ -517,7 +517,20 @@ def list_analyses() -> None:
         print(f"{name:12} {cls.description}")
 
 
-def _emit(text: str | bytes, output: str | None) -> None:
+def _emit(text: str | bytes | dict[str, bytes], output: str | None) -> None:
+    if isinstance(text, dict):  # a folder of files (coverage's HTML): -o names the folder
+        if not output:
+            raise UsageError("this format is a folder of files: give -o DIR")
+        try:
+            for name, data in text.items():
+                path = os.path.join(output, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+        except OSError as e:
+            raise UsageError(f"can't write {e.filename or output}: {e.strerror}") from None
+        print(f"probe: wrote {os.path.join(output, 'index.html')}", file=sys.stderr)
+        return
     if isinstance(text, bytes):  # a binary file (coverage.py's data): to a file only
         if not output:
             raise UsageError("this format is a binary file: give -o PATH")

@@ -50,8 +50,9 @@ FORMATS = {
 }
 
 
-def render(analysis: Analysis, result: object, fmt: str) -> str | bytes:
-    """``result`` (a model of ``analysis``) written in format ``fmt`` (bytes: a binary file)."""
+def render(analysis: Analysis, result: object, fmt: str) -> str | bytes | dict[str, bytes]:
+    """``result`` (a model of ``analysis``) written in format ``fmt`` (bytes: a binary file;
+    a dict: a folder's files by name)."""
     module = FORMATS.get(fmt)
     writer = _module(module).render if module else None
     if writer is None or type(result) not in writer.registry:

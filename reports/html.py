@@ -1,6 +1,11 @@
-"""HTML: one self-contained page (no network at view time: styles, script and data inline).
+"""HTML: self-contained pages (no network at view time).
 
-Hot paths: a flame graph of the sampled stacks (root at the top; a frame's width is its
+Python coverage: coverage.py's own HTML report (a folder: a sortable index, each source
+annotated with missed lines and partial branches, per-test contexts where recorded), made by
+coverage.py from probe's run written as its data file (coveragedata.py): the page a
+coverage.py user knows, with no second copy of it here. Its title names the run.
+
+Hot paths: one page: a flame graph of the sampled stacks (root at the top; a frame's width is its
 share of the samples; click a frame to zoom into it, click the root to zoom out) and the
 functions by self and total samples beside their exact counts.
 """
@@ -11,12 +16,54 @@ import html
 import json
 from functools import singledispatch
 
+from probe.analyses.coverage import LineCoverage
 from probe.analyses.hotpaths import HotPaths
 
 
 @singledispatch
-def render(result: object) -> str:
+def render(result: object) -> str | dict[str, bytes]:
     raise NotImplementedError(type(result).__name__)
+
+
+@render.register
+def _(result: LineCoverage) -> dict[str, bytes]:
+    """The report's files, by name in its folder."""
+    import os
+    import tempfile
+
+    from probe.reports import coveragedata
+
+    data = coveragedata.render(result)  # refuses in a line where coverage.py is missing
+    import coverage
+
+    with tempfile.TemporaryDirectory(prefix="probe-html-") as tmp:
+        with open(os.path.join(tmp, ".coverage"), "wb") as f:
+            f.write(data)
+        here = os.getcwd()
+        os.chdir(result.cwd)  # names in the report are relative to the run's directory
+        try:
+            cov = coverage.Coverage(data_file=os.path.join(tmp, ".coverage"), config_file=False)
+            cov.set_option("report:exclude_lines", list(result.exclude))
+            cov.set_option("report:partial_branches", list(result.partial))
+            cov.load()
+            out = os.path.join(tmp, "html")
+            cov.html_report(
+                directory=out,
+                title=f"Coverage of run {result.run_id}" if result.run_id else None,
+                skip_covered=result.skip_covered,
+                skip_empty=result.skip_empty,
+                precision=result.precision,
+                show_contexts=bool(result.contexts),
+            )
+        finally:
+            os.chdir(here)
+        files = {}
+        for top, _, names in os.walk(out):
+            for name in names:
+                path = os.path.join(top, name)
+                with open(path, "rb") as f:
+                    files[os.path.relpath(path, out)] = f.read()
+        return files
 
 
 def _script_json(value: object) -> str:

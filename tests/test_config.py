@@ -257,3 +257,35 @@ def test_per_test_contexts_reach_coverages_data(tmp_path: Path) -> None:
     contexts = json.loads((tmp_path / "c.json").read_text())["files"]["lib.py"]["contexts"]
     assert contexts["3"] == ["test_lib.py::test_yes"]
     assert contexts["4"] == ["test_lib.py::test_no"]
+
+
+def test_the_html_report_in_a_real_browser(project: Path) -> None:
+    """coverage.py's HTML pages of probe's run, in headless chromium: no console error, no
+    network, the run named in the title, the totals the database's, missed lines marked,
+    the index sorted by a click."""
+    import json
+
+    from browser import page
+
+    assert run_probe(PY, "run", "-q", "--branch", "main.py", cwd=project).returncode == 0
+    made = run_probe(PY, "report", "-f", "html", "-o", "htmlcov", cwd=project)
+    assert made.returncode == 0, made.stderr
+    totals = json.loads(run_probe(PY, "report", "-f", "json", cwd=project).stdout)["totals"]
+    run_id = made.stderr.split("coverage of run ")[1].split()[0]
+    with page(project / "htmlcov" / "index.html") as (tab, errors):
+        assert tab.title() == f"Coverage of run {run_id}"
+        assert tab.locator(".pc_cov").first.inner_text() == f"{totals['percent_covered_display']}%"
+        rows = tab.locator("tbody tr")
+        names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+        assert "pkg/part.py" in names and "main.py" in names
+        tab.locator("th#coverage").click()  # sorted by total coverage, ascending
+        first = tab.locator("tbody tr").first.locator("td").first.inner_text()
+        assert first == "pkg/part.py", first
+        tab.locator("a", has_text="pkg/part.py").first.click()
+        missed = tab.locator("p.mis")
+        assert [missed.nth(i).locator(".n").inner_text() for i in range(missed.count())] == [
+            "5",
+            "10",
+        ]
+        assert tab.locator("p.par").count() == 1  # `if flag is None:` took one way only
+        assert errors == []
