@@ -18,6 +18,7 @@ from functools import singledispatch
 
 from probe.analyses.coverage import LineCoverage
 from probe.analyses.hotpaths import HotPaths
+from probe.errors import UsageError
 
 
 @singledispatch
@@ -33,8 +34,11 @@ def _(result: LineCoverage) -> dict[str, bytes]:
 
     from probe.reports import coveragedata
 
+    if not result.files:
+        raise UsageError("No data to report: the run measured no file")
     data = coveragedata.render(result)  # refuses in a line where coverage.py is missing
     import coverage
+    from coverage.exceptions import CoverageException
 
     with tempfile.TemporaryDirectory(prefix="probe-html-") as tmp:
         with open(os.path.join(tmp, ".coverage"), "wb") as f:
@@ -55,6 +59,8 @@ def _(result: LineCoverage) -> dict[str, bytes]:
                 precision=result.precision,
                 show_contexts=bool(result.contexts),
             )
+        except CoverageException as e:  # a source gone since the run, say: coverage's words
+            raise UsageError(f"coverage.py: {e}") from None
         finally:
             os.chdir(here)
         files = {}
