@@ -327,6 +327,28 @@ def erase(
     print(f"probe: erased {len(gone)} run{'s' if len(gone) != 1 else ''}", file=sys.stderr)
 
 
+@app.command()
+@_one_line_errors
+def combine(
+    databases: Annotated[
+        list[str] | None,
+        typer.Argument(help="Other probe databases (CI jobs', test workers'): runs to combine."),
+    ] = None,
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Runs of this database to combine: a,b or repeated."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Combine runs into one, as coverage.py's combine: the union of their sites, their
+    counts added; `probe report` then shows it (the latest run)."""
+    from probe.storage import Database
+
+    with Database(db, must_exist=False, write=True) as database:
+        new = database.combine(list(_split(run_ids)), databases or [])
+    print(f"probe: combined into run {new}", file=sys.stderr)
+
+
 @app.command("config")
 @_one_line_errors
 def config_command() -> None:

@@ -405,6 +405,130 @@ class Database:
                     path.unlink(missing_ok=True)
         return sorted(doomed)
 
+    def combine(self, run_ids: Sequence[str], sources: Sequence[str] = ()) -> str:
+        """One new run that is the union of runs: what coverage.py's combine does for its data
+        files. ``sources``: other probe databases (several CI jobs' or test workers'), whose
+        top-level runs are copied in first and, with no ``run_ids``, are the runs combined.
+        Sites are matched by what they are (kind, file, function, line, arc), not by their
+        ids (each run numbers its own); counts add up. Streams (events, steps) and
+        counters are not combined. Returns the new run's id."""
+        copied: list[str] = []
+        added: list[str] = []  # copied in now: taken out again if the combining fails
+        try:
+            for source in sources:
+                theirs, new_here = self._copy_runs(source)
+                copied += theirs
+                added += new_here
+            return self._combined(list(dict.fromkeys(run_ids or copied)))
+        except BaseException:
+            if added:
+                self.erase(added)
+            raise
+
+    def _combined(self, chosen: list[str]) -> str:
+        from .spool import new_run_id
+
+        if len(chosen) < 2:
+            raise StorageError("combine needs two runs or more (--run ID, or other databases)")
+        for run_id in chosen:
+            self.run_for(None, run_id)  # a StorageError naming an unknown id
+        marks = ",".join("?" * len(chosen))
+        rows = self.con.execute(
+            f"SELECT run_id, engine, options, cwd, analyses FROM runs WHERE run_id IN ({marks})",
+            chosen,
+        ).fetchall()
+        engines = {engine for _, engine, _, _, _ in rows}
+        if len(engines) > 1:
+            raise StorageError(f"can't combine runs of different engines: {sorted(engines)}")
+        branches = {bool(json.loads(opts or "{}").get("branch")) for _, _, opts, _, _ in rows}
+        if len(branches) > 1:
+            raise StorageError("can't combine runs with branch coverage and runs without")
+        analyses = sorted({a for *_, names in rows for a in names or []})
+        new = new_run_id()
+        key = ("kind", "unit", "func", "line", '"offset"', "target", "size")
+        same = " AND ".join(f"k.{c} IS NOT DISTINCT FROM m.{c}" for c in key)
+        cols = ", ".join(key)
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(
+                "INSERT INTO runs BY NAME SELECT ? AS run_id, now()::TIMESTAMP AS started_at, "
+                "? AS engine, ? AS target, []::VARCHAR[] AS argv, 'ok' AS status, 0 AS exit_code, "
+                "? AS message, ? AS cwd, ? AS options, ? AS analyses, "
+                f"sum(wall_s) AS wall_s FROM runs WHERE run_id IN ({marks})",
+                [new, rows[0][1], f"combined: {', '.join(chosen)}",
+                 f"combined from {len(chosen)} runs", rows[0][3], rows[0][2], analyses,
+                 *chosen],
+            )  # fmt: skip
+            self.con.execute(
+                f"CREATE TEMP TABLE _probe_keyed AS SELECT run_id, site_id, {cols} FROM sites "
+                f"WHERE run_id IN ({marks})",
+                chosen,
+            )
+            self.con.execute(
+                "CREATE TEMP TABLE _probe_merged AS SELECT (row_number() OVER "
+                f'(ORDER BY unit, kind, line, target, func, "offset") - 1) AS site_id, {cols} '
+                f"FROM (SELECT DISTINCT {cols} FROM _probe_keyed)"
+            )
+            self.con.execute(
+                f"INSERT INTO sites BY NAME SELECT ? AS run_id, site_id, {cols} FROM _probe_merged",
+                [new],
+            )
+            joined = f"JOIN _probe_keyed k USING (run_id, site_id) JOIN _probe_merged m ON {same}"
+            self.con.execute(
+                "INSERT INTO counts BY NAME SELECT ? AS run_id, m.site_id, sum(c.count) AS count, "
+                f"min(c.low) AS low, max(c.high) AS high FROM counts c {joined} "
+                "GROUP BY m.site_id",
+                [new],
+            )
+            self.con.execute(
+                "INSERT INTO context_counts BY NAME SELECT ? AS run_id, c.context, m.site_id, "
+                f"sum(c.count) AS count FROM context_counts c {joined} "
+                "GROUP BY c.context, m.site_id",
+                [new],
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS _probe_keyed")
+            self.con.execute("DROP TABLE IF EXISTS _probe_merged")
+        return new
+
+    def _copy_runs(self, source: str) -> tuple[list[str], list[str]]:
+        """Copy another probe database's top-level runs in (their runs, sites, counts and
+        context_counts rows), leaving out those already here: the ids of its runs, and of
+        those copied."""
+        if not os.path.exists(source):
+            raise StorageError(f"no database at {source}")
+        import duckdb
+
+        escaped = os.path.abspath(source).replace("'", "''")
+        try:
+            self.con.execute(f"ATTACH '{escaped}' AS _probe_other (READ_ONLY)")
+        except duckdb.Error as e:
+            raise StorageError(f"can't read {source}: {_first_line(e)}") from None
+        try:
+            theirs = [
+                r
+                for (r,) in self.con.execute(
+                    "SELECT run_id FROM _probe_other.runs WHERE parent IS NULL ORDER BY started_at"
+                ).fetchall()
+            ]
+            mine = {r for (r,) in self.con.execute("SELECT run_id FROM runs").fetchall()}
+            new = [r for r in theirs if r not in mine]
+            if new:
+                marks = ",".join("?" * len(new))
+                for table in ("runs", "sites", "counts", "context_counts"):
+                    self.con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM _probe_other.{table} "
+                        f"WHERE run_id IN ({marks})",
+                        new,
+                    )
+        finally:
+            self.con.execute("DETACH _probe_other")
+        return theirs, new
+
     def export_parquet(self, directory: str) -> list[str]:
         os.makedirs(directory, exist_ok=True)
         written = []

@@ -289,3 +289,35 @@ def test_the_html_report_in_a_real_browser(project: Path) -> None:
         ]
         assert tab.locator("p.par").count() == 1  # `if flag is None:` took one way only
         assert errors == []
+
+
+def test_combine_runs_of_two_jobs_as_coveragepy_combines(tmp_path: Path) -> None:
+    """Two CI jobs' databases, each a run that took one way of a branch: combined, both
+    ways are covered, and the table is coverage.py's for its own combined data."""
+    (tmp_path / "app.py").write_text(
+        "import sys\n\ndef f(x):\n    if x:\n        return 'yes'\n    return 'no'\n\n"
+        "print(f(len(sys.argv) > 1))\n"
+    )
+    for job, args in (("one", ["x"]), ("two", [])):
+        db = str(tmp_path / job / "p.duckdb")
+        ran = run_probe(PY, "run", "-q", "--branch", "--db", db, "app.py", *args, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert _coverage(tmp_path, "run", "--branch", "-p", "app.py", *args).returncode == 0
+    one, two = str(tmp_path / "one" / "p.duckdb"), str(tmp_path / "two" / "p.duckdb")
+    made = run_probe(PY, "combine", one, two, cwd=tmp_path)
+    assert made.returncode == 0 and made.stderr.startswith("probe: combined into run "), made
+    assert _coverage(tmp_path, "combine").returncode == 0
+    theirs = _coverage(tmp_path, "report", "-m")
+    ours = run_probe(PY, "report", "--show-missing", cwd=tmp_path)
+    assert ours.stdout == theirs.stdout and "100%" in ours.stdout, ours.stdout
+    again = run_probe(PY, "combine", "--run", "nosuch,other", cwd=tmp_path)
+    assert again.returncode == 2 and "no run 'nosuch'" in again.stderr
+    mixed = tmp_path / "mixed.duckdb"
+    run_probe(PY, "run", "-q", "--db", str(mixed), "app.py", cwd=tmp_path)
+    third = str(tmp_path / "third.duckdb")
+    refused = run_probe(PY, "combine", "--db", third, one, str(mixed), cwd=tmp_path)
+    assert refused.returncode == 2 and "with branch coverage and runs without" in refused.stderr
+    left = run_probe(
+        PY, "query", "--db", third, "-f", "csv", "SELECT count(*) FROM sites", cwd=tmp_path
+    )
+    assert left.stdout.split()[1:] == ["0"]  # the runs copied in for it are gone again
