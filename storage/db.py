@@ -498,35 +498,25 @@ class Database:
     def _copy_runs(self, source: str) -> tuple[list[str], list[str]]:
         """Copy another probe database's top-level runs in (their runs, sites, counts and
         context_counts rows), leaving out those already here: the ids of its runs, and of
-        those copied."""
-        if not os.path.exists(source):
-            raise StorageError(f"no database at {source}")
-        import duckdb
-
-        escaped = os.path.abspath(source).replace("'", "''")
-        try:
-            self.con.execute(f"ATTACH '{escaped}' AS _probe_other (READ_ONLY)")
-        except duckdb.Error as e:
-            raise StorageError(f"can't read {source}: {_first_line(e)}") from None
-        try:
+        those copied. It is opened as probe opens a database to read, so the runs still in
+        its journals are stored first and no ingester of its is at work meanwhile."""
+        with Database(source) as other:
             theirs = [
                 r
-                for (r,) in self.con.execute(
-                    "SELECT run_id FROM _probe_other.runs WHERE parent IS NULL ORDER BY started_at"
+                for (r,) in other.execute(
+                    "SELECT run_id FROM runs WHERE parent IS NULL ORDER BY started_at"
                 ).fetchall()
             ]
             mine = {r for (r,) in self.con.execute("SELECT run_id FROM runs").fetchall()}
             new = [r for r in theirs if r not in mine]
-            if new:
-                marks = ",".join("?" * len(new))
-                for table in ("runs", "sites", "counts", "context_counts"):
-                    self.con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM _probe_other.{table} "
-                        f"WHERE run_id IN ({marks})",
-                        new,
-                    )
-        finally:
-            self.con.execute("DETACH _probe_other")
+            marks = ",".join("?" * len(new))
+            for table in ("runs", "sites", "counts", "context_counts") if new else ():
+                rows = other.arrow(f"SELECT * FROM {table} WHERE run_id IN ({marks})", new)
+                self.con.register("_probe_in", rows)
+                try:
+                    self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _probe_in")
+                finally:
+                    self.con.unregister("_probe_in")
         return theirs, new
 
     def export_parquet(self, directory: str) -> list[str]:
