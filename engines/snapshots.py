@@ -4,13 +4,49 @@ CPython engine copies its counters, the Wasm engine its probe memory."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from probe.storage.spool import warn
 
 SNAPSHOT_EVERY_S = 2.0
+
+# Snapshot threads are stopped before a fork: a program that forks (multiprocessing, os.fork)
+# must not find a thread of probe's there (on 3.12+ os.fork warns of threads, and a thread
+# mid-copy could hold a lock the child needs). 3.12 counts threads before the fork hooks of
+# the parent run, so they start again there; 3.13 counts them after, so a run that forked
+# takes no more snapshots (a SIGKILL then keeps the counts of the last one, as it says).
+_running: weakref.WeakSet[Snapshots] = weakref.WeakSet()
+_paused: list[Snapshots] = []
+_RESTART = sys.version_info < (3, 13)
+
+
+def _before_fork() -> None:
+    for snapshots in list(_running):
+        snapshots.stop()
+        _paused.append(snapshots)
+
+
+def _after_fork_in_parent() -> None:
+    while _paused:
+        paused = _paused.pop()
+        if _RESTART:
+            paused.start()
+
+
+def _after_fork_in_child() -> None:
+    _paused.clear()  # the child's run is its parent's: it takes no snapshots
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 class Snapshots:
@@ -25,10 +61,13 @@ class Snapshots:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="probe-snapshots", daemon=True)
         self._thread.start()
+        _running.add(self)
 
     def stop(self) -> None:
+        _running.discard(self)
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()

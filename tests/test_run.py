@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import INTERPRETERS, run_probe, version_of
@@ -169,3 +171,21 @@ def test_an_internal_error_is_recorded_as_an_error_not_a_kill(workdir) -> None:
     [run] = _runs(sys.executable, workdir)
     assert run["status"] == "error", run
     assert run["message"].startswith("internal error: ModuleNotFoundError"), run
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_a_program_that_forks_meets_no_thread_of_probes(python: str, tmp_path: Path) -> None:
+    """probe's snapshot thread is stopped before a fork: 3.12+ warns of a fork with threads,
+    and under probe a program must say what it says under python (here: nothing)."""
+    (tmp_path / "forks.py").write_text(
+        "import multiprocessing as mp, os\n\n"
+        "def sq(x):\n    return x * x\n\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.Pool(2) as pool:\n        print(sum(pool.map(sq, range(4))))\n"
+        "    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n"
+    )
+    plain = subprocess.run([python, "forks.py"], cwd=tmp_path, capture_output=True, text=True)
+    got = run_probe(python, "run", "-q", "forks.py", cwd=tmp_path)
+    said = [re.sub(r"pid=\d+", "pid=N", out.stderr) for out in (plain, got)]
+    assert (got.returncode, got.stdout) == (plain.returncode, plain.stdout) == (0, "14\n")
+    assert said[1] == said[0]  # python's own warning where it gives one (3.12: its Pool's threads)
