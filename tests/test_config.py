@@ -45,14 +45,27 @@ def unused():
 """
 
 
+def _project(where: Path) -> Path:
+    (where / "pkg").mkdir()
+    (where / "pkg" / "__init__.py").write_text("")
+    (where / "pkg" / "full.py").write_text(FULL)
+    (where / "pkg" / "part.py").write_text(PART)
+    (where / "main.py").write_text(MAIN)
+    return where
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "full.py").write_text(FULL)
-    (tmp_path / "pkg" / "part.py").write_text(PART)
-    (tmp_path / "main.py").write_text(MAIN)
-    return tmp_path
+    return _project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project run once with branch coverage by probe and by coverage.py."""
+    where = _project(tmp_path_factory.mktemp("recorded"))
+    assert run_probe(PY, "run", "-q", "--branch", "main.py", cwd=where).returncode == 0
+    assert _coverage(where, "run", "--branch", "main.py").returncode == 0
+    return where
 
 
 def _coverage(where: Path, *args: str) -> subprocess.CompletedProcess:
@@ -131,11 +144,9 @@ def test_coverage_settings_are_taken_where_coveragepy_finds_them(project: Path, 
     ],
     ids=lambda o: " ".join(o) or "default",
 )
-def test_the_text_report_is_coveragepys(project: Path, options: list[str]) -> None:
-    assert run_probe(PY, "run", "-q", "--branch", "main.py", cwd=project).returncode == 0
-    assert _coverage(project, "run", "--branch", "main.py").returncode == 0
-    theirs = _coverage(project, "report", *options)
-    ours = run_probe(PY, "report", *options, cwd=project)
+def test_the_text_report_is_coveragepys(recorded: Path, options: list[str]) -> None:
+    theirs = _coverage(recorded, "report", *options)
+    ours = run_probe(PY, "report", *options, cwd=recorded)
     assert theirs.returncode == ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout
     assert ours.stderr.startswith("probe: coverage of run ")  # which run it shows

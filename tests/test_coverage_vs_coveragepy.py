@@ -18,7 +18,6 @@ PROGRAMS = [
     ["crash.py"],
     ["edge.py"],
     ["exclusions.py"],
-    ["exclusions.py", "-3"],
     ["oneliners.py"],
 ]
 
