@@ -15,24 +15,32 @@ import pytest
 from conftest import INTERPRETERS, REPO, SAMPLES, query, run_probe, version_of
 
 
-@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
-def test_a_wheel_installed_in_a_fresh_venv_runs_python_and_wasm(
-    python: str, tmp_path: Path
-) -> None:
-    # The package list in pyproject is kept by hand: a subpackage or data file it forgets is
-    # missing from the wheel, which an editable install never shows; and a dependency
-    # declared for some Python versions only fails on the others (bytecode once did).
-    source = tmp_path / "source"  # a build writes into its tree: not into the repository
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """probe's wheel, built once from a copy of the repository (a build writes into its
+    tree: not into the repository); pure Python, so one wheel serves every interpreter."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
     shutil.copytree(
         REPO, source, ignore=shutil.ignore_patterns(".git", ".probe", "build", "*.egg-info")
     )
-    wheels = tmp_path / "wheels"
+    wheels = tmp / "wheels"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
-    [wheel] = wheels.glob("*.whl")
+    [made] = wheels.glob("*.whl")
+    return made
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_a_wheel_installed_in_a_fresh_venv_runs_python_and_wasm(
+    python: str, wheel: Path, tmp_path: Path
+) -> None:
+    # The package list in pyproject is kept by hand: a subpackage or data file it forgets is
+    # missing from the wheel, which an editable install never shows; and a dependency
+    # declared for some Python versions only fails on the others (bytecode once did).
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")

@@ -87,7 +87,7 @@ def test_random_modules_from_wasm_smith(spec_reports) -> None:
     rng = random.Random(20261126)
     made = survived = 0
     pool = ThreadPoolExecutor(os.cpu_count() or 2)
-    for i in range(250):
+    for i in range(130):
         seed = rng.randbytes(rng.randint(64, 4096))
         extra = ["--min-uleb-size=2"] if i % 4 == 0 else []  # padded LEB128s must survive too
         smith = subprocess.run(
@@ -109,7 +109,7 @@ def test_random_modules_from_wasm_smith(spec_reports) -> None:
         f"wasm-smith: {survived} of {made} random modules round-tripped and "
         f"instrumented into valid modules under {len(PLANS)} probe plans"
     )
-    assert made > 200
+    assert made > 100
 
 
 @pytest.mark.parametrize(
