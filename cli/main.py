@@ -590,11 +590,17 @@ def _options(
     """Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL."""
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command typer builds from ``app`` (~15 ms): built once a process."""
+    return typer.main.get_command(app)
+
+
 def _run_options() -> dict[str, bool]:
     """`probe run`'s option names, each with whether it takes a value."""
     import click
 
-    command = typer.main.get_command(app)
+    command = _command()
     assert isinstance(command, click.Group)
     return {
         name: not p.is_flag
@@ -634,11 +640,13 @@ def _program_apart(args: list[str]) -> list[str]:
 
 def main() -> None:
     sys.argv[1:] = _program_apart(sys.argv[1:])
+    # the command typer's app() would build again: called straight (pretty tracebacks are
+    # off, the one thing app() adds)
     if os.environ.get("PROBE_DEBUG"):
-        app()
+        _command()(prog_name="probe")
         return
     try:
-        app()
+        _command()(prog_name="probe")
     except SystemExit:
         raise
     except KeyboardInterrupt:
