@@ -155,9 +155,9 @@ def _coverage_file(where: str, tool: dict[str, Any]) -> tuple[str, dict[str, Any
                 raise UsageError(f"COVERAGE_RCFILE names {chosen}, which doesn't exist")
             continue
         if name.endswith(".toml"):
-            sections = tool.get("coverage") if name == "pyproject.toml" else _toml(path)
-            if name != "pyproject.toml":
-                sections = sections.get("tool", {}).get("coverage")
+            # the project's pyproject.toml is read already; another .toml is read here
+            tables = tool if name == "pyproject.toml" else _toml(path).get("tool", {})
+            sections = tables.get("coverage")
             if not sections:
                 continue
             label = f"{os.path.basename(path)} [tool.coverage]"

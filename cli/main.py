@@ -540,36 +540,31 @@ def list_analyses() -> None:
 
 
 def _emit(text: str | bytes | dict[str, bytes], output: str | None) -> None:
-    if isinstance(text, dict):  # a folder of files (coverage's HTML): -o names the folder
+    """A report to stdout or -o: text either way; a binary file (coverage.py's data) and a
+    folder of files (coverage's HTML) only to -o."""
+    if isinstance(text, str):
+        text = text if text.endswith("\n") else text + "\n"
         if not output:
-            raise UsageError("this format is a folder of files: give -o DIR")
-        try:
-            for name, data in text.items():
-                path = os.path.join(output, name)
+            sys.stdout.write(text)
+            return
+    elif not output:
+        folder = isinstance(text, dict)
+        what = "folder of files: give -o DIR" if folder else "binary file: give -o PATH"
+        raise UsageError(f"this format is a {what}")
+    if isinstance(text, dict):
+        files = {os.path.join(output, name): data for name, data in text.items()}
+    else:
+        files = {output: text.encode() if isinstance(text, str) else text}
+    try:
+        for path, data in files.items():
+            if isinstance(text, dict):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
-                    f.write(data)
-        except OSError as e:
-            raise UsageError(f"can't write {e.filename or output}: {e.strerror}") from None
+            with open(path, "wb") as f:
+                f.write(data)
+    except OSError as e:
+        raise UsageError(f"can't write {e.filename or output}: {e.strerror}") from None
+    if isinstance(text, dict):
         print(f"probe: wrote {os.path.join(output, 'index.html')}", file=sys.stderr)
-        return
-    if isinstance(text, bytes):  # a binary file (coverage.py's data): to a file only
-        if not output:
-            raise UsageError("this format is a binary file: give -o PATH")
-        try:
-            with open(output, "wb") as f:
-                f.write(text)
-        except OSError as e:
-            raise UsageError(f"can't write {output}: {e.strerror}") from None
-        return
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text if text.endswith("\n") else text + "\n")
-        except OSError as e:
-            raise UsageError(f"can't write {output}: {e.strerror}") from None
-        return
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def _version(value: bool) -> None:
