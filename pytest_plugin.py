@@ -5,6 +5,8 @@ Every event and every per-context count carries the test's node id (the
 ``--probe-counters`` each test is a counter region (``counters.region`` is
 its node id), so SQL answers "which tests are slowest by instructions".
 Code that runs outside any test (imports during collection) has no context.
+Python processes the tests start are measured into the run, pytest-xdist's workers too
+(each test of theirs a context as well).
 Registered through the ``pytest11`` entry point; inert without ``--probe``.
 """
 
@@ -107,18 +109,21 @@ class _Plugin:
             options={"branch": s["branch"]},
         )
         self.span = Span("tests", counters)
-        self.tests = 0
+        self.tests: set[str] = set()
         self.table: str | None = None  # coverage's, as pytest-cov prints it
         self.failure: str | None = None
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.tests.add(report.nodeid)  # here or in an xdist worker
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
-        self.tests += 1
         self.session.context_changed()
         with self.span.entered(item.nodeid):
             yield
 
-    @pytest.hookimpl(tryfirst=True)
+    # trylast: after xdist's own, which ends the workers (their parts are then saved)
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from probe.engines import Outcome
 
@@ -146,13 +151,38 @@ class _Plugin:
             if self.failure:
                 terminalreporter.write_line(f"FAIL {self.failure}", red=True, bold=True)
         terminalreporter.write_line(
-            f"probe: {self.tests} tests recorded as run {self.session.run_id} "
+            f"probe: {len(self.tests)} tests recorded as run {self.session.run_id} "
             f"in {self.session.db_path}"
         )
 
 
+class _Worker:
+    """A pytest-xdist worker's tests, in a process that is a part of the session's run (its
+    controller's ``Session`` put the run in the environment; see probe.subprocesses): each
+    test is a context there, and the counts are added to the run when the worker ends."""
+
+    def __init__(self, part: Any) -> None:
+        from probe.tracing import Span
+
+        self.part = part
+        self.span = Span("tests")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        self.part.context_changed()
+        with self.span.entered(item.nodeid):
+            yield
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not config.option.probe:
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller records the session
+        from probe import subprocesses
+
+        part = subprocesses.recording()
+        if part is not None:
+            config.pluginmanager.register(_Worker(part), "probe-worker")
         return
     from probe.errors import ProbeError
 

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from probe import analyses as registry
@@ -25,7 +25,8 @@ from probe.engines import Outcome, Target, engine_for
 from probe.errors import PerfError, StorageError, UsageError
 from probe.probes import ProbeSet, Scope
 from probe.storage import TABLES, Spool, ingest_in_background, resolve_path
-from probe.storage.spool import DEFAULT_MAX_EVENTS
+from probe.storage.spool import DEFAULT_MAX_EVENTS, part_id
+from probe.storage.spool import parts_of as spool_parts
 
 if TYPE_CHECKING:
     import duckdb
@@ -78,6 +79,13 @@ class RunRecorder:
         if self.summarized:
             return False
         return self.spool.defer(maker, args)
+
+    def part(self) -> RunRecorder:
+        run = self.spool.run
+        top = run.get("part_of") or self.spool.run_id  # a part's part is the run's too
+        header = {k: run.get(k) for k in ("target", "engine", "analyses", "cwd", "options")}
+        header.update(run_id=part_id(top), part_of=top, argv=list(sys.argv), started_at=time.time())
+        return RunRecorder(Spool(self.spool.db_path, header, self.spool.max_events))
 
     def readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
         """Counter readings into the counters table: (region, Reading, other columns)."""
@@ -158,8 +166,14 @@ def run(
     )
     recording.run_id = recorder.spool.run_id
     recording.enter()
+    scope = scope or Scope()
+    unexport = lambda: None  # noqa: E731
+    if engine.name == "cpython":  # the Python processes it starts are parts of the run
+        from probe import subprocesses
+
+        unexport = subprocesses.export(db_path, recording.run_id, probes, scope)
     try:
-        outcome = engine.run(target, probes, scope or Scope(), recorder)
+        outcome = engine.run(target, probes, scope, recorder)
     except UsageError:
         recorder.spool.discard()  # the target never started: there is no run to keep
         raise
@@ -175,13 +189,35 @@ def run(
             ingest_in_background(db_path)  # keep what the journal holds, whatever happened
         raise
     finally:
+        unexport()
         recording.leave()
     if not recorder.spool.owned:
         return recorder.spool.run_id, outcome  # a forked child ends here, silently
+    if summary is not None or any(a.options.get("fail_under") for a in chosen):
+        _add_parts(recorder, db_path)
     ingest_in_background(db_path)
     if summary is not None:
         _summarize(recorder, chosen, outcome, db_path, summary)
     return recorder.spool.run_id, _judged(recorder, chosen, outcome, summary is not None)
+
+
+def _add_parts(recorder: RunRecorder, db_path: str) -> None:
+    """Where processes the run started (forked children, Python subprocesses) recorded
+    parts of it, the summary reads the run as stored, with their counts added: the run is
+    ingested now (duckdb's import, ~0.3 s, is paid by runs with parts only)."""
+    run_id = recorder.spool.run_id
+    parts = spool_parts(db_path, run_id)
+    if not parts:
+        return
+    with database(db_path, write=True) as db:
+        for table in ("sites", "counts", "context_counts"):
+            recorder.tables[table] = db.arrow(
+                f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ?", [run_id]
+            ).to_pydict()
+    left = len(spool_parts(db_path, run_id))
+    recorder.spool.run["parts"] = len(parts) - left
+    if left:
+        recorder.spool.run["parts_running"] = left
 
 
 def _judged(
@@ -233,9 +269,13 @@ def _summarize(
             ]
             if shown:
                 print(f"counters: {', '.join(shown)}", file=summary)
+        run = recorder.spool.run
+        parts = f", with {run['parts']} of its processes" if run.get("parts") else ""
+        if run.get("parts_running"):
+            n = run["parts_running"]
+            parts += f"; {n} more still running, added when {'it ends' if n == 1 else 'they end'}"
         print(
-            f"probe: run {recorder.spool.run_id} ({recorder.spool.run['status']}) "
-            f"saved to {db_path}",
+            f"probe: run {recorder.spool.run_id} ({run['status']}{parts}) saved to {db_path}",
             file=summary,
         )
         summary.flush()
@@ -458,6 +498,7 @@ class Session(Recording):
         self.name = name or "session"
         self.analyses: list[registry.Analysis] = []
         self._attached: Any = None
+        self._unexport: Callable[[], None] = lambda: None
 
     # -- recording ------------------------------------------------------------------------
 
@@ -504,6 +545,10 @@ class Session(Recording):
         self._attached = attached
         self.run_id = recorder.spool.run_id
         self.run_ids = [self.run_id]
+        if not gated:  # the Python processes it starts (tests', xdist's workers) are parts
+            from probe import subprocesses
+
+            self._unexport = subprocesses.export(self.db_path, self.run_id, probes, self.scope)
         if not _open_sessions:
             atexit.register(_stop_at_exit)
         _open_sessions.append(self)
@@ -516,6 +561,7 @@ class Session(Recording):
         if attached is None:
             return
         self._attached = None
+        self._unexport()
         if self in _open_sessions:
             _open_sessions.remove(self)
         self.leave()

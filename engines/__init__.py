@@ -62,6 +62,10 @@ class Recorder(Protocol):
         ``args`` (JSON) that returns (tables, what went wrong or None)), rather than wait for
         them now; False where they are wanted now (a summary reads them): make them now."""
 
+    def part(self) -> Recorder:
+        """A recorder for a part of this run: what a process it started records (a forked
+        child), journaled on its own and added to the run's counts at ingest."""
+
     def close(self, outcome: Outcome) -> None: ...
 
 

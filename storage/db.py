@@ -132,8 +132,8 @@ class Database:
         for table in FILED:  # written by a probe that kept these rows in the table itself
             kind = self.con.execute(
                 "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()
-            if kind and kind[0] == "BASE TABLE":
+            ).fetchall()
+            if kind and kind[0][0] == "BASE TABLE":
                 self.con.execute(f"ALTER TABLE {table} RENAME TO {stored_as(table)}")
         for table in TABLES:
             self.con.execute(ddl(table))
@@ -195,7 +195,9 @@ class Database:
         done = 0
         t0 = time.monotonic()
         journals = spool.finished(self.path)
-        for folder, header, why in reversed(journals) if budget_s is not None else journals:
+        if budget_s is not None:  # the newest first, parts still after their runs
+            journals = sorted(reversed(journals), key=lambda j: bool(j[1] and j[1].get("part_of")))
+        for folder, header, why in journals:
             if budget_s is not None and done and time.monotonic() - t0 > budget_s:
                 break
             if header is None:
@@ -213,8 +215,9 @@ class Database:
         import pyarrow as pa
 
         run_id = header["run_id"]
-        seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if seen and seen[0]:
+        # fetchall: a result left unfinished keeps the connection from its next relation
+        seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        if seen[0][0]:
             return  # ingested before, the journal outlived its commit
         spool.make_deferred(folder, header)
         chunks = spool.chunks(folder)
@@ -230,6 +233,16 @@ class Database:
                 header["message"] += f"; counts as of {snapshot[1]:.1f} s into the run"
             elif not any(table == "counts" for table, _, _ in chunks):
                 header["message"] += "; no counts (it ended before the first snapshot)"
+        part_of = header.get("part_of")
+        if part_of is not None:
+            known = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [part_of])
+            if not known.fetchall()[0][0]:  # the run it is a part of was lost: keep it alone
+                header["parent"] = part_of
+                header["message"] = "; ".join(
+                    filter(None, [f"a process of run {part_of}, which was not stored",
+                                  header.get("message")])
+                )  # fmt: skip
+                part_of = None
         row = {name: header.get(name) for name, _ in TABLES["runs"]}
         row["started_at"] = datetime.fromtimestamp(header["started_at"])
         row["options"] = json.dumps(header.get("options") or {})
@@ -257,6 +270,10 @@ class Database:
                     )
                     self.con.unregister("_probe_batch")
                 self.append(table, chunk, run_id)
+            if part_of is not None:  # a child process's counts, added to its run's
+                self._merge_into(part_of, [run_id])
+                for table in self._tables_with_run_id():
+                    self.con.execute(f'DELETE FROM "{table}" WHERE run_id = ?', [run_id])
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -346,7 +363,7 @@ class Database:
         analysis); StorageError if there is none."""
         if run_id is None:
             return self.latest_run(analysis)
-        if self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is None:
+        if not self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
             raise StorageError(f"no run {run_id!r} in {self.path} (probe runs lists them)")
         return run_id
 
@@ -357,9 +374,10 @@ class Database:
         if analysis:
             q += " AND list_contains(analyses, ?)"
             params.append(analysis)
-        row = self.con.execute(
+        rows = self.con.execute(
             q + " ORDER BY started_at DESC, run_id DESC LIMIT 1", params
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         if row is None:
             what = f" with the {analysis} analysis" if analysis else ""
             raise StorageError(f"no run{what} in {self.path}")
@@ -383,17 +401,10 @@ class Database:
             if not more:
                 break
             doomed |= more
-        tables = [
-            name
-            for (name,) in self.con.execute(
-                "SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'run_id' "
-                "AND table_name IN (SELECT table_name FROM duckdb_tables())"
-            ).fetchall()
-        ]
         marks = ",".join("?" * len(doomed))
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for table in tables:
+            for table in self._tables_with_run_id():
                 self.con.execute(f'DELETE FROM "{table}" WHERE run_id IN ({marks})', list(doomed))
             self.con.execute("COMMIT")
         except BaseException:
@@ -425,6 +436,16 @@ class Database:
                 self.erase(added)
             raise
 
+    def _tables_with_run_id(self) -> list[str]:
+        """Every table with a run_id column: the contract's and the analyses' own."""
+        return [
+            name
+            for (name,) in self.con.execute(
+                "SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'run_id' "
+                "AND table_name IN (SELECT table_name FROM duckdb_tables())"
+            ).fetchall()
+        ]
+
     def _combined(self, chosen: list[str]) -> str:
         from .spool import new_run_id
 
@@ -445,9 +466,6 @@ class Database:
             raise StorageError("can't combine runs with branch coverage and runs without")
         analyses = sorted({a for *_, names in rows for a in names or []})
         new = new_run_id()
-        key = ("kind", "unit", "func", "line", '"offset"', "target", "size")
-        same = " AND ".join(f"k.{c} IS NOT DISTINCT FROM m.{c}" for c in key)
-        cols = ", ".join(key)
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
@@ -459,41 +477,63 @@ class Database:
                  f"combined from {len(chosen)} runs", rows[0][3], rows[0][2], analyses,
                  *chosen],
             )  # fmt: skip
-            self.con.execute(
-                f"CREATE TEMP TABLE _probe_keyed AS SELECT run_id, site_id, {cols} FROM sites "
-                f"WHERE run_id IN ({marks})",
-                chosen,
-            )
-            self.con.execute(
-                "CREATE TEMP TABLE _probe_merged AS SELECT (row_number() OVER "
-                f'(ORDER BY unit, kind, line, target, func, "offset") - 1) AS site_id, {cols} '
-                f"FROM (SELECT DISTINCT {cols} FROM _probe_keyed)"
-            )
-            self.con.execute(
-                f"INSERT INTO sites BY NAME SELECT ? AS run_id, site_id, {cols} FROM _probe_merged",
-                [new],
-            )
-            joined = f"JOIN _probe_keyed k USING (run_id, site_id) JOIN _probe_merged m ON {same}"
-            self.con.execute(
-                "INSERT INTO counts BY NAME SELECT ? AS run_id, m.site_id, sum(c.count) AS count, "
-                f"min(c.low) AS low, max(c.high) AS high FROM counts c {joined} "
-                "GROUP BY m.site_id",
-                [new],
-            )
-            self.con.execute(
-                "INSERT INTO context_counts BY NAME SELECT ? AS run_id, c.context, m.site_id, "
-                f"sum(c.count) AS count FROM context_counts c {joined} "
-                "GROUP BY c.context, m.site_id",
-                [new],
-            )
+            self._merge_into(new, chosen)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        finally:
-            self.con.execute("DROP TABLE IF EXISTS _probe_keyed")
-            self.con.execute("DROP TABLE IF EXISTS _probe_merged")
         return new
+
+    def _merge_into(self, target: str, others: list[str]) -> None:
+        """Add the sites and counts of runs ``others`` to run ``target``, inside the caller's
+        transaction. Sites are matched by what they are (kind, file, function, line, arc),
+        not by their ids (each run numbers its own): the target's keep their ids (its events
+        name them), sites new to it are numbered after them. Counts add up, ranges widen."""
+        key = ("kind", "unit", "func", "line", '"offset"', "target", "size")
+        same = " AND ".join(f"k.{c} IS NOT DISTINCT FROM m.{c}" for c in key)
+        cols = ", ".join(key)
+        runs = [target, *others]
+        marks = ",".join("?" * len(runs))
+        try:
+            self.con.execute(
+                f"CREATE TEMP TABLE _probe_keyed AS SELECT run_id, site_id, {cols} FROM sites "
+                f"WHERE run_id IN ({marks})",
+                runs,
+            )
+            self.con.execute(
+                f"CREATE TEMP TABLE _probe_merged AS SELECT site_id, {cols} FROM _probe_keyed "
+                "WHERE run_id = $1 UNION ALL "
+                "SELECT (SELECT coalesce(max(site_id), -1) FROM _probe_keyed WHERE run_id = $1) "
+                f'+ row_number() OVER (ORDER BY unit, kind, line, target, func, "offset"), {cols} '
+                f"FROM (SELECT {cols} FROM _probe_keyed WHERE run_id <> $1 "
+                f"EXCEPT SELECT {cols} FROM _probe_keyed WHERE run_id = $1)",
+                [target],
+            )
+            self.con.execute(
+                f"INSERT INTO sites BY NAME SELECT ? AS run_id, site_id, {cols} FROM _probe_merged "
+                "WHERE site_id NOT IN (SELECT site_id FROM sites WHERE run_id = ?)",
+                [target, target],
+            )
+            joined = f"JOIN _probe_keyed k USING (run_id, site_id) JOIN _probe_merged m ON {same}"
+            for table, group, sums in (
+                ("counts", "m.site_id",
+                 "sum(c.count) AS count, min(c.low) AS low, max(c.high) AS high"),
+                ("context_counts", "c.context, m.site_id", "sum(c.count) AS count"),
+            ):  # fmt: skip
+                self.con.execute(
+                    f"CREATE TEMP TABLE _probe_summed AS SELECT {group}, {sums} FROM {table} c "
+                    f"{joined} WHERE c.run_id IN ({marks}) GROUP BY {group}",
+                    runs,
+                )
+                self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [target])
+                self.con.execute(
+                    f"INSERT INTO {table} BY NAME SELECT ? AS run_id, * FROM _probe_summed",
+                    [target],
+                )
+                self.con.execute("DROP TABLE _probe_summed")
+        finally:
+            for temp in ("_probe_keyed", "_probe_merged", "_probe_summed"):
+                self.con.execute(f"DROP TABLE IF EXISTS {temp}")
 
     def _copy_runs(self, source: str) -> tuple[list[str], list[str]]:
         """Copy another probe database's top-level runs in (their runs, sites, counts and
@@ -553,7 +593,10 @@ class Result:
         return self._cur.fetchall() if self.columns else []
 
     def fetchone(self) -> tuple | None:
-        return self._cur.fetchone() if self.columns else None
+        # All of it: duckdb 2 refuses the connection's next relation while a result is left
+        # unfetched.
+        rows = self.fetchall()
+        return rows[0] if rows else None
 
 
 def _first_line(e: BaseException) -> str:
@@ -594,10 +637,10 @@ def _up_to_date(con: duckdb.DuckDBPyConnection, db_path: str) -> bool:
     import duckdb
 
     try:
-        row = con.execute("SELECT stamp FROM probe_schema").fetchone()
+        rows = con.execute("SELECT stamp FROM probe_schema").fetchall()
     except duckdb.Error:
         return False
-    return row is not None and row[0] == _schema_stamp(db_path)
+    return bool(rows) and rows[0][0] == _schema_stamp(db_path)
 
 
 class _Lock:

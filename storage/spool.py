@@ -99,7 +99,8 @@ class Spool:
         self._seq = 0
         self._snapshots = 0
         self._streams: dict[str, Any] = {}  # table -> (file, Arrow stream writer)
-        self.dir = spool_root(os.path.abspath(db_path)) / self.run_id
+        self.db_path = os.path.abspath(db_path)
+        self.dir = spool_root(self.db_path) / self.run_id
         try:
             self.dir.mkdir(parents=True)
             self._write_header(status="running", pid=os.getpid())
@@ -113,6 +114,10 @@ class Spool:
     def owned(self) -> bool:
         """Whether this process opened the journal (not a child forked since)."""
         return os.getpid() == self.pid
+
+    def note(self, text: str) -> None:
+        """Say ``text`` in the run's message when it closes."""
+        self._notes.append(text)
 
     def write(self, table: str, columns: dict[str, Any]) -> None:
         """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC.
@@ -396,11 +401,13 @@ def ingester_active(db_path: str | os.PathLike[str]) -> bool:
 
 
 def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any] | None, str]]:
-    """The journals that wait to be ingested, oldest first: (folder, header, '') of runs
-    whose writers have ended, (folder, None, why) of headers that can't be read (to be set
-    aside). A journal still being created, or still written, is not among them."""
+    """The journals that wait to be ingested, oldest first, parts last: (folder, header, '')
+    of runs whose writers have ended, (folder, None, why) of headers that can't be read (to
+    be set aside). A journal still being created, or still written, is not among them, nor
+    a part (a child process's, see ``part_of``) of a run that is."""
     found: list[tuple[Path, dict[str, Any] | None, str]] = []
-    for folder in pending(db_path):
+    folders = pending(db_path)
+    for folder in folders:
         try:
             header = read_header(folder)
         except FileNotFoundError:
@@ -410,7 +417,23 @@ def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]
             continue
         if not writer_alive(header):
             found.append((folder, header, ""))
-    return found
+    done = {folder.name for folder, _, _ in found}
+    waiting = {folder.name for folder in folders} - done
+    return sorted(
+        (j for j in found if not (j[1] and j[1].get("part_of") in waiting)),
+        key=lambda j: bool(j[1] and j[1].get("part_of")),
+    )
+
+
+def part_id(run_id: str) -> str:
+    """The run id of a part of run ``run_id``: a process it started (a forked child, a
+    Python subprocess), journaled on its own and merged into the run at ingest."""
+    return f"{run_id}+{os.getpid()}-{os.urandom(2).hex()}"
+
+
+def parts_of(db_path: str | os.PathLike[str], run_id: str) -> list[Path]:
+    """The journals of the parts of ``run_id`` not yet ingested, finished or not."""
+    return [p for p in pending(db_path) if p.name.startswith(run_id + "+")]
 
 
 def ready(db_path: str | os.PathLike[str]) -> set[str]:

@@ -326,6 +326,40 @@ def test_pytest_plugin_prints_the_coverage_table_and_fails_under(tmp_path: Path)
     assert re.search(r"^lib\.py\s+8\s+1\s+88%\s+6$", done.stdout, re.M), done.stdout
 
 
+def test_pytest_plugin_with_xdist_workers_reports_as_one_process(tmp_path: Path) -> None:
+    """pytest -n 2: the workers' counts and per-test contexts are added to the session's run,
+    so the table and the contexts are those of the same tests in one process; a Python
+    subprocess a test starts is measured into it too."""
+    (tmp_path / "lib.py").write_text(_PROJECT_LIB)
+    (tmp_path / "test_lib.py").write_text(_PROJECT_TESTS)
+    (tmp_path / "tool.py").write_text("import sys\nif len(sys.argv) > 1:\n    print('tool')\n")
+    (tmp_path / "test_tool.py").write_text(
+        "import subprocess, sys\n\n\ndef test_tool():\n"
+        "    subprocess.run([sys.executable, 'tool.py', 'x'], check=True)\n"
+    )
+    python = INTERPRETERS[0]
+    contexts = (
+        "SELECT s.unit, s.line, list(DISTINCT c.context ORDER BY c.context) FROM context_counts c "
+        "JOIN sites s USING (run_id, site_id) WHERE s.kind = 'line' AND c.context IS NOT NULL "
+        "GROUP BY ALL ORDER BY ALL"
+    )
+    seen = []
+    for workers in ([], ["-n", "2"]):
+        db = f"t{len(workers)}.duckdb"
+        done = subprocess.run(
+            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "--probe",
+             "coverage", "--probe-branch", "--probe-show-missing", "--probe-db", db],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "probe: 4 tests recorded as run" in done.stdout, done.stdout
+        table = done.stdout.split("coverage: platform")[1].split("probe: ")[0]
+        seen.append((table.split("\n", 1)[1], query(tmp_path / db, contexts)))
+    assert seen[0] == seen[1]
+    assert re.search(r"^tool\.py\s+3\s+0\s+2\s+1\s+80%\s+2->exit$", seen[0][0], re.M), seen
+    assert len({c for r in seen[0][1] for c in r[2]}) == 4  # every test is a context
+
+
 def test_pytest_plugin_bad_analysis_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
     done = subprocess.run(

@@ -20,7 +20,7 @@ import types
 
 from probe.engines import Outcome, Recorder, Target
 from probe.engines.snapshots import Snapshots
-from probe.errors import UsageError
+from probe.errors import StorageError, UsageError
 from probe.probes import Kind, ProbeSet, Scope
 from probe.storage.spool import warn
 
@@ -38,14 +38,31 @@ def _on_term(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _default_term_in_child() -> None:
-    """A forked child (a multiprocessing worker) gets SIGTERM's default back: it is the
-    parent's run that SIGTERM ends cleanly, and Pool.terminate() must simply end a worker."""
-    if signal.getsignal(signal.SIGTERM) is _on_term:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+_running: _Run | None = None  # the run of this process's program, while it runs
 
 
-os.register_at_fork(after_in_child=_default_term_in_child)
+def _end_part(signum: int, frame: object) -> None:
+    """SIGTERM in a forked child (``Pool.terminate()`` ends its workers so): its part of the
+    run is saved, then it ends as SIGTERM would have ended it."""
+    if _running is not None:
+        if _running.finished:
+            return  # it is saving its part (then exits): ending it now would lose the part
+        _running._finish(Outcome("killed", 128 + signal.SIGTERM, "terminated by SIGTERM"))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a multiprocessing worker, ``os.fork()``) records what it runs as a
+    part of the run. SIGTERM saves that part and ends the child: it is the parent's run that
+    SIGTERM ends cleanly, and ``Pool.terminate()`` must simply end a worker."""
+    if signal.getsignal(signal.SIGTERM) is _on_term:  # first: a Pool may end it at once
+        signal.signal(signal.SIGTERM, _end_part)
+    if _running is not None and not _running.finished:
+        _running.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class CPythonEngine:
@@ -106,6 +123,7 @@ class _Run(Measured):
             self.compiler = Compiler(scope, markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
+        self.before_fork: tuple[dict[str, dict[int, int]], dict[int, int]] | None = None
         self.snapshots = Snapshots(self._snapshot)
         self.pid = os.getpid()
         self.began = time.time()
@@ -124,6 +142,7 @@ class _Run(Measured):
         return info if info is not None else super().analyze(path)
 
     def execute(self) -> Outcome:
+        global _running
         saved = (sys.argv[:], sys.path[:], sys.modules.get("__main__"))
         # Probes go in before the main module is found: `-m pkg.mod` imports pkg first.
         if self.compiler.needed:
@@ -144,7 +163,7 @@ class _Run(Measured):
         old_term = signal.getsignal(signal.SIGTERM)
 
         def hard_exit(status: int) -> None:  # os._exit skips every finally: save first
-            if os.getpid() == self.pid:  # not a forked child's (a Pool worker's) exit
+            if os.getpid() == self.pid:  # this process's run, or its part (a forked child's)
                 self._finish(Outcome("ok", status, "os._exit"))
             real_exit(status)
 
@@ -156,11 +175,13 @@ class _Run(Measured):
             self.snapshots.start()
         if self.sampler is not None and not self.sampler.start(self.began):
             self.sampler = None
+        _running = self
         try:
             sys.modules["__main__"] = main
             outcome = _execute(code, main)
             _join_threads()
         finally:
+            _running = None
             os._exit = real_exit
             if signal.getsignal(signal.SIGTERM) is _on_term:
                 signal.signal(signal.SIGTERM, old_term)
@@ -220,6 +241,22 @@ class _Run(Measured):
         except ValueError as e:  # null bytes, bad encoding declaration
             raise UsageError(f"{path}: cannot compile: {e}") from None
 
+    def forked(self) -> None:
+        """In a forked child: from here on, this process's own part of the run (its counts
+        less what the parent had counted at the fork)."""
+        self.sampler = None  # py-spy samples the parent
+        try:
+            recorder = self.recorder.part()
+        except StorageError as e:
+            warn(f"process {os.getpid()} is not measured: {e}")
+            self.finished = True
+            if signal.getsignal(signal.SIGTERM) is _end_part:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing to save
+            return
+        self.before_fork = (self._hits(), self._started())
+        super().forked(recorder)
+        self.pid = os.getpid()  # last: SIGTERM before this ends the child with nothing saved
+
     def _snapshot(self) -> None:
         self.snapshot(self._hits(), self._started(), lines=self.lines)
 
@@ -262,11 +299,18 @@ class _Run(Measured):
         self._stop()
         if self.sampler is not None:
             self.sampler.stop(self.recorder)
-        hits = self._hits()
-        self.write(outcome, hits, self._started(), lines=self.lines)
-        if self.lines:
+        hits, started = self._hits(), self._started()
+        if self.before_fork is not None:  # a forked child's part: what it ran itself
+            hits = {f: _less(lines, self.before_fork[0].get(f, {})) for f, lines in hits.items()}
+            started = _less(started, self.before_fork[1])
+        self.write(outcome, hits, started, lines=self.lines)
+        if self.lines and self.before_fork is None:
             for text in self.scope.unmatched(hits):
                 warn(f"warning: {text}")
+
+
+def _less(counts: dict[int, int], before: dict[int, int]) -> dict[int, int]:
+    return {k: n - before.get(k, 0) for k, n in counts.items() if n > before.get(k, 0)}
 
 
 def _execute(code: types.CodeType, main: types.ModuleType) -> Outcome:

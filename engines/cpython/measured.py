@@ -45,6 +45,13 @@ class Measured:
                 gate=tracer_options["context"] if gated else None,  # type: ignore[arg-type]
             )
 
+    def forked(self, recorder: Recorder) -> None:
+        """In a forked child: record what the child runs to ``recorder``, its part of the run
+        (what ran before the fork is the parent's)."""
+        self.recorder = recorder
+        self.ids.forked()
+        self.tracer.forked(recorder)
+
     def state_site(self, code: CodeType) -> int | None:
         """The func site of code whose states are recorded (None: not in scope)."""
         if not self.wanted(code.co_filename):

@@ -26,6 +26,10 @@ class SiteIds:
         # threads never give one id to two sites (the lookup stays lock-free).
         self._lock = threading.Lock()
 
+    def forked(self) -> None:
+        """In a forked child: another thread of the parent may have held the lock."""
+        self._lock = threading.Lock()
+
     def get(
         self, kind: str, unit: str, func: str, line: int | None, target: int | None = None
     ) -> int:

@@ -141,6 +141,17 @@ class Tracer:
         self.last.clear()
         self.flush()
 
+    def forked(self, recorder: Recorder) -> None:
+        """In a forked child: count from zero (what ran before the fork is the parent's), and
+        record to ``recorder``, the child's part of the run (whose counts, not events, are
+        added to the run's)."""
+        self.recorder = recorder
+        for counted in (self.arc_counts, self.context_counts, self._physical, self.raw,
+                        self.entry_counts, self.call_counts, self.return_counts):  # fmt: skip
+            counted.clear()
+        self._buffer = []
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+
     def context_changed(self) -> None:
         """A new context began (a test): lines switched off after their first run in the
         last one must report again."""
