@@ -134,12 +134,13 @@ class _ArcFinder:
                 self.block(case.body, cont)
         elif isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             self.block(s.body, -_first(s))
-            line = _first(s)
+            line = s.lineno
             if s.body[0].lineno == line:
                 # `def f(): return 1`: the line is the def's and its body's, so it has two
-                # exits, on to what follows and out of the body, as coverage.py counts them.
+                # exits, on to what follows and out of the body (whose code begins at the
+                # first decorator), as coverage.py counts them.
                 self.arc(line, cont, _Slot(s, "after", within=within))
-                self.arc(line, -line, _Slot(s, "body"))
+                self.arc(line, -_first(s), _Slot(s, "body"))
 
 
 def analyze(
@@ -157,7 +158,7 @@ def analyze(
     tree = ast.parse(source, path)
     code = compile(tree, path, "exec", dont_inherit=True)
     info = SourceInfo(path)
-    _map_lines(tree, info)
+    _map_lines(tree, info, _lines(source))
     for line in _code_lines(code):
         info.statements.add(info.first_line.get(line, line))
     info.statements -= _docstring_lines(tree)
@@ -267,11 +268,26 @@ def _code_lines(code: types.CodeType) -> set[int]:
     return lines
 
 
-def _header_end(s: ast.stmt) -> int:
+def _lines(source: str) -> list[str]:
+    """The lines as Python numbers them (str.splitlines also splits at form feeds and other
+    characters that end no line of Python's)."""
+    return re.split(r"\r\n|\r|\n", source)
+
+
+def _header_end(s: ast.stmt, lines: list[str]) -> int:
+    """The last line of a compound statement's header (``def f(`` ... ``) -> None:``): the
+    last line of code before its body (not a comment or blank line there), or the body's
+    first line where the header ends on it (``) -> None: ...``)."""
     body = getattr(s, "body", None)
-    if isinstance(body, list) and body and isinstance(body[0], ast.AST):
-        return max(s.lineno, body[0].lineno - 1)
-    return s.end_lineno or s.lineno
+    if not (isinstance(body, list) and body and isinstance(body[0], ast.stmt)):
+        return s.end_lineno or s.lineno
+    start = _first(body[0])  # a decorator begins a line of its own
+    if s.lineno < start == body[0].lineno and lines[start - 1][: body[0].col_offset].strip():
+        return start
+    end = max(s.lineno, start - 1)
+    while end > s.lineno and lines[end - 1].lstrip()[:1] in ("", "#"):
+        end -= 1
+    return end
 
 
 _COMPOUND = (
@@ -290,7 +306,7 @@ _COMPOUND = (
 )
 
 
-def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
+def _map_lines(tree: ast.Module, info: SourceInfo, lines: list[str]) -> None:
     """Fold the lines of multi-line statements onto their first line; name functions."""
 
     def span(first: int, last: int) -> None:
@@ -302,7 +318,11 @@ def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
             for d in getattr(s, "decorator_list", ()):
                 span(d.lineno, d.end_lineno or d.lineno)
             if isinstance(s, _COMPOUND):
-                span(s.lineno, _header_end(s))
+                end = _header_end(s, lines)
+                body = getattr(s, "body", None)
+                if body and end >= body[0].lineno:
+                    end -= 1  # a header that ends on the body's line: that line is the body's
+                span(s.lineno, max(s.lineno, end))
             else:
                 span(s.lineno, s.end_lineno or s.lineno)
             info.funcs[s.lineno] = scope
@@ -321,7 +341,7 @@ def _map_lines(tree: ast.Module, info: SourceInfo) -> None:
             for name in ("body", "orelse", "finalbody"):
                 visit(getattr(s, name, []), inner, is_class)
             for handler in getattr(s, "handlers", ()):
-                span(handler.lineno, _header_end(handler))
+                span(handler.lineno, _header_end(handler, lines))
                 info.funcs[handler.lineno] = inner
                 visit(handler.body, inner, is_class)
             for case in getattr(s, "cases", ()):
@@ -376,12 +396,13 @@ def _excluded(
     excluded = _matching(source, patterns, info)
     if not excluded:
         return set()
+    lines = _lines(source)
     excluded |= _suites(source, excluded)
     excluded = {info.first_line.get(n, n) for n in excluded}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             first = _first(node)
-            if excluded.intersection(range(first, node.lineno + 1)):
+            if excluded.intersection(range(first, _header_end(node, lines) + 1)):
                 excluded.update(range(first, (node.end_lineno or node.lineno) + 1))
         elif isinstance(node, ast.match_case) and _irrefutable(node):
             body = range(node.body[0].lineno, (node.body[-1].end_lineno or 0) + 1)

@@ -58,4 +58,24 @@ class K:
         return 2
 
 
-print(f(int(sys.argv[1]) if len(sys.argv) > 1 else 3), g(1), h(), K().doc())
+class Stubs:
+    def long_stub(
+        self, a: int, b: int = 0
+    ) -> None: ...  # coverage.py's default `...` rule: the whole signature goes
+
+    def commented(self):
+        # pragma: no cover  (a comment alone: the function stays)
+        return 3
+
+    @staticmethod  # pragma: no cover
+    def decorated():
+        return 4
+
+
+def signature(
+    a,  # pragma: no cover
+):
+    return a
+
+
+print(f(int(sys.argv[1]) if len(sys.argv) > 1 else 3), g(1), h(), K().doc(), Stubs().commented())

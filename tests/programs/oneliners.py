@@ -6,3 +6,12 @@ for i in range(2):
     def k(): return i
     k()
 print(h())
+
+
+def deco(c):
+    return c
+
+
+class Outer:
+    @deco
+    class Inner: pass  # its code begins at the decorator: the exit arcs name that line
