@@ -120,7 +120,12 @@ def trace(
             try:
                 value = eval(call, module.__dict__)
             finally:
-                recorder.stop()
+                try:  # the alarm may not stop the recorder midway through handing rows over
+                    if timeout:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
+                        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+                finally:
+                    recorder.stop()
         result = _repr(value)
     except _Stopped as e:
         outcome = e.why
