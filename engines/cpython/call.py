@@ -102,9 +102,16 @@ def trace(
         return ids.get("func", real, func_name(code), code.co_firstlineno)
 
     def sink(table: str, columns: dict[str, list]) -> None:
-        kept = tables.setdefault(table, {})
-        for name, values in columns.items():
-            kept.setdefault(name, []).extend(values)
+        # The alarm (the timeout) is held off meanwhile: raised between two columns, it left
+        # a table's columns of unequal lengths.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM}) if timeout else None
+        try:
+            kept = tables.setdefault(table, {})
+            for name, values in columns.items():
+                kept.setdefault(name, []).extend(values)
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     recorder = StateRecorder(site_of, sink, max_steps=max_steps)
     recorder.on_cap = _stop_at_cap
@@ -120,12 +127,7 @@ def trace(
             try:
                 value = eval(call, module.__dict__)
             finally:
-                try:  # the alarm may not stop the recorder midway through handing rows over
-                    if timeout:
-                        signal.setitimer(signal.ITIMER_REAL, 0)
-                        signal.signal(signal.SIGALRM, signal.SIG_IGN)
-                finally:
-                    recorder.stop()
+                recorder.stop()
         result = _repr(value)
     except _Stopped as e:
         outcome = e.why
