@@ -171,7 +171,9 @@ def run(
     if engine.name == "cpython":  # the Python processes it starts are parts of the run
         from probe import subprocesses
 
-        unexport = subprocesses.export(db_path, recording.run_id, probes, scope)
+        unexport, why = subprocesses.export(db_path, recording.run_id, probes, scope)
+        if why:
+            recorder.spool.note(why)
     try:
         outcome = engine.run(target, probes, scope, recorder)
     except UsageError:
@@ -209,11 +211,18 @@ def _add_parts(recorder: RunRecorder, db_path: str) -> None:
     parts = spool_parts(db_path, run_id)
     if not parts:
         return
-    with database(db_path, write=True) as db:
-        for table in ("sites", "counts", "context_counts"):
-            recorder.tables[table] = db.arrow(
-                f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ?", [run_id]
-            ).to_pydict()
+    try:
+        with database(db_path, write=True) as db:
+            stored = {
+                table: db.arrow(
+                    f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ?", [run_id]
+                ).to_pydict()
+                for table in ("sites", "counts", "context_counts")
+            }
+    except StorageError as e:  # locked by another program, say: the journals stay
+        print(f"probe: the summary is this process's alone: {e}", file=sys.stderr)
+        return
+    recorder.tables.update(stored)
     left = len(spool_parts(db_path, run_id))
     recorder.spool.run["parts"] = len(parts) - left
     if left:
@@ -548,7 +557,9 @@ class Session(Recording):
         if not gated:  # the Python processes it starts (tests', xdist's workers) are parts
             from probe import subprocesses
 
-            self._unexport = subprocesses.export(self.db_path, self.run_id, probes, self.scope)
+            self._unexport, why = subprocesses.export(self.db_path, self.run_id, probes, self.scope)
+            if why:
+                recorder.spool.note(why)
         if not _open_sessions:
             atexit.register(_stop_at_exit)
         _open_sessions.append(self)

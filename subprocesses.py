@@ -38,15 +38,20 @@ PART_EVENTS = ("line", "branch", "func", "call")
 _part: Any = None  # this process's part (an Attached), once started
 
 
-def export(db_path: str, run_id: str, probes: Any, scope: Any) -> Callable[[], None]:
+def export(
+    db_path: str, run_id: str, probes: Any, scope: Any
+) -> tuple[Callable[[], None], str | None]:
     """Have the Python processes the run starts measured as parts of it, until the returned
-    function is called. Where probe's .pth file can't be written, the run's message says
-    why (``note``)."""
+    function is called; and why they won't be, where probe's .pth file can't be written
+    (for the run's message)."""
     from probe.probes import Kind
 
     kinds = {e: int(min(k, Kind.COUNT)) for e in PART_EVENTS if (k := probes.kind_for(e))}
-    if not kinds or not install_pth():
-        return lambda: None
+    if not kinds:
+        return (lambda: None), None
+    if not install_pth():
+        why = "Python subprocesses not measured: no site-packages directory here is writable"
+        return (lambda: None), why
     before = os.environ.get(ENV)
     os.environ[ENV] = json.dumps(
         {"db": db_path, "run": run_id, "probes": kinds, "scope": dataclasses.asdict(scope)}
@@ -58,7 +63,7 @@ def export(db_path: str, run_id: str, probes: Any, scope: Any) -> Callable[[], N
         else:
             os.environ[ENV] = before
 
-    return undo
+    return undo, None
 
 
 def install_pth() -> bool:
