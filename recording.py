@@ -82,10 +82,16 @@ class RunRecorder:
 
     def part(self) -> RunRecorder:
         run = self.spool.run
-        top = run.get("part_of") or self.spool.run_id  # a part's part is the run's too
-        header = {k: run.get(k) for k in ("target", "engine", "analyses", "cwd", "options")}
-        header.update(run_id=part_id(top), part_of=top, argv=list(sys.argv), started_at=time.time())
-        return RunRecorder(Spool(self.spool.db_path, header, self.spool.max_events))
+        return new_run(
+            self.spool.db_path,
+            run.get("target"),
+            run["engine"],
+            run.get("analyses") or [],
+            sys.argv,
+            run.get("options") or {},
+            part_of=run.get("part_of") or self.spool.run_id,  # a part's part is the run's too
+            max_events=self.spool.max_events,
+        )
 
     def readings(self, rows: Sequence[tuple[str, Any, dict[str, Any]]]) -> None:
         """Counter readings into the counters table: (region, Reading, other columns)."""
@@ -211,13 +217,15 @@ def _add_parts(recorder: RunRecorder, db_path: str) -> None:
     parts = spool_parts(db_path, run_id)
     if not parts:
         return
+    from probe.storage.db import MERGED
+
     try:
         with database(db_path, write=True) as db:
             stored = {
                 table: db.arrow(
                     f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ?", [run_id]
                 ).to_pydict()
-                for table in ("sites", "counts", "context_counts")
+                for table in MERGED
             }
     except StorageError as e:  # locked by another program, say: the journals stay
         print(f"probe: the summary is this process's alone: {e}", file=sys.stderr)
@@ -335,13 +343,17 @@ def new_run(
     stat: Any = None,
     recording: Recording | None = None,
     parent: str | None = None,
+    part_of: str | None = None,
     max_events: int | None = DEFAULT_MAX_EVENTS,
     summarized: bool = False,
 ) -> RunRecorder:
     """A run's journal, opened, with its counters (``stat``) started: the recorder to hand to
     an engine. A run whose counters can't start is not kept. ``parent``: the run this one
-    is started inside. ``summarized``: a summary will read its tables when it ends."""
+    is started inside. ``part_of``: the run this one is a part of (what a process that run
+    started records, added to it at ingest). ``summarized``: a summary will read its tables
+    when it ends."""
     header = {
+        **({"run_id": part_id(part_of), "part_of": part_of} if part_of else {}),
         "parent": parent,
         "target": target,
         "engine": engine,

@@ -19,7 +19,6 @@ import os
 import signal
 import site
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,22 +114,13 @@ def start() -> None:
 def _start(spec: dict[str, Any]) -> Any:
     from probe.engines.cpython.attach import Attached
     from probe.probes import Kind, Probe, ProbeSet, Scope
-    from probe.recording import RunRecorder
-    from probe.storage.spool import Spool, part_id
+    from probe.recording import new_run
     from probe.tracing import current_context
 
-    header = {
-        "run_id": part_id(spec["run"]),
-        "part_of": spec["run"],
-        "target": sys.orig_argv[1] if len(sys.orig_argv) > 1 else None,
-        "engine": "cpython",
-        "analyses": [],
-        "argv": list(sys.orig_argv[1:]),
-        "started_at": time.time(),
-        "cwd": os.getcwd(),
-        "options": {},
-    }
-    recorder = RunRecorder(Spool(spec["db"], header))
+    argv = sys.orig_argv[1:]
+    recorder = new_run(
+        spec["db"], argv[0] if argv else None, "cpython", [], argv, {}, part_of=spec["run"]
+    )
     probes = ProbeSet.of(Probe(e, Kind(k)) for e, k in spec["probes"].items())
     scope = Scope(**{k: tuple(v) for k, v in spec["scope"].items()})
     # contexts: a pytest-xdist worker's tests name theirs (pytest_plugin)

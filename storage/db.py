@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 LOCK_WAIT_S = 60.0
 READER_INGEST_S = 0.2  # a reader stores runs for at most this long before it reads
+# What runs combine and parts add to their run: sites matched by identity, their counts summed.
+MERGED = ("sites", "counts", "context_counts")
 MEMORY_LIMIT = "400MB"  # DuckDB spills to disk past it: a probe process stays under 500 MB
 
 
@@ -215,9 +217,7 @@ class Database:
         import pyarrow as pa
 
         run_id = header["run_id"]
-        # fetchall: a result left unfinished keeps the connection from its next relation
-        seen = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchall()
-        if seen[0][0]:
+        if self._stored(run_id):
             return  # ingested before, the journal outlived its commit
         spool.make_deferred(folder, header)
         chunks = spool.chunks(folder)
@@ -235,8 +235,7 @@ class Database:
                 header["message"] += "; no counts (it ended before the first snapshot)"
         part_of = header.get("part_of")
         if part_of is not None:
-            known = self.con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [part_of])
-            if not known.fetchall()[0][0]:  # the run it is a part of was lost: keep it alone
+            if not self._stored(part_of):  # the run it is a part of was lost: keep it alone
                 header["parent"] = part_of
                 header["message"] = "; ".join(
                     filter(None, [f"a process of run {part_of}, which was not stored",
@@ -251,8 +250,11 @@ class Database:
         self.con.execute("BEGIN TRANSACTION")
         files: list[Path] = []  # Parquet written for this run: removed if it is not stored
         try:
-            self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
+            if part_of is None:
+                self.append("runs", pa.Table.from_pylist([row], schema=arrow_schema("runs")))
             for table, chunk, size in chunks:
+                if part_of is not None and table not in MERGED:
+                    continue  # a part adds its counts to its run's; its events are not kept
                 if table in FILED and isinstance(chunk, pa.RecordBatchReader):
                     if size >= filed.FILE_FROM:
                         files += filed.write(chunk, self.path, table, run_id, len(files))
@@ -272,8 +274,8 @@ class Database:
                 self.append(table, chunk, run_id)
             if part_of is not None:  # a child process's counts, added to its run's
                 self._merge_into(part_of, [run_id])
-                for table in self._tables_with_run_id():
-                    self.con.execute(f'DELETE FROM "{table}" WHERE run_id = ?', [run_id])
+                for table in MERGED:
+                    self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -363,7 +365,7 @@ class Database:
         analysis); StorageError if there is none."""
         if run_id is None:
             return self.latest_run(analysis)
-        if not self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
+        if not self._stored(run_id):
             raise StorageError(f"no run {run_id!r} in {self.path} (probe runs lists them)")
         return run_id
 
@@ -435,6 +437,10 @@ class Database:
             if added:
                 self.erase(added)
             raise
+
+    def _stored(self, run_id: str) -> bool:
+        # fetchall: a result left unfinished keeps the connection from its next relation
+        return bool(self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall())
 
     def _tables_with_run_id(self) -> list[str]:
         """Every table with a run_id column: the contract's and the analyses' own."""
@@ -550,7 +556,7 @@ class Database:
             mine = {r for (r,) in self.con.execute("SELECT run_id FROM runs").fetchall()}
             new = [r for r in theirs if r not in mine]
             marks = ",".join("?" * len(new))
-            for table in ("runs", "sites", "counts", "context_counts") if new else ():
+            for table in ("runs", *MERGED) if new else ():
                 rows = other.arrow(f"SELECT * FROM {table} WHERE run_id IN ({marks})", new)
                 self.con.register("_probe_in", rows)
                 try:
