@@ -276,6 +276,12 @@ class Database:
                 self._merge_into(part_of, [run_id])
                 for table in MERGED:
                     self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                if not header.get("closed"):  # killed (SIGKILL): a part takes no snapshots
+                    lost = f"process {header.get('pid')} it started was killed: its counts are lost"
+                    self.con.execute(
+                        "UPDATE runs SET message = concat_ws('; ', message, ?) WHERE run_id = ?",
+                        [lost, part_of],
+                    )
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")

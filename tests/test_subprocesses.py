@@ -198,3 +198,20 @@ def test_a_run_inside_the_run_is_its_own(tmp_path: Path) -> None:
     assert set(files) == {"outer.py"}
     inner = run_probe(python, "report", "--db", "inner.duckdb", "-f", "json", cwd=tmp_path)
     assert set(json.loads(inner.stdout)["files"]) == {"inner.py"}
+
+
+def test_a_killed_subprocess_is_said_in_the_runs_message(tmp_path: Path) -> None:
+    """SIGKILL leaves a part nothing to save (parts take no snapshots): the run says so."""
+    python = INTERPRETERS[0]
+    (tmp_path / "app.py").write_text(
+        "import signal, subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, 'hang.py'], stdout=subprocess.PIPE)\n"
+        "p.stdout.readline()\n"
+        "p.send_signal(signal.SIGKILL)\np.wait()\n"
+    )
+    (tmp_path / "hang.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    got = run_probe(python, "run", "-q", "app.py", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    out = run_probe(python, "query", "--format", "json", "SELECT message FROM runs", cwd=tmp_path)
+    [run] = json.loads(out.stdout)
+    assert re.fullmatch(r"process \d+ it started was killed: its counts are lost", run["message"])
