@@ -1,195 +1,209 @@
-"""The ``probe`` command: typer commands that call the library and print what it returns."""
+"""The ``probe`` command: parses arguments, calls the library, prints what it returns.
+
+Parsed with argparse, not a framework: `probe run` stands in front of every program it
+measures, and its whole start may cost 0.04 s (issue 14). typer and click took 0.1 s of
+that to import and to build their commands; argparse is in the standard library and builds
+every command's parser in a few milliseconds.
+"""
 
 from __future__ import annotations
 
-import functools
+import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
-
-import typer
 
 from probe.errors import UsageError
 from probe.storage.spool import DEFAULT_MAX_EVENTS
 
-app = typer.Typer(
-    name="probe",
-    help="Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", envvar="PROBE_DB", help="Database file [default: .probe/probe.duckdb]."),
-]
+Command = Callable[[argparse.Namespace], "int | None"]
 
 
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input (a ProbeError) becomes one line on stderr and exit status 2, never a
-    traceback; anything else is probe's own bug, and main() says so."""
+class _Parser(argparse.ArgumentParser):
+    """Bad words on the command line are a one-line error (exit 2) that names them, with the
+    option meant where one is near, as every other bad input is."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from probe.errors import ProbeError
-
-        try:
-            return fn(*args, **kwargs)
-        except ProbeError as e:
-            print(f"probe: error: {e.args[0] if e.args else e}", file=sys.stderr)
-            raise typer.Exit(2) from None
-        except BrokenPipeError:
-            sys.stderr.close()
-            raise typer.Exit(1) from None
-
-    return wrapper
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(_near(self, message))
 
 
-def _split(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(p for v in values or [] for p in v.split(",") if p)
+def _near(parser: argparse.ArgumentParser, message: str) -> str:
+    prefix = "unrecognized arguments: "
+    if message.startswith(prefix):
+        word = message[len(prefix) :].split()[0]
+        if word.startswith("-"):
+            return _no_such_option(parser, word)
+    return message
 
 
-# The report settings, on `probe run` (its summary) and `probe report`: as coverage.py's.
-ShowMissing = Annotated[
-    bool | None, typer.Option("--show-missing", help="List the missed lines and arcs.")
-]
-SkipCovered = Annotated[
-    bool | None, typer.Option("--skip-covered", help="Leave out files that are fully covered.")
-]
-SkipEmpty = Annotated[
-    bool | None, typer.Option("--skip-empty", help="Leave out files with no statements.")
-]
-Sort = Annotated[
-    str | None,
-    typer.Option(
-        help="Order files by name, stmts, miss, branch, brpart or cover; -COLUMN: descending."
-    ),
-]
-Precision = Annotated[
-    int | None, typer.Option(help="Digits after the decimal point of percentages.", min=0)
-]
-FailUnder = Annotated[
-    float | None,
-    typer.Option(help="Exit 2 when the total coverage is below this percent.", min=0, max=100),
-]
+def _no_such_option(parser: argparse.ArgumentParser, word: str) -> str:
+    import difflib
+
+    name = word.split("=", 1)[0]
+    near = difflib.get_close_matches(name, list(_takes_value(parser)), n=1)
+    return f"no such option: {name}" + (f" (did you mean {near[0]}?)" if near else "")
 
 
-def _report_options(
-    show_missing: bool | None,
-    skip_covered: bool | None,
-    skip_empty: bool | None,
-    sort: str | None,
-    precision: int | None,
-    fail_under: float | None,
-) -> dict[str, object]:
+def _takes_value(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """The parser's option names, each with whether it takes a value."""
     return {
-        "show_missing": show_missing,
-        "skip_covered": skip_covered,
-        "skip_empty": skip_empty,
-        "sort": sort,
-        "precision": precision,
-        "fail_under": fail_under,
+        name: action.nargs != 0
+        for action in parser._actions  # argparse keeps no public list of them
+        for name in action.option_strings
     }
 
 
-@app.command(
-    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
-)
-@_one_line_errors
-def run(
-    target: Annotated[
-        list[str] | None,
-        typer.Argument(help="The program and its arguments: app.py ARGS (or ARGS with -m)."),
-    ] = None,
-    analysis: Annotated[
-        list[str] | None,
-        typer.Option("--analysis", "-a", help="Analyses to run: a,b or repeated."),
-    ] = None,
-    module: Annotated[
-        str | None, typer.Option("-m", help="Run a library module as a script, like python -m.")
-    ] = None,
-    branch: Annotated[
-        bool | None, typer.Option("--branch", help="Measure branch coverage too.")
-    ] = None,
-    source: Annotated[
-        list[str] | None, typer.Option(help="Measure only code below these directories.")
-    ] = None,
-    include: Annotated[
-        list[str] | None, typer.Option(help="Measure only files matching these globs.")
-    ] = None,
-    omit: Annotated[
-        list[str] | None, typer.Option(help="Don't measure files matching these globs.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no summary.")] = False,
-    show_missing: ShowMissing = None,
-    skip_covered: SkipCovered = None,
-    skip_empty: SkipEmpty = None,
-    sort: Sort = None,
-    precision: Precision = None,
-    fail_under: FailUnder = None,
-    instr: Annotated[
-        bool, typer.Option("--instr", help="Wasm: cover every instruction, exactly.")
-    ] = False,
-    sites: Annotated[
-        list[str] | None,
-        typer.Option("--sites", help="trace: func:GLOB or an event class: a,b or repeated."),
-    ] = None,
-    counters: Annotated[
-        str | None,
-        typer.Option(help="perf events counted over the run: instructions,task-clock,..."),
-    ] = None,
-    counters_backend: Annotated[
-        str,
-        typer.Option(
-            help="perf (counters of the CPU, where it has them) or callgrind (exact "
-            "instructions under valgrind, 20-50x slower).",
-        ),
-    ] = "perf",
-    env: Annotated[
-        list[str] | None, typer.Option("--env", help="Wasm: set K=V in the guest's environment.")
-    ] = None,
-    dirs: Annotated[
-        list[str] | None,
-        typer.Option("--dir", help="Wasm: preopen HOST directory, as GUEST if HOST::GUEST."),
-    ] = None,
-    invoke: Annotated[
-        str | None, typer.Option(help="Wasm: call this export with ARGS instead of _start.")
-    ] = None,
-    fuel: Annotated[int | None, typer.Option(help="Wasm: stop after this much fuel.")] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Wasm: stop after this many seconds.")
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="states: record at most this many steps [1,000,000].")
-    ] = None,
-    max_events: Annotated[
-        int,
-        typer.Option(
-            help="Keep at most this many events (and steps); past it the program runs on "
-            "unrecorded and the run ends 'truncated'.",
-            min=0,
-        ),
-    ] = DEFAULT_MAX_EVENTS,
-    rate: Annotated[
-        int, typer.Option(help="hotpaths: stack samples per second.", min=1, max=10_000)
-    ] = 100,
-    idle: Annotated[
-        bool, typer.Option("--idle", help="hotpaths (Python): sample idle threads too.")
-    ] = False,
-    gil: Annotated[
-        bool, typer.Option("--gil", help="hotpaths (Python): only threads holding the GIL.")
-    ] = False,
-    subprocesses: Annotated[
-        bool, typer.Option("--subprocesses", help="hotpaths (Python): sample child processes.")
-    ] = False,
-    native: Annotated[
-        bool, typer.Option("--native", help="hotpaths (Python): native frames of extensions.")
-    ] = False,
-    db: DbOption = None,
-) -> None:
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """One comma rule for every list option: a,b or repeated, or both."""
+    return tuple(p for v in values or [] for p in v.split(",") if p)
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None) -> Callable:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text} is not in the range {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COMMANDS: dict[str, tuple[Command, Callable[[_Parser], None]]] = {}
+
+
+def _command(
+    name: str, arguments: Callable[[_Parser], None] = lambda parser: None
+) -> Callable[[Command], Command]:
+    """Registers ``fn`` as ``probe NAME``: its docstring is the help, ``arguments`` adds
+    the options to its parser."""
+
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = (fn, arguments)
+        return fn
+
+    return register
+
+
+def _db(parser: _Parser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("PROBE_DB"),
+        help="Database file [default: $PROBE_DB, else .probe/probe.duckdb].",
+    )
+
+
+def _report_settings(parser: _Parser) -> None:
+    """The report settings, on `probe run` (its summary) and `probe report`: coverage.py's."""
+    group = parser.add_argument_group("report settings (coverage.py's)")
+    flag = {"action": "store_true", "default": None}
+    group.add_argument("--show-missing", **flag, help="List the missed lines and arcs.")
+    group.add_argument("--skip-covered", **flag, help="Leave out files that are fully covered.")
+    group.add_argument("--skip-empty", **flag, help="Leave out files with no statements.")
+    group.add_argument(
+        "--sort",
+        help="Order files by name, stmts, miss, branch, brpart or cover; -COLUMN: descending.",
+    )
+    group.add_argument(
+        "--precision", type=_number(int, 0), help="Digits after the decimal point of percentages."
+    )
+    group.add_argument(
+        "--fail-under",
+        type=_number(float, 0, 100),
+        help="Exit 2 when the total coverage is below this percent.",
+    )
+
+
+def _report_options(a: argparse.Namespace) -> dict[str, object]:
+    names = ("show_missing", "skip_covered", "skip_empty", "sort", "precision", "fail_under")
+    return {name: getattr(a, name) for name in names}
+
+
+def _run_arguments(parser: _Parser) -> None:
+    parser.usage = "probe run [OPTIONS] (PROGRAM | -m MODULE) [ARGS ...]"
+    add = parser.add_argument
+    add("-a", "--analysis", action="append", help="Analyses to run: a,b or repeated.")
+    add("-m", dest="module", help="Run a library module as a script, like python -m.")
+    add("--branch", action="store_true", default=None, help="Measure branch coverage too.")
+    add("--source", action="append", help="Measure only code below these directories.")
+    add("--include", action="append", help="Measure only files matching these globs.")
+    add("--omit", action="append", help="Don't measure files matching these globs.")
+    add("-q", "--quiet", action="store_true", help="Print no summary.")
+    add("--instr", action="store_true", help="Wasm: cover every instruction, exactly.")
+    add("--sites", action="append", help="trace: func:GLOB or an event class: a,b or repeated.")
+    add("--counters", help="perf events counted over the run: instructions,task-clock,...")
+    add(
+        "--counters-backend",
+        choices=("perf", "callgrind"),
+        default="perf",
+        help="perf (counters of the CPU, where it has them) or callgrind (exact instructions "
+        "under valgrind, 20-50x slower) [perf].",
+    )
+    add("--env", action="append", help="Wasm: set K=V in the guest's environment.")
+    add(
+        "--dir",
+        dest="dirs",
+        action="append",
+        help="Wasm: preopen HOST directory, as GUEST if HOST::GUEST.",
+    )
+    add("--invoke", help="Wasm: call this export with ARGS instead of _start.")
+    add("--fuel", type=_number(int, 0), help="Wasm: stop after this much fuel.")
+    add("--timeout", type=_number(float, 0), help="Wasm: stop after this many seconds.")
+    add(
+        "--max-steps",
+        type=_number(int, 1),
+        help="states: record at most this many steps [1,000,000].",
+    )
+    add(
+        "--max-events",
+        type=_number(int, 0),
+        default=DEFAULT_MAX_EVENTS,
+        help="Keep at most this many events (and steps); past it the program runs on "
+        f"unrecorded and the run ends 'truncated' [{DEFAULT_MAX_EVENTS:,}].",
+    )
+    add(
+        "--rate",
+        type=_number(int, 1, 10_000),
+        default=100,
+        help="hotpaths: stack samples per second [100].",
+    )
+    add("--idle", action="store_true", help="hotpaths (Python): sample idle threads too.")
+    add("--gil", action="store_true", help="hotpaths (Python): only threads holding the GIL.")
+    add("--subprocesses", action="store_true", help="hotpaths (Python): sample child processes.")
+    add("--native", action="store_true", help="hotpaths (Python): native frames of extensions.")
+    _report_settings(parser)
+    _db(parser)
+
+
+def _program_apart(parser: _Parser, words: list[str]) -> tuple[list[str], list[str]]:
+    """probe's own options, and the program with its words: everything from the script on,
+    or after -m MODULE, is the program's, as python takes it (`probe run -m pytest -q`: -q
+    is pytest's). An unknown option before the program is probe's mistake, said as one."""
+    takes_value = _takes_value(parser)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return words[:i], words[i + 1 :]
+        if word == "-" or not word.startswith("-"):
+            return words[:i], words[i:]
+        if word == "-m":
+            return words[: i + 2], words[i + 2 :]
+        if word.startswith("-m") and not word.startswith("--"):  # -mpkg
+            return words[: i + 1], words[i + 1 :]
+        name = word.split("=", 1)[0]
+        if name not in takes_value and not takes_value.get(word[:2]):  # -acoverage
+            raise UsageError(_no_such_option(parser, word))
+        i += 2 if takes_value.get(name) and "=" not in word else 1
+    return words, []
+
+
+@_command("run", _run_arguments)
+def run(a: argparse.Namespace) -> int:
     """Run a program with probes and record what they see.
 
     probe run app.py ARGS, probe run -m pkg ARGS, probe run app.wasm -- ARGS
@@ -198,29 +212,26 @@ def run(
     from probe.engines import target_from_command
     from probe.probes import Scope
 
-    if not module and target and target[0].startswith("-") and target[0] != "-":
-        raise UsageError(_no_such_option(target[0]))  # before the program: probe's own
-
-    if counters_backend == "callgrind":  # this very command, inside valgrind
+    if a.counters_backend == "callgrind":  # this very command, inside valgrind
         from probe.engines.perf import callgrind
 
-        callgrind.relaunch(sys.argv[1:], list(_split([counters])) if counters else [])
-    tgt = target_from_command(
-        target or [],
-        module,
-        env=env or (),
-        dirs=dirs or (),
-        invoke=invoke,
-        fuel=fuel,
-        timeout=timeout,
+        callgrind.relaunch(sys.argv[1:], list(_split([a.counters])) if a.counters else [])
+    target = target_from_command(
+        a.program,
+        a.module,
+        env=a.env or (),
+        dirs=a.dirs or (),
+        invoke=a.invoke,
+        fuel=a.fuel,
+        timeout=a.timeout,
     )
     settings = config.load().with_options(
         {
-            "branch": branch,
-            "source": _split(source),
-            "include": _split(include),
-            "omit": _split(omit),
-            **_report_options(show_missing, skip_covered, skip_empty, sort, precision, fail_under),
+            "branch": a.branch,
+            "source": _split(a.source),
+            "include": _split(a.include),
+            "omit": _split(a.omit),
+            **_report_options(a),
         }
     )
     scope = Scope(
@@ -230,128 +241,142 @@ def run(
         exclude=settings.exclusions(),
         partial=settings["partial_branches"],
     )
+    flags = ("idle", "gil", "subprocesses", "native")
     _, outcome = recording.run(
-        tgt,
-        _split(analysis) or ["coverage"],
-        db=db,
+        target,
+        _split(a.analysis) or ["coverage"],
+        db=a.db,
         scope=scope,
         options={
             "branch": settings["branch"],
             **settings.report_options(),
-            "instr": instr,
-            **({"sites": list(_split(sites))} if sites else {}),
-            **({"max_steps": max_steps} if max_steps else {}),
-            **({"rate": rate} if rate != 100 else {}),
-            **{k: True for k, on in (("idle", idle), ("gil", gil)) if on},
-            **{k: True for k, on in (("subprocesses", subprocesses), ("native", native)) if on},
+            "instr": a.instr,
+            **({"sites": list(_split(a.sites))} if a.sites else {}),
+            **({"max_steps": a.max_steps} if a.max_steps else {}),
+            **({"rate": a.rate} if a.rate != 100 else {}),
+            **{flag: True for flag in flags if getattr(a, flag)},
         },
-        summary=None if quiet else sys.stderr,
-        counters=_split([counters]) if counters else (),
-        counters_backend=counters_backend,
-        max_events=max_events,
+        summary=None if a.quiet else sys.stderr,
+        counters=_split([a.counters]) if a.counters else (),
+        counters_backend=a.counters_backend,
+        max_events=a.max_events,
     )
-    raise typer.Exit(outcome.exit_code)
+    return outcome.exit_code
 
 
-@app.command()
-@_one_line_errors
-def report(
-    analysis: Annotated[str, typer.Argument(help="Which analysis to report.")] = "coverage",
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            "-f",
-            help="text, json, jsonl, lcov, xml, coverage-data, dot, collapsed, speedscope, "
-            "html, ldb, semcoder, traced or codeexecutor: as the analysis writes them.",
-        ),
-    ] = "text",
-    level: Annotated[
-        str | None, typer.Option(help="states as ldb: block, line or function [block].")
-    ] = None,
-    run_id: Annotated[
-        str | None,
-        typer.Option("--run", help="Run id [default: the latest run with the analysis]."),
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option("-o", help="Write to this file, not stdout.")
-    ] = None,
-    show_missing: ShowMissing = None,
-    skip_covered: SkipCovered = None,
-    skip_empty: SkipEmpty = None,
-    sort: Sort = None,
-    precision: Precision = None,
-    fail_under: FailUnder = None,
-    db: DbOption = None,
-) -> None:
+def _report_arguments(parser: _Parser) -> None:
+    parser.add_argument(
+        "analysis",
+        nargs="?",
+        default="coverage",
+        metavar="ANALYSIS",
+        help="Which analysis to report [coverage].",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        metavar="FORMAT",
+        default="text",
+        help="text, json, jsonl, lcov, xml, coverage-data, dot, collapsed, speedscope, html, "
+        "ldb, semcoder, traced or codeexecutor: as the analysis writes them [text].",
+    )
+    parser.add_argument(
+        "--level",
+        choices=("block", "line", "function"),
+        help="states as ldb: block, line or function [block].",
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_id",
+        metavar="ID",
+        help="Run id [default: the latest run with the analysis].",
+    )
+    parser.add_argument("-o", dest="output", metavar="PATH", help="Write to this file, not stdout.")
+    _report_settings(parser)
+    _db(parser)
+
+
+@_command("report", _report_arguments)
+def report(a: argparse.Namespace) -> int:
     """Report a recorded run (coverage: with the project's report settings, as coverage.py's
     report; below --fail-under, exit status 2)."""
     from probe import config
     from probe.analyses import load
     from probe.storage import Database
 
-    settings = config.load().with_options(
-        _report_options(show_missing, skip_covered, skip_empty, sort, precision, fail_under)
-    )
-    with Database(db) as database:
-        chosen = database.run_for(analysis, run_id)
-        options = {"level": level} if level else {}
-        reporter = load(analysis)(**options, **settings.report_options())
-        text = reporter.report(database, chosen, fmt)
+    settings = config.load().with_options(_report_options(a))
+    with Database(a.db) as database:
+        chosen = database.run_for(a.analysis, a.run_id)
+        options = {"level": a.level} if a.level else {}
+        reporter = load(a.analysis)(**options, **settings.report_options())
+        text = reporter.report(database, chosen, a.fmt)
         run = database.run(chosen)
-    _emit(text, output)
+    _emit(text, a.output)
     # which run this is, beside the report (its stdout stays the format's own)
-    print(f"probe: {analysis} of run {chosen} ({run['target']}, {run['status']})", file=sys.stderr)
+    print(
+        f"probe: {a.analysis} of run {chosen} ({run['target']}, {run['status']})", file=sys.stderr
+    )
     failure = reporter.failure()
     if failure:
         print(f"probe: {failure}", file=sys.stderr)
-        raise typer.Exit(2)
+        return 2
+    return 0
 
 
-@app.command()
-@_one_line_errors
-def erase(
-    run_ids: Annotated[
-        list[str] | None,
-        typer.Option("--run", help="Erase this run (and the runs inside it): a,b or repeated."),
-    ] = None,
-    db: DbOption = None,
-) -> None:
+def _erase_arguments(parser: _Parser) -> None:
+    parser.add_argument(
+        "--run",
+        dest="run_ids",
+        metavar="ID",
+        action="append",
+        help="Erase this run (and the runs inside it): a,b or repeated.",
+    )
+    _db(parser)
+
+
+@_command("erase", _erase_arguments)
+def erase(a: argparse.Namespace) -> None:
     """Erase recorded runs, every run by default: their rows in every table and their event
     files (what `DELETE FROM runs` would leave behind)."""
     from probe.storage import Database
 
-    with Database(db, write=True) as database:
+    with Database(a.db, write=True) as database:
         everything = [r for (r,) in database.execute("SELECT run_id FROM runs").fetchall()]
-        gone = database.erase(list(_split(run_ids)) or everything)
+        gone = database.erase(list(_split(a.run_ids)) or everything)
     print(f"probe: erased {len(gone)} run{'s' if len(gone) != 1 else ''}", file=sys.stderr)
 
 
-@app.command()
-@_one_line_errors
-def combine(
-    databases: Annotated[
-        list[str] | None,
-        typer.Argument(help="Other probe databases (CI jobs', test workers'): runs to combine."),
-    ] = None,
-    run_ids: Annotated[
-        list[str] | None,
-        typer.Option("--run", help="Runs of this database to combine: a,b or repeated."),
-    ] = None,
-    db: DbOption = None,
-) -> None:
+def _combine_arguments(parser: _Parser) -> None:
+    parser.add_argument(
+        "databases",
+        nargs="*",
+        metavar="DATABASE",
+        help="Other probe databases (CI jobs', test workers'): runs to combine.",
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_ids",
+        metavar="ID",
+        action="append",
+        help="Runs of this database to combine: a,b or repeated.",
+    )
+    _db(parser)
+
+
+@_command("combine", _combine_arguments)
+def combine(a: argparse.Namespace) -> None:
     """Combine runs into one, as coverage.py's combine: the union of their sites, their
     counts added; `probe report` then shows it (the latest run)."""
     from probe.storage import Database
 
-    with Database(db, must_exist=False, write=True) as database:
-        new = database.combine(list(_split(run_ids)), databases or [])
+    with Database(a.db, must_exist=False, write=True) as database:
+        new = database.combine(list(_split(a.run_ids)), a.databases)
     print(f"probe: combined into run {new}", file=sys.stderr)
 
 
-@app.command("config")
-@_one_line_errors
-def config_command() -> None:
+@_command("config")
+def config_command(a: argparse.Namespace) -> None:
     """The settings in force here, and where each comes from: probe.toml, [tool.probe] in
     pyproject.toml, coverage.py's configuration (.coveragerc, setup.cfg, tox.ini,
     [tool.coverage] in pyproject.toml), or the default."""
@@ -360,69 +385,90 @@ def config_command() -> None:
     _emit(config.describe(config.load()), None)
 
 
-@app.command("trace")
-@_one_line_errors
-def trace_command(
-    path: Annotated[str, typer.Argument(help="The Python file: run as a module, unrecorded.")],
-    call: Annotated[
-        str, typer.Option("--call", help="The call to trace, a Python expression: 'f([1, 2])'.")
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", "-f", help="ldb, semcoder, traced, codeexecutor, jsonl or text."),
-    ] = "ldb",
-    level: Annotated[str, typer.Option(help="ldb: block, line or function.")] = "block",
-    max_steps: Annotated[int, typer.Option(help="Record at most this many steps.")] = 100_000,
-    timeout: Annotated[
-        float | None, typer.Option(help="Stop the call after this many seconds.")
-    ] = 10.0,
-    output: Annotated[
-        str | None, typer.Option("-o", help="Write to this file, not stdout.")
-    ] = None,
-) -> None:
+def _trace_arguments(parser: _Parser) -> None:
+    add = parser.add_argument
+    add("path", metavar="PATH", help="The Python file: run as a module, unrecorded.")
+    add("--call", required=True, help="The call to trace, a Python expression: 'f([1, 2])'.")
+    add(
+        "-f",
+        "--format",
+        dest="fmt",
+        metavar="FORMAT",
+        default="ldb",
+        help="ldb, semcoder, traced, codeexecutor, jsonl or text [ldb].",
+    )
+    add(
+        "--level",
+        choices=("block", "line", "function"),
+        default="block",
+        help="ldb: block, line or function [block].",
+    )
+    add(
+        "--max-steps",
+        type=_number(int, 1),
+        default=100_000,
+        help="Record at most this many steps [100,000].",
+    )
+    add(
+        "--timeout",
+        type=_number(float, 0),
+        default=10.0,
+        help="Stop the call after this many seconds [10].",
+    )
+    add("-o", dest="output", metavar="PATH", help="Write to this file, not stdout.")
+
+
+@_command("trace", _trace_arguments)
+def trace_command(a: argparse.Namespace) -> None:
     """Trace the states of one call, in a format code LLMs are trained on.
 
     Runs PATH as a module, then evaluates --call with the states of everything in PATH it
     runs recorded, and prints them. Exits 0 whether or not the call raised: the trace says.
     """
     from probe import recording
-    from probe.analyses.states import States
+    from probe.analyses.states import States, StateTrace
     from probe.reports import check, render
 
-    analysis = States(level=level, max_steps=max_steps)
-    from probe.analyses.states import StateTrace
+    analysis = States(level=a.level, max_steps=a.max_steps)
+    check(analysis, StateTrace, a.fmt)
+    result = recording.trace_call(
+        a.path, a.call, max_steps=a.max_steps, timeout=a.timeout, level=a.level
+    )
+    _emit(render(analysis, result, a.fmt), a.output)
 
-    check(analysis, StateTrace, fmt)
-    result = recording.trace_call(path, call, max_steps=max_steps, timeout=timeout, level=level)
-    _emit(render(analysis, result, fmt), output)
+
+def _query_arguments(parser: _Parser) -> None:
+    parser.add_argument(
+        "sql",
+        metavar="SQL",
+        help="SQL over runs, sites, counts, events and the analyses' views (-: stdin).",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table, csv or json [table].",
+    )
+    _db(parser)
 
 
-@app.command()
-@_one_line_errors
-def query(
-    sql: Annotated[
-        str,
-        typer.Argument(
-            help="SQL over runs, sites, counts, events and the analyses' views (-: stdin)."
-        ),
-    ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
-    db: DbOption = None,
-) -> None:
+@_command("query", _query_arguments)
+def query(a: argparse.Namespace) -> None:
     """Run SQL against the recorded data (views: call_edges, memory_sites, trace, ...), or
     over files (read_parquet('traces/**/*.parquet')) where nothing is recorded yet."""
-    _show(sys.stdin.read() if sql == "-" else sql, fmt, db, files_only=True)
+    _show(sys.stdin.read() if a.sql == "-" else a.sql, a.fmt, a.db, files_only=True)
 
 
-@app.command()
-@_one_line_errors
-def runs(db: DbOption = None) -> None:
+@_command("runs", _db)
+def runs(a: argparse.Namespace) -> None:
     """List the recorded runs."""
     _show(
         "SELECT run_id, started_at::TIMESTAMP(0) AS started, engine, status, exit_code, "
         "round(wall_s, 3) AS wall_s, analyses, target FROM runs ORDER BY started_at, run_id",
         "table",
-        db,
+        a.db,
     )
 
 
@@ -438,87 +484,122 @@ def _show(sql: str, fmt: str, db: str | None, files_only: bool = False) -> None:
     _emit(text, None)
 
 
-@app.command()
-@_one_line_errors
-def export(
-    directory: Annotated[str, typer.Argument(help="Directory to write the files into.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet.")] = "parquet",
-    db: DbOption = None,
-) -> None:
+def _export_arguments(parser: _Parser) -> None:
+    parser.add_argument("directory", metavar="DIRECTORY", help="Directory to write the files into.")
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        choices=("parquet",),
+        default="parquet",
+        help="parquet.",
+    )
+    _db(parser)
+
+
+@_command("export", _export_arguments)
+def export(a: argparse.Namespace) -> None:
     """Export every table, one file per table."""
     from probe.storage import Database
 
-    if fmt != "parquet":
-        raise UsageError(f"unknown export format {fmt!r} (use parquet)")
-    with Database(db) as database:
-        for path in database.export_parquet(directory):
+    with Database(a.db) as database:
+        for path in database.export_parquet(a.directory):
             print(path)
 
 
-dataset = typer.Typer(
-    help="Execution traces of whole data sets, as training data (HumanEval, MBPP, JSONL).",
-    no_args_is_help=True,
-)
-app.add_typer(dataset, name="dataset")
+def _build_arguments(parser: _Parser) -> None:
+    add = parser.add_argument
+    add(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="Data sets: HumanEval, MBPP or plain JSONL (.gz).",
+    )
+    add("--out", required=True, help="Directory the records go into.")
+    add(
+        "-f",
+        "--format",
+        dest="fmt",
+        metavar="FORMAT",
+        default="ldb,semcoder,traced",
+        help="ldb, semcoder, traced, codeexecutor, jsonl: a,b [ldb,semcoder,traced].",
+    )
+    add("--workers", type=_number(int, 0), default=0, help="Worker processes [the CPUs].")
+    add(
+        "--timeout", type=_number(float, 0), default=10.0, help="Seconds per (program, input) [10]."
+    )
+    add(
+        "--memory",
+        type=_number(int, 0),
+        default=1024,
+        help="MiB of memory per (program, input) [1024].",
+    )
+    add(
+        "--max-steps",
+        type=_number(int, 1),
+        default=10_000,
+        help="Steps recorded per input [10,000].",
+    )
+    add(
+        "--level",
+        choices=("block", "line", "function"),
+        default="block",
+        help="ldb: block, line or function [block].",
+    )
+    add(
+        "--efficiency",
+        choices=("perf", "time", "none"),
+        help="perf, time or none [perf where the CPU counts, else time].",
+    )
+    add("--resume", action="store_true", help="Go on with a build in --out.")
+    add("--ray", help="Run on a Ray cluster: auto or its address.")
 
 
-@dataset.command("build")
-@_one_line_errors
-def dataset_build(
-    sources: Annotated[
-        list[str], typer.Argument(help="Data sets: HumanEval, MBPP or plain JSONL (.gz).")
-    ],
-    out: Annotated[str, typer.Option("--out", help="Directory the records go into.")],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", "-f", help="ldb, semcoder, traced, codeexecutor, jsonl."),
-    ] = "ldb,semcoder,traced",
-    workers: Annotated[int, typer.Option(help="Worker processes [the CPUs].")] = 0,
-    timeout: Annotated[float, typer.Option(help="Seconds per (program, input).")] = 10.0,
-    memory: Annotated[int, typer.Option(help="MiB of memory per (program, input).")] = 1024,
-    max_steps: Annotated[int, typer.Option(help="Steps recorded per input.")] = 10_000,
-    level: Annotated[str, typer.Option(help="ldb: block, line or function.")] = "block",
-    efficiency: Annotated[
-        str | None,
-        typer.Option(help="perf, time or none [perf where the CPU counts, else time]."),
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Go on with a build in --out.")] = False,
-    ray: Annotated[
-        str | None, typer.Option(help="Run on a Ray cluster: auto or its address.")
-    ] = None,
-) -> None:
+@_command("dataset build", _build_arguments)
+def dataset_build(a: argparse.Namespace) -> None:
     """Trace every (program, input) of data sets, each isolated, into Parquet and JSONL."""
     from probe.corpus.build import Options, build
 
     options = Options(
-        formats=_split([fmt]),
-        workers=workers or os.cpu_count() or 1,
-        timeout=timeout,
-        memory=memory or None,
-        max_steps=max_steps,
-        level=level,
-        efficiency=efficiency,
-        resume=resume,
-        ray=ray,
+        formats=_split([a.fmt]),
+        workers=a.workers or os.cpu_count() or 1,
+        timeout=a.timeout,
+        memory=a.memory or None,
+        max_steps=a.max_steps,
+        level=a.level,
+        efficiency=a.efficiency,
+        resume=a.resume,
+        ray=a.ray,
     )
-    summary = build(sources, out, options)
+    summary = build(a.sources, a.out, options)
     print(summary.text(), file=sys.stderr)
 
 
-@dataset.command("score")
-@_one_line_errors
-def dataset_score(
-    candidate: Annotated[str, typer.Argument(help="A build of the solutions to score.")],
-    reference: Annotated[
-        list[str], typer.Option("--reference", help="A build of reference solutions; repeat.")
-    ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
-) -> None:
+def _score_arguments(parser: _Parser) -> None:
+    parser.add_argument("candidate", metavar="CANDIDATE", help="A build of the solutions to score.")
+    parser.add_argument(
+        "--reference",
+        action="append",
+        required=True,
+        help="A build of reference solutions; repeat.",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table, csv or json [table].",
+    )
+
+
+@_command("dataset score", _score_arguments)
+def dataset_score(a: argparse.Namespace) -> None:
     """EvalPerf's DPS and DPS_norm of a build's solutions against reference builds."""
     from probe.corpus.score import score
     from probe.reports.query import render
 
-    scores = score(candidate, reference)
+    scores = score(a.candidate, a.reference)
     rows = [(s.task_id, s.cost, s.dps, s.dps_norm, s.references, s.clusters) for s in scores]
     scored = [s for s in scores if s.dps is not None]
     if scored:
@@ -526,12 +607,11 @@ def dataset_score(
         norm = sum(s.dps_norm for s in scored) / len(scored)  # type: ignore[misc]
         rows.append(("mean", None, round(mean, 2), round(norm, 2), None, None))
     columns = ["task_id", "cost", "dps", "dps_norm", "references", "clusters"]
-    _emit(render(columns, rows, fmt), None)
+    _emit(render(columns, rows, a.fmt), None)
 
 
-@app.command("analyses")
-@_one_line_errors
-def list_analyses() -> None:
+@_command("analyses")
+def list_analyses(a: argparse.Namespace) -> None:
     """List the analyses: built in and installed."""
     from probe.analyses import available
 
@@ -567,88 +647,110 @@ def _emit(text: str | bytes | dict[str, bytes], output: str | None) -> None:
         print(f"probe: wrote {os.path.join(output, 'index.html')}", file=sys.stderr)
 
 
-def _version(value: bool) -> None:
-    if value:
+class _Version(argparse.Action):
+    """--version, which reads probe's version only when asked for it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="Print the version and exit.")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from importlib.metadata import version
 
         print(f"probe {version('dynprobe')} (Python {sys.version.split()[0]})")
-        raise typer.Exit()
+        parser.exit()
 
 
-@app.callback()
-def _options(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Dynamic instrumentation and profiling for Python and WebAssembly, queried with SQL."""
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help as typer wrote it before: "Usage:", the docstrings' own line breaks."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+        return super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap  # as argparse does: only help needs it
+
+        first, _, rest = text.strip().partition("\n")
+        return super()._fill_text(first + "\n" + textwrap.dedent(rest), width, indent)
 
 
-@functools.cache
-def _command() -> Any:
-    """The click command typer builds from ``app`` (~15 ms): built once a process."""
-    return typer.main.get_command(app)
+_GROUPS = {
+    "dataset": "Execution traces of whole data sets, as training data (HumanEval, MBPP, JSONL)."
+}
 
 
-def _run_options() -> dict[str, bool]:
-    """`probe run`'s option names, each with whether it takes a value."""
-    import click
-
-    command = _command()
-    assert isinstance(command, click.Group)
-    return {
-        name: not p.is_flag
-        for p in command.commands["run"].params
-        if isinstance(p, click.Option)
-        for name in (*p.opts, *p.secondary_opts)
-    }
-
-
-def _no_such_option(word: str) -> str:
-    import difflib
-
-    name = word.split("=", 1)[0]
-    near = difflib.get_close_matches(name, list(_run_options()), n=1)
-    return f"no such option: {name}" + (f" (did you mean {near[0]}?)" if near else "")
-
-
-def _program_apart(args: list[str]) -> list[str]:
-    """`probe run -m pytest -q tests`: everything after -m MODULE is the program's, as python
-    takes it (click would read -q as probe's own: it parses options until the first
-    argument, and the module is an option's value). After a script, click stops itself."""
-    if not args or args[0] != "run":
-        return args
-    takes_value = _run_options()
-    i = 1
-    while i < len(args):
-        word = args[i]
-        if word == "--" or not word.startswith("-"):
-            return args
-        if word == "-m":
-            return [*args[: i + 2], "--", *args[i + 2 :]]
-        if word.startswith("-m") and not word.startswith("--"):  # -mpkg
-            return [*args[: i + 1], "--", *args[i + 1 :]]
-        i += 2 if takes_value.get(word) else 1
-    return args
+def _parsers(words: list[str]) -> tuple[_Parser, dict[str, _Parser]]:
+    """The parser of ``probe``, and each command's by name ("run", "dataset build"); only
+    the command ``words`` name gets its options (a run builds no other command's)."""
+    top = _Parser(
+        prog="probe",
+        description="Dynamic instrumentation and profiling for Python and WebAssembly, "
+        "queried with SQL.",
+        formatter_class=_Help,
+        allow_abbrev=False,
+    )
+    top.add_argument("--version", action=_Version)
+    top.set_defaults(command=None, parser=top)
+    groups = {"": top.add_subparsers(metavar="COMMAND", title="commands")}
+    parsers: dict[str, _Parser] = {}
+    for name, (fn, arguments) in _COMMANDS.items():
+        group, _, last = name.rpartition(" ")
+        if group not in groups:
+            holder = _subparser(groups[""], group, _GROUPS[group])
+            holder.set_defaults(command=None, parser=holder)
+            groups[group] = holder.add_subparsers(metavar="COMMAND", title="commands")
+        parsers[name] = _subparser(groups[group], last, fn.__doc__ or "")
+        parsers[name].set_defaults(command=fn)
+        if name.split()[0] in words:
+            arguments(parsers[name])
+    return top, parsers
 
 
-def main() -> None:
-    sys.argv[1:] = _program_apart(sys.argv[1:])
-    # the command typer's app() would build again: called straight (pretty tracebacks are
-    # off, the one thing app() adds)
-    if os.environ.get("PROBE_DEBUG"):
-        _command()(prog_name="probe")
-        return
+def _subparser(group: argparse._SubParsersAction, name: str, doc: str) -> _Parser:
+    return group.add_parser(
+        name,
+        help=" ".join(doc.split("\n\n")[0].split()),
+        description=doc,
+        formatter_class=_Help,
+        allow_abbrev=False,
+    )
+
+
+def _main(words: list[str]) -> int:
+    top, parsers = _parsers(words[:1])
+    program: list[str] = []
+    if words[:1] == ["run"]:
+        own, program = _program_apart(parsers["run"], words[1:])
+        words = ["run", *own]
+    a = top.parse_args(words)
+    if a.command is None:  # `probe`, `probe dataset`: which commands there are
+        a.parser.print_help()
+        return 2
+    a.program = program
+    return a.command(a) or 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``probe ARGS``: exits 2 on bad input (a one-line error), 3 on a bug of probe's."""
+    from probe.errors import ProbeError
+
+    words = sys.argv[1:] if argv is None else argv
     try:
-        _command()(prog_name="probe")
-    except SystemExit:
-        raise
+        status = _main(words)
+    except ProbeError as e:
+        print(f"probe: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        status = 2
+    except BrokenPipeError:
+        sys.stderr.close()
+        status = 1
     except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - a bug in probe: one line, PROBE_DEBUG=1 for the rest
+        status = 130
+    except Exception as e:
+        if os.environ.get("PROBE_DEBUG"):
+            raise
+        # a bug in probe: one line, PROBE_DEBUG=1 for the rest
         print(
             f"probe: internal error: {type(e).__name__}: {e} (PROBE_DEBUG=1 shows where)",
             file=sys.stderr,
         )
-        sys.exit(3)
+        status = 3
+    sys.exit(status)

@@ -10,12 +10,28 @@ import pytest
 from conftest import run_probe
 
 
-@pytest.mark.parametrize("command", ["", "run", "report", "query", "runs", "export", "analyses"])
-def test_help(command: str, tmp_path) -> None:
-    args = [command, "--help"] if command else ["--help"]
-    got = run_probe(sys.executable, *args, cwd=tmp_path)
-    assert got.returncode == 0
-    assert "Usage" in got.stdout and len(got.stdout) > 200
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("", ["run", "report", "erase", "combine", "config", "trace", "query", "dataset"]),
+        (
+            "run",
+            ["--branch", "--analysis", "-m MODULE", "--fail-under", "--db", "{perf,callgrind}"],
+        ),
+        ("report", ["--format", "--show-missing", "--run", "-o PATH"]),
+        ("query", ["SQL", "{table,csv,json}"]),
+        ("runs", ["List the recorded runs", "--db"]),
+        ("export", ["DIRECTORY", "{parquet}"]),
+        ("analyses", ["built in and installed"]),
+        ("dataset", ["build", "score"]),
+    ],
+)
+def test_help(command: str, words: list[str], tmp_path) -> None:
+    """Each command's help names what it takes; the choices of an option are shown."""
+    got = run_probe(sys.executable, *command.split(), "--help", cwd=tmp_path)
+    assert got.returncode == 0 and got.stdout.startswith(f"Usage: probe {command}".rstrip())
+    for word in words:
+        assert word in got.stdout, word
 
 
 def _one_line_error(got, *words: str) -> None:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -90,9 +89,15 @@ def _analysis_classes() -> dict[str, str]:
     return found
 
 
-def test_every_built_in_analysis_is_registered_like_a_plugin() -> None:
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
-    assert declared["probe.analyses"] == _analysis_classes()
+def test_every_built_in_analysis_is_named_and_loads() -> None:
+    """Each Analysis subclass in analyses/ is in BUILT_IN (found without reading entry
+    points), and load() gives that class."""
+    from probe.analyses import BUILT_IN, load
+
+    assert BUILT_IN == _analysis_classes()
+    for name, where in BUILT_IN.items():
+        cls = load(name)
+        assert f"{cls.__module__}:{cls.__name__}" == where and cls.name == name
 
 
 _IMPORTS_PROBE_LATER = """
