@@ -679,8 +679,10 @@ _GROUPS = {
 
 
 def _parsers(words: list[str]) -> tuple[_Parser, dict[str, _Parser]]:
-    """The parser of ``probe``, and each command's by name ("run", "dataset build"); only
-    the command ``words`` name gets its options (a run builds no other command's)."""
+    """The parser of ``probe``, and each command's by name ("run", "dataset build"). Where
+    ``words`` name a command, only its parser is built (a run builds no other command's);
+    otherwise every command's, without their options, for the list in the help."""
+    named = {name for name in _COMMANDS if name.split()[0] in words}
     top = _Parser(
         prog="probe",
         description="Dynamic instrumentation and profiling for Python and WebAssembly, "
@@ -693,6 +695,8 @@ def _parsers(words: list[str]) -> tuple[_Parser, dict[str, _Parser]]:
     groups = {"": top.add_subparsers(metavar="COMMAND", title="commands")}
     parsers: dict[str, _Parser] = {}
     for name, (fn, arguments) in _COMMANDS.items():
+        if named and name not in named:
+            continue
         group, _, last = name.rpartition(" ")
         if group not in groups:
             holder = _subparser(groups[""], group, _GROUPS[group])
@@ -700,7 +704,7 @@ def _parsers(words: list[str]) -> tuple[_Parser, dict[str, _Parser]]:
             groups[group] = holder.add_subparsers(metavar="COMMAND", title="commands")
         parsers[name] = _subparser(groups[group], last, fn.__doc__ or "")
         parsers[name].set_defaults(command=fn)
-        if name.split()[0] in words:
+        if named:
             arguments(parsers[name])
     return top, parsers
 

@@ -91,19 +91,25 @@ def target_from_command(
     """What ``probe run [-m MODULE] WORDS`` runs: a program and its arguments; Wasm options
     (``--env``, ``--dir``, ``--invoke``, ``--fuel``, ``--timeout``) for a Wasm program, where
     wasmtime's conventions apply to the words after the file too."""
-    from probe.engines.wasm.options import from_command
-
     wasm = {"env": env, "dirs": dirs, "invoke": invoke, "fuel": fuel, "timeout": timeout}
     if module:
-        return Target(module=module, args=list(words), options=from_command([], **wasm)[1])
+        return Target(module=module, args=list(words), options=_wasm_options([], wasm)[1])
     if not words:
         raise UsageError("nothing to run: give a program (app.py, app.wasm) or -m MODULE")
     path, rest = words[0], list(words[1:])
     if _is_wasm(path):
-        rest, options = from_command(rest, **wasm)
+        rest, options = _wasm_options(rest, wasm)
     else:
-        options = from_command([], **wasm)[1]
+        options = _wasm_options([], wasm)[1]
     return Target(path=path, args=rest, options=options)
+
+
+def _wasm_options(words: list[str], given: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    if not words and all(v is None or v == () for v in given.values()):
+        return [], {}  # a Python run without Wasm options imports nothing of Wasm
+    from probe.engines.wasm.options import from_command
+
+    return from_command(words, **given)
 
 
 def _is_wasm(path: str) -> bool:

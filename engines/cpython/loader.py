@@ -9,7 +9,6 @@ An import hook hands the user's own modules (the files in scope) to
 from __future__ import annotations
 
 import ast
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -65,7 +64,7 @@ class _Loader(importlib.machinery.SourceFileLoader):
         return self.compiler.compile(self.get_data(path), path)
 
 
-class ImportHook(importlib.abc.MetaPathFinder):
+class ImportHook:  # a meta path finder (importlib.abc's base class only costs an import)
     """Routes imports of wanted source files through a Compiler, and pytest's assertion
     rewriting of them too (see _PytestRewriting)."""
 

@@ -41,6 +41,8 @@ class Wanted:
     def _decide(self, filename: str) -> bool:
         if not filename or filename.startswith("<") or not filename.endswith(".py"):
             return False
+        if not self.scope.narrowed() and filename.startswith(self.third_party):
+            return False  # most modules a run imports: decided without resolving links
         path = os.path.realpath(filename)
         if path in self.ours[0] or path.startswith(self.ours[1]):
             return False
