@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from probe.errors import UsageError
@@ -61,10 +60,14 @@ SETTINGS: dict[str, tuple[str, str, Any]] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
 class Setting:
-    value: Any
-    origin: str  # "default", "command line", or the file and table it was read from
+    """A value, and where it came from: "default", "command line", or the file and table it
+    was read from. (Not a dataclass or NamedTuple: see probe.probes on why.)"""
+
+    __slots__ = ("value", "origin")
+
+    def __init__(self, value: Any, origin: str) -> None:
+        self.value, self.origin = value, origin
 
 
 class Settings(Mapping[str, Any]):

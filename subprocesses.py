@@ -13,7 +13,6 @@ at once where the run's summary needs it. Forked children are parts too
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import json
 import os
 import signal
@@ -53,7 +52,7 @@ def export(
         return (lambda: None), why
     before = os.environ.get(ENV)
     os.environ[ENV] = json.dumps(
-        {"db": db_path, "run": run_id, "probes": kinds, "scope": dataclasses.asdict(scope)}
+        {"db": db_path, "run": run_id, "probes": kinds, "scope": scope.fields()}
     )
 
     def undo() -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import inspect
+
     from probe.recording import Recording
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,6 +125,8 @@ def trace(
             requested.append(a)
 
     def decorate(fn: Any) -> Any:
+        import inspect  # not at import: every run imports this module, few decorate
+
         global decorated
         if isinstance(fn, staticmethod | classmethod):
             return type(fn)(decorate(fn.__func__))
@@ -169,6 +172,8 @@ def _wrapper(fn: Callable[..., Any], recorded: Callable[..., Any]) -> Callable[.
     """A function with ``fn``'s very signature that calls ``fn`` while nothing records and
     ``recorded`` while something does. The same parameters, not ``*args, **kwargs``: packing
     them would cost three times the attribute check (see benchmarks/tracing.py)."""
+    import inspect
+
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # no signature to copy
@@ -194,6 +199,8 @@ def _wrapper(fn: Callable[..., Any], recorded: Callable[..., Any]) -> Callable[.
 def _parameters(params: list[inspect.Parameter]) -> tuple[str, str]:
     """The parameter list of a def (defaults as placeholders, set after) and the call that
     passes each parameter on as it came."""
+    import inspect
+
     kinds = inspect.Parameter
     spec: list[str] = []
     call: list[str] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
@@ -159,20 +158,21 @@ def _precision_for(fail_under: float, precision: int) -> int:
 # -- Python: per file, as coverage.py counts ------------------------------------------------
 
 
-@dataclass
 class FileCoverage:
-    """One file's results, the fields of coverage.py's JSON report."""
+    """One file's results, the fields of coverage.py's JSON report. (The models here are
+    plain classes, not dataclasses: a run imports this module; see probe.probes on why.)"""
 
-    path: str
-    executed: set[int] = field(default_factory=set)
-    missing: set[int] = field(default_factory=set)
-    excluded: set[int] = field(default_factory=set)
-    arcs_hit: set[tuple[int, int]] = field(default_factory=set)
-    arcs_missed: set[tuple[int, int]] = field(default_factory=set)
-    # Arcs not taken from lines not held to every arc (`# pragma: no branch`): counted as
-    # branches, never missing, as coverage.py counts them.
-    arcs_excused: set[tuple[int, int]] = field(default_factory=set)
-    no_branch: set[int] = field(default_factory=set)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.executed: set[int] = set()
+        self.missing: set[int] = set()
+        self.excluded: set[int] = set()
+        self.arcs_hit: set[tuple[int, int]] = set()
+        self.arcs_missed: set[tuple[int, int]] = set()
+        # Arcs not taken from lines not held to every arc (`# pragma: no branch`): counted
+        # as branches, never missing, as coverage.py counts them.
+        self.arcs_excused: set[tuple[int, int]] = set()
+        self.no_branch: set[int] = set()
 
     @property
     def statements(self) -> int:
@@ -191,26 +191,46 @@ class FileCoverage:
         return {src for src, _ in self.arcs_missed if src in self.executed}
 
 
-@dataclass
 class LineCoverage:
-    """A Python run's coverage: per file, with paths shown relative to ``cwd``."""
+    """A Python run's coverage: per file, with paths shown relative to ``cwd``. ``brief``: a
+    summary, printed when the run ends. The report settings, as coverage.py's report has
+    them: ``show_missing`` (a Missing column: missed lines and partial branches),
+    ``skip_covered`` (leave out files at 100%), ``skip_empty`` (files without statements),
+    ``sort`` (by a column; "-cover": descending), ``precision`` (digits after the decimal
+    point). ``run_id``: the run shown; ``exclude``/``partial``: the regexes of excluded lines
+    and of partial branches (coverage.py's by default); ``contexts``: per test, file ->
+    (lines, branch arcs) it ran, where a format needs them."""
 
-    files: dict[str, FileCoverage]
-    cwd: str
-    branch: bool
-    brief: bool = False  # a summary, printed when the run ends
-    # The report settings, as coverage.py's report has them:
-    show_missing: bool = False  # a Missing column: missed lines and partial branches
-    skip_covered: bool = False  # leave out files at 100%
-    skip_empty: bool = False  # leave out files without statements
-    sort: str = "name"  # by a column; "-cover": descending
-    precision: int = 0  # digits after the decimal point
-    run_id: str | None = None  # the run shown
-    # the regexes of excluded lines and of partial branches (coverage.py's by default)
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    partial: tuple[str, ...] = DEFAULT_PARTIAL
-    # per test (context): file -> (lines, branch arcs) it ran; where a format needs them
-    contexts: dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]] | None = None
+    def __init__(
+        self,
+        files: dict[str, FileCoverage],
+        cwd: str,
+        branch: bool,
+        brief: bool = False,
+        *,
+        show_missing: bool = False,
+        skip_covered: bool = False,
+        skip_empty: bool = False,
+        sort: str = "name",
+        precision: int = 0,
+        run_id: str | None = None,
+        exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
+        partial: tuple[str, ...] = DEFAULT_PARTIAL,
+        contexts: dict[str, dict[str, tuple[set[int], set[tuple[int, int]]]]] | None = None,
+    ) -> None:
+        self.files = files
+        self.cwd = cwd
+        self.branch = branch
+        self.brief = brief
+        self.show_missing = show_missing
+        self.skip_covered = skip_covered
+        self.skip_empty = skip_empty
+        self.sort = sort
+        self.precision = precision
+        self.run_id = run_id
+        self.exclude = exclude
+        self.partial = partial
+        self.contexts = contexts
 
     def relative(self, path: str) -> str:
         rel = os.path.relpath(path, self.cwd)
@@ -259,14 +279,17 @@ def display(pc: float, precision: int = 0) -> str:
 # -- Wasm: per function ---------------------------------------------------------------------
 
 
-@dataclass
 class FunctionCoverage:
-    name: str
-    offset: int = 0
-    entered: int = 0  # entry count (1 for a flag) or 0
-    blocks: dict[int, int] = field(default_factory=dict)  # block offset -> count
-    sizes: dict[int, int] = field(default_factory=dict)  # block offset -> instructions
-    instrs: dict[int, int] | None = None  # exact instruction coverage, when probed
+    """One Wasm function's: its entry count (1 for a flag, or 0), block offset -> count and
+    -> instructions, and exact instruction coverage where it was probed."""
+
+    def __init__(self, name: str, offset: int = 0) -> None:
+        self.name = name
+        self.offset = offset
+        self.entered = 0
+        self.blocks: dict[int, int] = {}
+        self.sizes: dict[int, int] = {}
+        self.instrs: dict[int, int] | None = None
 
     def covered_blocks(self) -> int:
         return sum(1 for c in self.blocks.values() if c)
@@ -283,13 +306,16 @@ class FunctionCoverage:
         return sum(c * self.sizes.get(o, 0) for o, c in self.blocks.items())
 
 
-@dataclass
 class WasmCoverage:
-    """A Wasm run's coverage, per function of ``module``."""
+    """A Wasm run's coverage, per function of ``module``; ``brief``: a summary (the 20
+    functions with most missed)."""
 
-    functions: dict[str, FunctionCoverage]
-    module: str
-    brief: bool = False  # a summary: the 20 functions with most missed
+    def __init__(
+        self, functions: dict[str, FunctionCoverage], module: str, brief: bool = False
+    ) -> None:
+        self.functions = functions
+        self.module = module
+        self.brief = brief
 
 
 def wasm_functions(sites: Iterable[Site]) -> dict[str, FunctionCoverage]:

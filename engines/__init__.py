@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from probe.errors import UsageError
 from probe.probes import ProbeSet, Scope
 
 
-@dataclass
 class Target:
-    """What to run: a file (``path``) or a module (``module``, as ``python -m``)."""
+    """What to run: a file (``path``) or a module (``module``, as ``python -m``), its
+    ``args``, and ``options`` for its engine (Wasm: env, dirs, invoke...)."""
 
-    path: str | None = None
-    module: str | None = None
-    args: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)  # engine-specific: env, dirs, invoke...
+    def __init__(
+        self,
+        path: str | None = None,
+        module: str | None = None,
+        args: list[str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = path
+        self.module = module
+        self.args = args if args is not None else []
+        self.options = options if options is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Target(path={self.path!r}, module={self.module!r}, args={self.args!r})"
 
     @property
     def name(self) -> str:
@@ -36,14 +45,31 @@ class Target:
         return head + list(self.args)
 
 
-@dataclass
 class Outcome:
     """How a run ended: status is 'ok', 'error', 'trap', 'timeout', 'killed' or
-    'truncated' (the journal took no more events: --max-events, or the disk nearly full)."""
+    'truncated' (the journal took no more events: --max-events, or the disk nearly full);
+    the exit code the program's would have; a message that says why, where it ended badly.
 
-    status: str
-    exit_code: int
-    message: str | None = None
+    (Plain classes here, not dataclasses: see probe.probes on why.)"""
+
+    def __init__(self, status: str, exit_code: int, message: str | None = None) -> None:
+        self.status = status
+        self.exit_code = exit_code
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.status, self.exit_code, self.message) == (
+            other.status,
+            other.exit_code,
+            other.message,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.status!r}, {self.exit_code!r}, {self.message!r})"
 
 
 class Recorder(Protocol):

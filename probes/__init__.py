@@ -8,6 +8,11 @@ realise each probe kind cheaply on their target. A :class:`ProbeSet` is
 the union of what the analyses of one run need: two analyses that ask for
 the same sites share one probe, and the stronger kind wins (a count also
 answers a flag).
+
+These types are plain classes, not dataclasses or NamedTuples: this module is imported before
+every measured program, and ``import dataclasses`` (it brings ``inspect``) with the building of
+each class cost `probe run` about 18 ms of its 40 (issue 14); a NamedTuple compiles each of
+its fields' annotations (strings here) when the class is built, ~0.25 ms a field.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import enum
 import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
@@ -54,17 +58,59 @@ EVENTS = (
 )
 
 
-@dataclass(frozen=True)
-class Sampling:
+class _Value:
+    """An immutable value, equal to another of its class with equal fields (its
+    ``__slots__``) and hashed by them: what a frozen dataclass is, without its cost."""
+
+    __slots__ = ()
+
+    def _set(self, *values: object) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a {type(self).__name__} can't be changed (its {name})")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:  # pickle and copy: by __init__
+        return type(self), tuple(getattr(self, name) for name in self.__slots__)
+
+
+class Sampling(_Value):
     """How a sample probe (``Probe("stack", Kind.SAMPLE)``) samples: ``rate`` per second;
     Python (py-spy) also: ``idle`` threads too, only threads holding the ``gil``, child
     processes (``subprocesses``), ``native`` frames of extensions."""
 
-    rate: int = 100
-    idle: bool = False
-    gil: bool = False
-    subprocesses: bool = False
-    native: bool = False
+    __slots__ = ("rate", "idle", "gil", "subprocesses", "native")
+    rate: int
+    idle: bool
+    gil: bool
+    subprocesses: bool
+    native: bool
+
+    def __init__(
+        self,
+        rate: int = 100,
+        idle: bool = False,
+        gil: bool = False,
+        subprocesses: bool = False,
+        native: bool = False,
+    ) -> None:
+        self._set(rate, idle, gil, subprocesses, native)
 
     def merged(self, other: Sampling) -> Sampling:
         """What serves both: the higher rate, every option either asks for."""
@@ -77,48 +123,74 @@ class Sampling:
         )
 
 
-@dataclass(frozen=True)
-class Site:
-    """Where a probe fires; the columns of the ``sites`` table."""
+class Site(_Value):
+    """Where a probe fires; the columns of the ``sites`` table: ``unit`` is the source file
+    (Python) or module (Wasm), None in a pattern (any); ``offset`` the byte offset in the
+    original Wasm module; ``target`` the branch destination where it applies."""
 
+    __slots__ = ("kind", "unit", "func", "line", "offset", "target")
     kind: str
-    unit: str  # source file (Python) or module (Wasm)
-    func: str | None = None
-    line: int | None = None
-    offset: int | None = None  # Wasm: byte offset in the original module
-    target: int | None = None  # branch destination where it applies
+    unit: str | None
+    func: str | None
+    line: int | None
+    offset: int | None
+    target: int | None
+
+    def __init__(
+        self,
+        kind: str,
+        unit: str | None,
+        func: str | None = None,
+        line: int | None = None,
+        offset: int | None = None,
+        target: int | None = None,
+    ) -> None:
+        self._set(kind, unit, func, line, offset, target)
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(_Value):
     """A probe of ``kind`` on every site of class ``event``, or on one ``site``.
 
     A probe with no site is a *global* probe: it covers every site of its
     event class in the run's scope. A probe with a site is a *local* probe.
+
+    ``callback`` (CALLBACK probes): called with a SiteEvent each time the probe fires; a
+    callback probe without one places switched-off callback points on every site of its
+    event class, so that probes can be inserted there while the program runs. ``limit``
+    (operand probes): record at most this many events of the class in a run (the smallest
+    limit asked wins; the run says when it was reached). ``sampling`` (sample probes): how
+    to sample (the default Sampling when None). Those three are not compared: a probe is
+    its event, kind and site. Immutable.
     """
 
+    __slots__ = ("event", "kind", "site", "callback", "limit", "sampling")
     event: str
-    kind: Kind = Kind.FLAG
-    site: Site | None = None
-    # CALLBACK probes: called with a SiteEvent each time the probe fires. A callback probe
-    # without a callback places switched-off callback points on every site of its event
-    # class, so that probes can be inserted there while the program runs.
-    callback: Callable[[SiteEvent], None] | None = field(default=None, compare=False)
-    # Operand probes: record at most this many events of the class in a run (the smallest
-    # limit asked wins); the run says when it was reached.
-    limit: int | None = field(default=None, compare=False)
-    # Sample probes: how to sample (the default Sampling when None).
-    sampling: Sampling | None = field(default=None, compare=False)
+    kind: Kind
+    site: Site | None
+    callback: Callable[[SiteEvent], None] | None
+    limit: int | None
+    sampling: Sampling | None
 
-    def __post_init__(self) -> None:
-        if self.event not in EVENTS:
-            raise UsageError(f"unknown probe event {self.event!r} (known: {', '.join(EVENTS)})")
-        if self.callback is not None and self.kind != Kind.CALLBACK:
+    def __init__(
+        self,
+        event: str,
+        kind: Kind = Kind.FLAG,
+        site: Site | None = None,
+        callback: Callable[[SiteEvent], None] | None = None,
+        limit: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> None:
+        if event not in EVENTS:
+            raise UsageError(f"unknown probe event {event!r} (known: {', '.join(EVENTS)})")
+        if callback is not None and kind != Kind.CALLBACK:
             raise UsageError("only a callback probe takes a callback")
+        self._set(event, kind, site, callback, limit, sampling)
+
+    def _key(self) -> tuple[object, ...]:
+        return self.event, self.kind, self.site
 
 
-@dataclass(frozen=True)
-class SiteEvent:
+class SiteEvent(_Value):
     """What a callback probe sees when it fires.
 
     ``value`` is the operand captured at the site where the engine has one (Python: a
@@ -127,15 +199,30 @@ class SiteEvent:
     probes from inside a callback.
     """
 
+    __slots__ = ("site_id", "kind", "func", "offset", "line", "unit", "value", "frame", "probes")
     site_id: int
     kind: str
     func: str
-    offset: int | None = None
-    line: int | None = None
-    unit: str | None = None
-    value: object = None
-    frame: Any = None
-    probes: Switchboard | None = None
+    offset: int | None
+    line: int | None
+    unit: str | None
+    value: object
+    frame: Any
+    probes: Switchboard | None
+
+    def __init__(
+        self,
+        site_id: int,
+        kind: str,
+        func: str,
+        offset: int | None = None,
+        line: int | None = None,
+        unit: str | None = None,
+        value: object = None,
+        frame: Any = None,
+        probes: Switchboard | None = None,
+    ) -> None:
+        self._set(site_id, kind, func, offset, line, unit, value, frame, probes)
 
 
 class Switchboard:
@@ -250,7 +337,6 @@ class Switchboard:
                 fn(what)
 
 
-@dataclass
 class ProbeSet:
     """The deduplicated union of the probes the analyses of one run need.
 
@@ -260,10 +346,32 @@ class ProbeSet:
     Callback probes keep their identity and order: they are what a Switchboard starts with.
     """
 
-    _probes: dict[tuple[str, Site | None], Kind] = field(default_factory=dict)
-    _callbacks: list[Probe] = field(default_factory=list)
-    _limits: dict[str, int] = field(default_factory=dict)
-    _sampling: dict[str, Sampling] = field(default_factory=dict)
+    def __init__(
+        self,
+        probes: dict[tuple[str, Site | None], Kind] | None = None,
+        callbacks: list[Probe] | None = None,
+        limits: dict[str, int] | None = None,
+        sampling: dict[str, Sampling] | None = None,
+    ) -> None:
+        self._probes = probes if probes is not None else {}
+        self._callbacks = callbacks if callbacks is not None else []
+        self._limits = limits if limits is not None else {}
+        self._sampling = sampling if sampling is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProbeSet):
+            return NotImplemented
+        return (self._probes, self._callbacks, self._limits, self._sampling) == (
+            other._probes,
+            other._callbacks,
+            other._limits,
+            other._sampling,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"ProbeSet.of({list(self)!r})"
 
     @classmethod
     def of(cls, probes: Iterable[Probe]) -> ProbeSet:
@@ -361,26 +469,39 @@ def site_matches(
     )
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(_Value):
     """Which units (source files, modules) a run measures, and which of their lines.
 
     ``source`` directories limit measurement to files below them (and make
     reports list their files that never ran); ``include`` and ``omit`` are
     glob patterns matched against the absolute path and the path relative
-    to the working directory, as coverage.py matches them.
+    to the working directory, as coverage.py matches them. ``exclude``: regexes of lines
+    that are not measured (their statements, and a clause or function they begin);
+    ``partial``: of branch lines not held to every arc; coverage.py's by default.
+    Immutable.
     """
 
-    source: tuple[str, ...] = ()
-    include: tuple[str, ...] = ()
-    omit: tuple[str, ...] = ()
-    # Regexes of lines that are not measured (their statements, and a clause or function
-    # they begin), and of branch lines not held to every arc: coverage.py's by default.
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    partial: tuple[str, ...] = DEFAULT_PARTIAL
+    __slots__ = ("source", "include", "omit", "exclude", "partial")
+    source: tuple[str, ...]
+    include: tuple[str, ...]
+    omit: tuple[str, ...]
+    exclude: tuple[str, ...]
+    partial: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "source", tuple(os.path.abspath(s) for s in self.source))
+    def __init__(
+        self,
+        source: Iterable[str] = (),
+        include: Iterable[str] = (),
+        omit: Iterable[str] = (),
+        exclude: Iterable[str] = DEFAULT_EXCLUDE,
+        partial: Iterable[str] = DEFAULT_PARTIAL,
+    ) -> None:
+        source = tuple(os.path.abspath(s) for s in source)
+        self._set(source, tuple(include), tuple(omit), tuple(exclude), tuple(partial))
+
+    def fields(self) -> dict[str, tuple[str, ...]]:
+        """Its settings by name: ``Scope(**scope.fields())`` is the same scope."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
     def narrowed(self) -> bool:
         """True when the user said what to measure (so no default exclusions apply)."""

@@ -7,7 +7,6 @@ engine's modules must know about, named here so that no module tests a version i
 
 from __future__ import annotations
 
-import inspect
 import sys
 from types import CodeType
 
@@ -28,5 +27,6 @@ BACK_JUMP_IS_LINE_EVENT = not MONITORING
 CODE_ADAPTIVE_OFFSET = CodeType.__basicsize__
 
 # Generators, coroutines and async generators: their frames are resumed and suspended, and
-# sys.settrace reports each resumption as a call and each suspension as a return.
-SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+# sys.settrace reports each resumption as a call and each suspension as a return. (inspect's
+# CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR: importing inspect costs a run ~7 ms.)
+SUSPENDABLE = 0x20 | 0x80 | 0x200

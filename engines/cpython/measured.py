@@ -7,18 +7,19 @@ Tracer for what line probes in the bytecode can't do, and at the end write the s
 
 from __future__ import annotations
 
-import dataclasses
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.engines import Outcome, Recorder
 from probe.probes import ProbeSet, Scope
 
 from .scope import Wanted
 from .source import SourceInfo
-from .states import StateRecorder
 from .tables import SiteIds, analyze_file, source_infos, write_tables
 from .tracer import Tracer, func_name
+
+if TYPE_CHECKING:
+    from .states import StateRecorder
 
 
 class Measured:
@@ -37,6 +38,8 @@ class Measured:
         )
         self.states: StateRecorder | None = None
         if probes.kind_for("state") is not None:
+            from .states import StateRecorder  # not at import: few runs record states
+
             gated = tracer_options.get("gated") and tracer_options.get("context")
             self.states = StateRecorder(
                 self.state_site,
@@ -86,7 +89,7 @@ class Measured:
             if self.states.capped:
                 cap = f"step cap of {self.states.max_steps:,} reached: states recorded until then"
                 message = f"{outcome.message}; {cap}" if outcome.message else cap
-                outcome = dataclasses.replace(outcome, message=message)
+                outcome = Outcome(outcome.status, outcome.exit_code, message)
         self._tables(self.recorder, hits, counts, lines, witnessed, per_context)
         self.recorder.close(outcome)
 

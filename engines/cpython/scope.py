@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import site
 import sys
-import sysconfig
 
 from probe.probes import Scope
 
@@ -17,9 +16,14 @@ class Wanted:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.cache: dict[str, bool] = {}
-        paths = sysconfig.get_paths()
-        skip = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-        skip.update(getattr(site, "getsitepackages", list)())
+        # the standard library (lib-dynload is in it) and every site-packages: sysconfig's
+        # stdlib, purelib and platlib, found without importing sysconfig (~2 ms a run)
+        version = "python{}.{}".format(*sys.version_info)
+        skip = {
+            os.path.dirname(os.__file__),
+            os.path.join(sys.exec_prefix, sys.platlibdir, version),  # a venv's own lib
+            *getattr(site, "getsitepackages", list)(),
+        }
         skip.add(site.getusersitepackages())
         self.third_party = tuple(os.path.join(os.path.realpath(p), "") for p in skip if p)
         self.ours = probe_paths()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import re
 import types
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
@@ -35,25 +34,25 @@ MARKER_BASE = 1 << 28  # no real source file has this many lines
 _PARTIAL_ALWAYS = (r"^\s*while (True|1|False|0):", r"^\s*if (True|1|False|0):")
 
 
-@dataclass
 class SourceInfo:
-    """Static facts about one source file, computed once per run."""
+    """Static facts about one source file, computed once per run. (Plain classes here, not
+    dataclasses: see probe.probes on why.)"""
 
-    path: str
-    statements: set[int] = field(default_factory=set)
-    excluded: set[int] = field(default_factory=set)
-    no_branch: set[int] = field(default_factory=set)  # branch lines not held to every arc
-    first_line: dict[int, int] = field(default_factory=dict)  # physical line -> statement line
-    funcs: dict[int, str] = field(default_factory=dict)  # statement line -> qualified name
-    arcs: dict[tuple[int, int], int] = field(default_factory=dict)  # arc -> witness line
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.statements: set[int] = set()
+        self.excluded: set[int] = set()
+        self.no_branch: set[int] = set()  # branch lines not held to every arc
+        self.first_line: dict[int, int] = {}  # physical line -> statement line
+        self.funcs: dict[int, str] = {}  # statement line -> qualified name
+        self.arcs: dict[tuple[int, int], int] = {}  # arc -> witness line
 
     def statement_of(self, line: int) -> int | None:
         stmt = self.first_line.get(line, line)
         return stmt if stmt in self.statements else None
 
 
-@dataclass
-class _Slot:
+class _Slot:  # not a NamedTuple: see rows.py
     """Where a marker for one arc would go, and the statement that may witness it instead.
 
     ``stmt`` is a statement that only this arc leads to (an if-body's first
@@ -63,10 +62,16 @@ class _Slot:
     needed.
     """
 
-    node: ast.AST
-    where: str  # 'body', 'orelse', 'wildcard', or 'after' (node, in ``within``)
-    stmt: ast.stmt | None = None
-    within: list[ast.stmt] | None = None
+    __slots__ = ("node", "where", "stmt", "within")
+
+    def __init__(
+        self,
+        node: ast.AST,
+        where: str,  # 'body', 'orelse', 'wildcard', or 'after' (node, in ``within``)
+        stmt: ast.stmt | None = None,
+        within: list[ast.stmt] | None = None,
+    ) -> None:
+        self.node, self.where, self.stmt, self.within = node, where, stmt, within
 
 
 class _ArcFinder:

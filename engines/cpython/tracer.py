@@ -30,7 +30,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from probe.engines import Recorder
 from probe.errors import UsageError
@@ -45,12 +45,14 @@ EVENT_BATCH = 65536
 _DETAIL_CHARS = 200  # a returned value's repr is cut here
 
 
-class Need(NamedTuple):
-    """What a code object in scope needs, decided once."""
+class Need:
+    """What a code object in scope needs, decided once: its func site, its line events, its
+    return events. (Not a NamedTuple: see analyses/rows.py.)"""
 
-    site: int  # its func site
-    lines: bool  # its line events
-    returns: bool  # its return events
+    __slots__ = ("site", "lines", "returns")
+
+    def __init__(self, site: int, lines: bool, returns: bool) -> None:
+        self.site, self.lines, self.returns = site, lines, returns
 
 
 class Hooks(Protocol):
