@@ -4,6 +4,7 @@ never measured as the user's, its code ruff-clean."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +88,42 @@ def _analysis_classes() -> dict[str, str]:
                 ]
                 found[names[0]] = f"probe.analyses.{path.stem}:{node.name}"
     return found
+
+
+# What a run must not import before the program starts (issue 14: `probe run` may cost 0.04 s
+# over python): each of these cost it milliseconds once. `probe report` and the rest may.
+HEAVY = (
+    "typer", "click", "rich", "importlib.metadata", "importlib.abc", "dataclasses",
+    "inspect", "subprocess", "shutil", "sysconfig", "difflib", "textwrap", "duckdb",
+    "pyarrow", "numpy", "wasmtime", "coverage", "probe.engines.wasm.options",
+    "probe.engines.cpython.states",
+)  # fmt: skip
+
+SHOW_MODULES = """
+import json, sys
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+@pytest.mark.parametrize("branch", [False, True], ids=["line", "branch"])
+def test_a_run_imports_only_what_it_needs(python: str, branch: bool, tmp_path: Path) -> None:
+    """The modules loaded when the program starts: none of HEAVY, but what a dependency the
+    run needs brings itself (bytecode, for the rewriter on 3.11)."""
+    (tmp_path / "show.py").write_text(SHOW_MODULES)
+    got = run_probe(python, "run", "-q", *(["--branch"] if branch else []), "show.py", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    loaded = set(json.loads(got.stdout))
+    brought = set()
+    if "bytecode" in loaded:
+        out = subprocess.run(
+            [python, "-c", "import bytecode, sys, json; print(json.dumps(sorted(sys.modules)))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        brought = set(json.loads(out.stdout))
+    assert sorted(set(HEAVY) & loaded - brought) == []
 
 
 def test_every_built_in_analysis_is_named_and_loads() -> None:
