@@ -39,4 +39,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    # cut in the middle: a path keeps its file name, a message its end
+    return text if len(text) <= 80 else text[:38] + "..." + text[-39:]
