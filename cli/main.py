@@ -99,6 +99,12 @@ def _db(parser: _Parser) -> None:
     )
 
 
+def _run_ids(parser: _Parser, what: str) -> None:
+    parser.add_argument(
+        "--run", dest="run_ids", metavar="ID", action="append", help=f"{what}: a,b or repeated."
+    )
+
+
 def _report_settings(parser: _Parser) -> None:
     """The report settings, on `probe run` (its summary) and `probe report`: coverage.py's."""
     group = parser.add_argument_group("report settings (coverage.py's)")
@@ -327,13 +333,7 @@ def report(a: argparse.Namespace) -> int:
 
 
 def _erase_arguments(parser: _Parser) -> None:
-    parser.add_argument(
-        "--run",
-        dest="run_ids",
-        metavar="ID",
-        action="append",
-        help="Erase this run (and the runs inside it): a,b or repeated.",
-    )
+    _run_ids(parser, "Erase this run (and the runs inside it)")
     _db(parser)
 
 
@@ -356,13 +356,7 @@ def _combine_arguments(parser: _Parser) -> None:
         metavar="DATABASE",
         help="Other probe databases (CI jobs', test workers'): runs to combine.",
     )
-    parser.add_argument(
-        "--run",
-        dest="run_ids",
-        metavar="ID",
-        action="append",
-        help="Runs of this database to combine: a,b or repeated.",
-    )
+    _run_ids(parser, "Runs of this database to combine")
     _db(parser)
 
 
