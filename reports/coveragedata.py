@@ -8,13 +8,20 @@ each line that ran is also given an arc from outside the file (-1, line): covera
 lines from it, and leaves it out of every branch count (no such arc is possible there but the
 module's entry, which did run). Per-test contexts, where the run recorded them, are kept:
 each test's lines under its node id, what ran outside every test under "".
+
+``reporting`` loads that file into coverage.py with the run's report settings, for coverage.py's
+own reporters: probe's HTML, LCOV and XML of a Python run are coverage.py's, byte for byte the
+format its users' tools read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from functools import singledispatch
+from typing import Any
 
 from probe.analyses.coverage import FileCoverage, LineCoverage
 from probe.errors import UsageError
@@ -63,3 +70,32 @@ def _add(data: object, branch: bool, files: dict) -> None:
         data.add_arcs({p: a for p, a in arcs.items() if a})  # type: ignore[attr-defined]
     else:
         data.add_lines(lines)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def reporting(result: LineCoverage) -> Iterator[tuple[Any, str]]:
+    """coverage.py's ``Coverage`` loaded with ``result`` and its report settings, and a
+    scratch folder for what its reporters write; inside the run's directory, so that names
+    in the reports are relative to it. coverage.py's complaints (a source gone since the
+    run) become a UsageError in its words."""
+    if not result.files:
+        raise UsageError("No data to report: the run measured no file")
+    data = render(result)  # refuses in a line where coverage.py is missing
+    import coverage
+    from coverage.exceptions import CoverageException
+
+    with tempfile.TemporaryDirectory(prefix="probe-coverage-") as tmp:
+        with open(os.path.join(tmp, ".coverage"), "wb") as f:
+            f.write(data)
+        here = os.getcwd()
+        os.chdir(result.cwd)
+        try:
+            cov = coverage.Coverage(data_file=os.path.join(tmp, ".coverage"), config_file=False)
+            cov.set_option("report:exclude_lines", list(result.exclude))
+            cov.set_option("report:partial_branches", list(result.partial))
+            cov.load()
+            yield cov, tmp
+        except CoverageException as e:
+            raise UsageError(f"coverage.py: {e}") from None
+        finally:
+            os.chdir(here)

@@ -18,7 +18,6 @@ from functools import singledispatch
 
 from probe.analyses.coverage import LineCoverage
 from probe.analyses.hotpaths import HotPaths
-from probe.errors import UsageError
 
 
 @singledispatch
@@ -28,41 +27,21 @@ def render(result: object) -> str | dict[str, bytes]:
 
 @render.register
 def _(result: LineCoverage) -> dict[str, bytes]:
-    """The report's files, by name in its folder."""
+    """The report's files, by name in its folder: coverage.py's HTML."""
     import os
-    import tempfile
 
-    from probe.reports import coveragedata
+    from probe.reports.coveragedata import reporting
 
-    if not result.files:
-        raise UsageError("No data to report: the run measured no file")
-    data = coveragedata.render(result)  # refuses in a line where coverage.py is missing
-    import coverage
-    from coverage.exceptions import CoverageException
-
-    with tempfile.TemporaryDirectory(prefix="probe-html-") as tmp:
-        with open(os.path.join(tmp, ".coverage"), "wb") as f:
-            f.write(data)
-        here = os.getcwd()
-        os.chdir(result.cwd)  # names in the report are relative to the run's directory
-        try:
-            cov = coverage.Coverage(data_file=os.path.join(tmp, ".coverage"), config_file=False)
-            cov.set_option("report:exclude_lines", list(result.exclude))
-            cov.set_option("report:partial_branches", list(result.partial))
-            cov.load()
-            out = os.path.join(tmp, "html")
-            cov.html_report(
-                directory=out,
-                title=f"Coverage of run {result.run_id}" if result.run_id else None,
-                skip_covered=result.skip_covered,
-                skip_empty=result.skip_empty,
-                precision=result.precision,
-                show_contexts=bool(result.contexts),
-            )
-        except CoverageException as e:  # a source gone since the run, say: coverage's words
-            raise UsageError(f"coverage.py: {e}") from None
-        finally:
-            os.chdir(here)
+    with reporting(result) as (cov, tmp):
+        out = os.path.join(tmp, "html")
+        cov.html_report(
+            directory=out,
+            title=f"Coverage of run {result.run_id}" if result.run_id else None,
+            skip_covered=result.skip_covered,
+            skip_empty=result.skip_empty,
+            precision=result.precision,
+            show_contexts=bool(result.contexts),
+        )
         files = {}
         for top, _, names in os.walk(out):
             for name in names:

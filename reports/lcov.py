@@ -1,8 +1,10 @@
 """LCOV tracefiles, as genhtml and CI services read them: lines and branches of Python
-files; for Wasm, functions with their entry counts, and blocks where lines would be."""
+files (coverage.py's own, written by its reporter); for Wasm, functions with their entry
+counts, and blocks where lines would be."""
 
 from __future__ import annotations
 
+import os
 from functools import singledispatch
 
 from probe.analyses.coverage import LineCoverage, WasmCoverage
@@ -16,27 +18,14 @@ def render(result: object) -> str:
 
 @render.register
 def _(result: LineCoverage) -> str:
-    files, branch = result.files, result.branch
-    out = []
-    for path in sorted(files, key=result.relative):
-        f = files[path]
-        out.append(f"SF:{result.relative(path)}")
-        for n in sorted(f.executed | f.missing):
-            out.append(f"DA:{n},{1 if n in f.executed else 0}")
-        out.append(f"LF:{f.statements}")
-        out.append(f"LH:{len(f.executed)}")
-        if branch:
-            arcs = sorted(f.arcs_hit | f.arcs_missed)
-            by_line: dict[int, int] = {}
-            for src, dst in arcs:
-                i = by_line.setdefault(src, 0)
-                by_line[src] += 1
-                taken = "-" if src not in f.executed else ("1" if (src, dst) in f.arcs_hit else "0")
-                out.append(f"BRDA:{src},0,{i},{taken}")
-            out.append(f"BRF:{f.branches}")
-            out.append(f"BRH:{len(f.arcs_hit)}")
-        out.append("end_of_record")
-    return "\n".join(out) + "\n"
+    """coverage.py's own LCOV (its ``lcov`` command): lines, functions, branches."""
+    from probe.reports.coveragedata import reporting
+
+    with reporting(result) as (cov, tmp):
+        path = os.path.join(tmp, "coverage.lcov")
+        cov.lcov_report(outfile=path)
+        with open(path, encoding="utf-8") as f:
+            return f.read()
 
 
 @render.register(WasmCoverage)

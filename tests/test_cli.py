@@ -98,7 +98,8 @@ def test_reports_in_every_format(workdir, tmp_path) -> None:
     lcov = run_probe(sys.executable, "report", "-f", "lcov", cwd=workdir).stdout
     record = lcov.split("SF:helper.py\n")[1].split("end_of_record")[0]
     assert "DA:3,0" in record and "DA:2,1" in record
-    assert "BRDA:2,0,0,0" in record and "BRDA:2,0,1,1" in record and "BRDA:8,0,0,-" in record
+    assert "BRDA:2,0,jump to line 3,0" in record and "BRDA:2,0,jump to line 4,1" in record
+    assert "BRDA:8,0,jump to line 9,-" in record and "FN:1,4,greet" in record
     assert "LF:8" in record and "LH:4" in record and "BRF:4" in record and "BRH:1" in record
 
     out = tmp_path / "cov.xml"

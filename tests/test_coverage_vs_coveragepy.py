@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from conftest import INTERPRETERS, coveragepy_json, run_probe, version_of
@@ -66,3 +69,25 @@ def test_source_reports_files_that_never_ran(python: str, workdir) -> None:
     got = json.loads(run_probe(python, "report", "--format", "json", cwd=workdir).stdout)
     assert set(got["files"]) == set(expected["files"])
     assert _files(got) == _files(expected)
+
+
+@pytest.mark.parametrize("args", [["exclusions.py"], ["app.py", "you"]], ids=" ".join)
+def test_lcov_and_xml_are_coveragepys(args: list[str], workdir) -> None:
+    """LCOV (with FN records, and arcs excused by `# pragma: no branch`) and Cobertura XML
+    of a branch run: what coverage.py's own lcov and xml commands write, but for the time."""
+    coveragepy_json(sys.executable, args, workdir, branch=True)
+    data = f"--data-file={workdir / '.coverage-ref'}"
+    for command, out in (("lcov", "ref.lcov"), ("xml", "ref.xml")):
+        subprocess.run(
+            [sys.executable, "-m", "coverage", command, data, "-o", out], cwd=workdir, check=True
+        )
+    assert run_probe(sys.executable, "run", "-q", "--branch", *args, cwd=workdir).returncode == 0
+    lcov = run_probe(sys.executable, "report", "-f", "lcov", cwd=workdir)
+    assert lcov.returncode == 0 and "FN:" in lcov.stdout
+    assert lcov.stdout == (workdir / "ref.lcov").read_text()
+    xml = run_probe(sys.executable, "report", "-f", "xml", cwd=workdir).stdout
+
+    def timeless(text: str) -> str:
+        return re.sub(r' timestamp="\d+"', "", text)
+
+    assert timeless(xml) == timeless((workdir / "ref.xml").read_text())
