@@ -105,6 +105,28 @@ def _run_ids(parser: _Parser, what: str) -> None:
     )
 
 
+def _level(parser: _Parser) -> None:
+    """How finely ldb traces are cut (probe trace, probe dataset build)."""
+    parser.add_argument(
+        "--level",
+        choices=("block", "line", "function"),
+        default="block",
+        help="ldb: block, line or function [block].",
+    )
+
+
+def _table_format(parser: _Parser) -> None:
+    """How rows are printed (probe query, probe dataset score)."""
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="fmt",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table, csv or json [table].",
+    )
+
+
 def _report_settings(parser: _Parser) -> None:
     """The report settings, on `probe run` (its summary) and `probe report`: coverage.py's."""
     group = parser.add_argument_group("report settings (coverage.py's)")
@@ -393,12 +415,7 @@ def _trace_arguments(parser: _Parser) -> None:
         default="ldb",
         help="ldb, semcoder, traced, codeexecutor, jsonl or text [ldb].",
     )
-    add(
-        "--level",
-        choices=("block", "line", "function"),
-        default="block",
-        help="ldb: block, line or function [block].",
-    )
+    _level(parser)
     add(
         "--max-steps",
         type=_number(int, 1),
@@ -439,14 +456,7 @@ def _query_arguments(parser: _Parser) -> None:
         metavar="SQL",
         help="SQL over runs, sites, counts, events and the analyses' views (-: stdin).",
     )
-    parser.add_argument(
-        "-f",
-        "--format",
-        dest="fmt",
-        choices=("table", "csv", "json"),
-        default="table",
-        help="table, csv or json [table].",
-    )
+    _table_format(parser)
     _db(parser)
 
 
@@ -536,12 +546,7 @@ def _build_arguments(parser: _Parser) -> None:
         default=10_000,
         help="Steps recorded per input [10,000].",
     )
-    add(
-        "--level",
-        choices=("block", "line", "function"),
-        default="block",
-        help="ldb: block, line or function [block].",
-    )
+    _level(parser)
     add(
         "--efficiency",
         choices=("perf", "time", "none"),
@@ -579,14 +584,7 @@ def _score_arguments(parser: _Parser) -> None:
         required=True,
         help="A build of reference solutions; repeat.",
     )
-    parser.add_argument(
-        "-f",
-        "--format",
-        dest="fmt",
-        choices=("table", "csv", "json"),
-        default="table",
-        help="table, csv or json [table].",
-    )
+    _table_format(parser)
 
 
 @_command("dataset score", _score_arguments)
