@@ -547,10 +547,12 @@ def _build_arguments(parser: _Parser) -> None:
         help="Steps recorded per input [10,000].",
     )
     _level(parser)
+    from probe.corpus.build import EFFICIENCY  # the one list; build says why one is refused
+
     add(
         "--efficiency",
-        choices=("perf", "time", "none"),
-        help="perf, time or none [perf where the CPU counts, else time].",
+        choices=EFFICIENCY,
+        help="%(choices)s [perf where the CPU counts, else time].",
     )
     add("--resume", action="store_true", help="Go on with a build in --out.")
     add("--ray", help="Run on a Ray cluster: auto or its address.")

@@ -32,10 +32,13 @@ def main(argv: list[str]) -> int:
 
 
 def _ingest_all(db_path: str) -> None:
-    while True:
+    # A reader that came while this process started may have stored the runs already: then
+    # the database is left alone, since opening it to write would lock out a user's own
+    # duckdb reading it at that moment, for nothing.
+    while spool.ready(db_path):
         with Database(db_path, must_exist=False, write=True, budget_s=SLICE_S) as db:
             pass  # opening for writing ingests
-        if not db.ingested or not spool.ready(db_path):
+        if not db.ingested:
             break
 
 
