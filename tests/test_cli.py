@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -99,7 +100,8 @@ def test_reports_in_every_format(workdir, tmp_path) -> None:
     record = lcov.split("SF:helper.py\n")[1].split("end_of_record")[0]
     assert "DA:3,0" in record and "DA:2,1" in record
     assert "BRDA:2,0,jump to line 3,0" in record and "BRDA:2,0,jump to line 4,1" in record
-    assert "BRDA:8,0,jump to line 9,-" in record and "FN:1,4,greet" in record
+    # FN's first line is coverage.py's choice (7.17 names the def line, 7.18 the body's)
+    assert "BRDA:8,0,jump to line 9,-" in record and re.search(r"^FN:[12],4,greet$", record, re.M)
     assert "LF:8" in record and "LH:4" in record and "BRF:4" in record and "BRH:1" in record
 
     out = tmp_path / "cov.xml"
