@@ -1,6 +1,7 @@
 """Coverage overhead on CPU-bound Python programs: probe vs coverage.py vs SlipCover.
 
     python benchmarks/python_coverage.py [--reps 3] [--python PATH ...] [--quick]
+    python benchmarks/python_coverage.py --instructions [--python PATH ...]
 
 Every configuration of one program runs in the same round, round after
 round, so that a noisy neighbour slows all of them alike; each figure is
@@ -12,6 +13,11 @@ probe's journal is ingested into DuckDB by a detached process after `probe
 run` returns; the script waits for that ingest outside the timed region
 (so it does not steal the other core from the next measurement) and also
 reports, for the empty script, the time until the run is in the database.
+
+--instructions counts what each configuration executes instead, under valgrind's callgrind
+(one round at the --quick inputs, the main process only: the detached ingest runs natively
+and is not counted). A count does not vary with the neighbours, so it settles what the
+timings leave to noise; it is not time (a cache miss costs more than an add).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ratios import compile_probe, settle
+from ratios import compile_probe, settle, table
 
 HERE = Path(__file__).parent
 PROGRAMS = {  # program -> scale that runs it for 2-4 s uninstrumented here, 3.11 to 3.13
@@ -90,39 +96,56 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
-def bench_python(python: str, reps: int, scales: dict[str, str]) -> None:
+def instructions(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Instructions the command's own process executes, as callgrind counts them."""
+    full = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
+    proc = subprocess.run(
+        full, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr}")
+    for line in proc.stderr.splitlines():
+        if "Collected :" in line:
+            return float(line.split()[-1])
+    raise SystemExit(f"callgrind printed no count for {' '.join(cmd)}:\n{proc.stderr}")
+
+
+def bench_python(python: str, reps: int, scales: dict[str, str], count: bool = False) -> None:
     major, minor = _version(python)
     print(f"\n## Python {major}.{minor} ({python})\n")
     compile_probe(python)
+    measure = instructions if count else timed
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as tmp:
         work = Path(tmp)
         for name in PROGRAMS:
             shutil.copy(HERE / "programs" / name, work / name)
         (work / "empty.py").write_text("")
         configs = configurations(python, work)
+        if count and _version(python) >= (3, 12):  # the peers to beat; ctrace would take hours
+            configs = {n: c for n, c in configs.items() if "ctrace" not in n}
         times: dict[str, dict[str, list[float]]] = {p: {c: [] for c in configs} for p in scales}
         for _ in range(reps):
             for prog, scale in scales.items():
                 for cname, (prefix, env) in configs.items():
-                    times[prog][cname].append(timed([*prefix, prog, scale], env, work))
+                    times[prog][cname].append(measure([*prefix, prog, scale], env, work))
                     settle(str(work / "bench.duckdb"))
-
-        names = list(configs)
-        print("| program | plain (s) | " + " | ".join(n for n in names if n != "plain") + " |")
-        print("|---|---:|" + "---:|" * (len(names) - 1))
-        ratios: dict[str, list[float]] = {n: [] for n in names}
-        for prog in scales:
-            plain = statistics.median(times[prog]["plain"])
-            cells = []
-            for n in names:
-                if n == "plain":
-                    continue
-                r = statistics.median(times[prog][n]) / plain
-                ratios[n].append(r)
-                cells.append(f"{r:.2f}x")
-            print(f"| {prog} | {plain:.2f} | " + " | ".join(cells) + " |")
-        med = [f"**{statistics.median(ratios[n]):.2f}x**" for n in names if n != "plain"]
-        print("| **median** | | " + " | ".join(med) + " |")
+        if count:
+            for by_config in times.values():  # in 10^9 instructions
+                for c in by_config:
+                    by_config[c] = [n / 1e9 for n in by_config[c]]
+        print(table(times, unit="10⁹ instr." if count else "s"))
+        if count:
+            plain, probe = (
+                instructions([*configs[name][0], "empty.py"], {}, work) / 1e6
+                for name in ("plain", "probe line")
+            )
+            settle(str(work / "bench.duckdb"))
+            print(
+                f"\nFixed cost, empty script: python {plain:.0f} M instructions, "
+                f"`probe run` {probe:.0f} M (**+{probe - plain:.0f} M**)."
+            )
+            return
 
         # Fixed cost: an empty script, many times, interleaved.
         plain_t, probe_t, stored_t = [], [], []
@@ -144,17 +167,23 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="rounds per configuration")
     parser.add_argument("--python", action="append", help="interpreter(s) to measure")
     parser.add_argument("--quick", action="store_true", help="small inputs: a smoke run")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (callgrind), not time"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        args.reps, args.quick = 1, True
     pythons = args.python or [sys.executable] + [
         str(p)
         for v in ("3.12", "3.13")
         for p in sorted(Path("/root/.pyenv/versions").glob(f"{v}.*/bin/python3"))[:1]
     ]
     pythons = [p for p in pythons if _has(p, "probe")]
-    print(f"# Coverage overhead (ratio to the plain run; median of {args.reps} rounds)")
+    what = "instructions" if args.instructions else f"time, median of {args.reps} rounds"
+    print(f"# Coverage overhead (ratio to the plain run; {what})")
     print(f"machine: {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     for python in pythons:
-        bench_python(python, args.reps, QUICK if args.quick else PROGRAMS)
+        bench_python(python, args.reps, QUICK if args.quick else PROGRAMS, args.instructions)
 
 
 if __name__ == "__main__":

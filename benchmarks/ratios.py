@@ -16,13 +16,14 @@ def table(
     label: str = "program",
     extra: tuple[str, dict[str, str]] | None = None,
     base_digits: int = 2,
+    unit: str = "s",
 ) -> str:
     """The table of ``times`` against their "plain" configuration; ``extra``: a last column
-    (its heading, and its cell per row)."""
+    (its heading, and its cell per row). ``unit``: what the plain column counts."""
     configs = [c for c in next(iter(times.values())) if c != "plain"]
     tail = f" {extra[0]} |" if extra else ""
     lines = [
-        f"| {label} | plain (s) | " + " | ".join(configs) + " |" + tail,
+        f"| {label} | plain ({unit}) | " + " | ".join(configs) + " |" + tail,
         "|---|---:|" + "---:|" * (len(configs) + bool(extra)),
     ]
     ratios: dict[str, list[float]] = {c: [] for c in configs}
