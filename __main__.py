@@ -1,5 +1,15 @@
-"""``python -m probe``: the same as the ``probe`` command."""
+"""``python -m probe``, and the ``probe`` command."""
 
-from probe.cli import main
+import sys
 
-main()
+
+def run() -> None:
+    try:
+        from probe.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while probe itself starts: no run yet, nothing to keep
+        sys.exit(130)
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -149,11 +149,16 @@ class _Watch:
         os.set_blocking(self._w, False)
         if threading.current_thread() is threading.main_thread():
             # Our handlers only note the signal; the watcher acts on the byte Python's C
-            # handler writes to the wakeup fd at once, even while the guest runs.
-            for sig in _STOPPING:
-                if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
-                    self._handlers[sig] = signal.signal(sig, _noted)
+            # handler writes to the wakeup fd at once, even while the guest runs. The fd
+            # comes first: a signal between the two steps must not be noted and lost.
             self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+            try:
+                for sig in _STOPPING:
+                    if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+                        self._handlers[sig] = signal.signal(sig, _noted)
+            except BaseException:  # Ctrl-C before our handler: the run ends as Ctrl-C ends it
+                self._restore()
+                raise
         self._thread = threading.Thread(target=self._loop, name="probe-watch", daemon=True)
         self._thread.start()
         return self
@@ -165,10 +170,13 @@ class _Watch:
         except OSError:
             pass
         self._thread.join()
-        if self._old_fd is not None:
-            signal.set_wakeup_fd(self._old_fd)
+        self._restore()
+
+    def _restore(self) -> None:
         for sig, old in self._handlers.items():
             signal.signal(sig, old)
+        if self._old_fd is not None:
+            signal.set_wakeup_fd(self._old_fd)
         os.close(self._r)
         os.close(self._w)
 
