@@ -6,11 +6,19 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a non-interactive shell (`bash .ci/run &`) inherits
+# SIGINT ignored, and passes that on to every program it starts, which then can't be
+# stopped by Ctrl-C at all (as python or wasmtime can't): the tests that send SIGINT would
+# hang. A handler of ours is reset to the default in the processes started from here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HERE = Path(__file__).parent
 PROGRAMS = HERE / "programs"
