@@ -366,7 +366,7 @@ def test_a_ray_build_writes_what_a_local_build_writes(tmp_path, ray_cluster):
         "-f",
         "ldb,semcoder",
         "--timeout",
-        "2",
+        "20",  # no input loops: a loaded machine (Ray's own processes too) must not kill one
         "--memory",
         "256",
         "--efficiency",
