@@ -122,7 +122,7 @@ def bench_python(python: str, reps: int, scales: dict[str, str], count: bool = F
             shutil.copy(HERE / "programs" / name, work / name)
         (work / "empty.py").write_text("")
         configs = configurations(python, work)
-        if count and _version(python) >= (3, 12):  # the peers to beat; ctrace would take hours
+        if count and (major, minor) >= (3, 12):  # the peers to beat; ctrace would take hours
             configs = {n: c for n, c in configs.items() if "ctrace" not in n}
         times: dict[str, dict[str, list[float]]] = {p: {c: [] for c in configs} for p in scales}
         for _ in range(reps):
