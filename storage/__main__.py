@@ -33,10 +33,12 @@ def main(argv: list[str]) -> int:
 
 def _ingest_all(db_path: str) -> None:
     # A reader that came while this process started may have stored the runs already: then
-    # the database is left alone, since opening it to write would lock out a user's own
-    # duckdb reading it at that moment, for nothing.
+    # the database is left alone (if_waiting), since opening it to write would lock out a
+    # user's own duckdb reading it at that moment, for nothing.
     while spool.ready(db_path):
-        with Database(db_path, must_exist=False, write=True, budget_s=SLICE_S) as db:
+        with Database(
+            db_path, must_exist=False, write=True, budget_s=SLICE_S, if_waiting=True
+        ) as db:
             pass  # opening for writing ingests
         if not db.ingested:
             break

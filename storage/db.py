@@ -49,12 +49,15 @@ class Database:
         files_only: bool = False,
         write: bool = False,
         budget_s: float | None = None,
+        if_waiting: bool = False,
     ) -> None:
         """``files_only``: where there is no database, open an empty one in memory (a query
         over Parquet files, a corpus build's, needs no recorded run). ``write``: open it
         for writing (ingest runs, change rows); otherwise read-only, upgraded by a
         statement that writes. ``budget_s``: when opened for writing, ingest journals for
-        about that long (see ingest), not all of them."""
+        about that long (see ingest), not all of them. ``if_waiting`` (with ``write``): open
+        DuckDB only if journals still wait once the writer's lock is held; else ``con`` is
+        None and nothing was opened."""
         self.path = resolve_path(path)
         missing = not os.path.exists(self.path) and not spool.pending(self.path)
         if missing and must_exist and not files_only:
@@ -71,16 +74,22 @@ class Database:
         self._lock = _Lock.open(self.path)
         try:
             if write or not os.path.exists(self.path):
-                self._open_for_writing(budget_s)
+                self._open_for_writing(budget_s, if_waiting)
             else:
                 self._open_for_reading()
         except BaseException:
             self._lock.close()
             raise
 
-    def _open_for_writing(self, budget_s: float | None = None) -> None:
+    def _open_for_writing(self, budget_s: float | None = None, if_waiting: bool = False) -> None:
         _import_before_the_lock()
         self._lock.take(exclusive=True)
+        # Asked again under the lock: a reader may have stored the journals while this
+        # waited for it, and DuckDB opened to write for nothing would still hold its own
+        # file lock, which a user's duckdb opening the file at that moment fails on.
+        if if_waiting and not spool.ready(self.path):
+            self.con = None
+            return
         self.con = _connect(self.path)
         self.writable = True
         self._set_up()
@@ -162,7 +171,8 @@ class Database:
         self.close()
 
     def close(self) -> None:
-        self.con.close()
+        if self.con is not None:
+            self.con.close()
         self._lock.close()
 
     # -- the sink ---------------------------------------------------------------
