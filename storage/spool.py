@@ -440,6 +440,8 @@ def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]
         try:
             header = read_header(folder)
         except FileNotFoundError:
+            if _abandoned(folder):
+                _rmtree(folder, ignore_errors=True)
             continue
         except (OSError, ValueError, KeyError) as e:
             found.append((folder, None, f"{type(e).__name__}: {e}"))
@@ -452,6 +454,15 @@ def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]
         (j for j in found if not (j[1] and j[1].get("part_of") in waiting)),
         key=lambda j: bool(j[1] and j[1].get("part_of")),
     )
+
+
+def _abandoned(folder: Path) -> bool:
+    """A part's journal with no header whose process is gone: it died making the folder
+    (SIGKILL), before anything was in it. Left, it would be a part still running for ever."""
+    pid = folder.name.rpartition("+")[2].partition("-")[0]
+    if not pid.isdigit():
+        return False  # a run's own journal, being made
+    return not writer_alive({"pid": int(pid)})
 
 
 def part_id(run_id: str) -> str:

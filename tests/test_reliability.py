@@ -383,3 +383,45 @@ def test_a_full_disk_keeps_the_exit_code_and_older_runs_readable(tmp_path: Path)
         assert "app.py" in listed.stdout
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_an_ingester_that_finds_its_runs_stored_leaves_the_database_closed(tmp_path: Path):
+    """The run's background ingester waits for the writer's lock; a reader that came first
+    stores the run meanwhile. Opened to write for nothing, the database would hold DuckDB's
+    own file lock, and a user's duckdb opening it at that moment fails ("Conflicting lock").
+    Here the test holds the lock, and takes the journal away as that reader would have."""
+    import fcntl
+
+    from probe.storage import spool
+
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    db = tmp_path / "p.duckdb"
+    with open(f"{db}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert probe("run", "-q", "--db", str(db), "app.py", cwd=tmp_path).returncode == 0
+        wait_for(lambda: spool.ingester_active(db))
+        time.sleep(0.5)  # it has seen the journal, and waits for the lock
+        (folder,) = spool.pending(db)
+        aside = tmp_path / folder.name
+        folder.rename(aside)
+    wait_for(lambda: not spool.ingester_active(db))
+    assert not db.exists()  # never opened (opening makes the file)
+    aside.rename(folder)  # what the reader would have stored: stored now, by a reader
+    assert probe("runs", "--db", str(db), cwd=tmp_path).returncode == 0
+    assert query(db, "SELECT count(*) FROM runs") == [(1,)]
+
+
+def test_a_part_that_died_making_its_journal_is_not_waited_for(tmp_path: Path):
+    """A process killed between making its part's folder and writing its header leaves an
+    empty folder: without a header nothing says it ended, but its pid (in the name) is gone."""
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    assert probe("run", "-q", "app.py", cwd=tmp_path).returncode == 0
+    (run,) = runs(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    empty = tmp_path / ".probe" / "probe.duckdb.spool" / f"{run['run_id']}+{gone.pid}-beef"
+    empty.mkdir()
+    out = probe("runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert not empty.exists()
+    assert len(runs(tmp_path)) == 1
