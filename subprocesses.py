@@ -105,9 +105,11 @@ def start() -> None:
         real_exit(status)
 
     os._exit = hard_exit
+    from probe.engines.cpython import sigterm
+
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _end)
-    os.register_at_fork(after_in_child=_forked)
+        sigterm.save_on_sigterm(_terminated)
+    sigterm.on_fork(_forked)
 
 
 def _start(spec: dict[str, Any]) -> Any:
@@ -134,29 +136,32 @@ def recording() -> Any:
     return _part if _part is not None and _part.running else None
 
 
-def _stop(status: int = 0, how: str | None = None) -> None:
+def _stop(status: int = 0, how: str | None = None) -> bool:
+    """Save the part; False where it was saved already (or another thread saved it)."""
     from probe.engines import Outcome
 
     part = _part
-    if part is None or part.pid != os.getpid() or not part.running:
-        return
+    if part is None or part.pid != os.getpid():
+        return False
     try:
-        part.stop(Outcome("ok", status, how))
+        return part.stop(Outcome("ok", status, how))
     except Exception as e:  # noqa: BLE001 - the process ends all the same
         print(f"probe: process {os.getpid()}: its part of the run was not saved: {e}",
               file=sys.stderr)  # fmt: skip
+        return True
 
 
-def _end(signum: int, frame: object) -> None:
-    if _part is not None and not _part.running:
-        return  # it is saving its part, at its exit: ending it now would lose the part
-    _stop(128 + signum, "terminated by SIGTERM")
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+def _terminated() -> bool:
+    """SIGTERM: the part is saved (``sigterm`` then ends the process as SIGTERM would)."""
+    part = _part
+    if part is None or part.pid != os.getpid():
+        return True  # nothing of this process's (a child forked before its part began)
+    return _stop(128 + signal.SIGTERM, "terminated by SIGTERM")
 
 
 def _forked() -> None:
-    """A child forked from a part is a part of its own."""
+    """A child forked from a part is a part of its own (SIGTERM's handler, if probe's, came
+    with it: ``sigterm``)."""
     part = _part
     if part is None or not part.running:
         return
@@ -166,6 +171,9 @@ def _forked() -> None:
     except Exception as e:  # noqa: BLE001 - the child runs on, unmeasured
         part.running = False
         print(f"probe: process {os.getpid()} is not measured: {e}", file=sys.stderr)
+        from probe.engines.cpython import sigterm
+
+        sigterm.forget()
 
 
 def _unmeasured(argv: list[str]) -> bool:

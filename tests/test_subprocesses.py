@@ -215,3 +215,57 @@ def test_a_killed_subprocess_is_said_in_the_runs_message(tmp_path: Path) -> None
     out = run_probe(python, "query", "--format", "json", "SELECT message FROM runs", cwd=tmp_path)
     [run] = json.loads(out.stdout)
     assert re.fullmatch(r"process \d+ it started was killed: its counts are lost", run["message"])
+
+
+TERMINATED = """\
+import multiprocessing as mp
+import subprocess
+import sys
+import time
+
+
+def square(x):
+    return x * x
+
+
+def wait(ready):
+    ready.set()
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    for _ in range(10):  # each ends its workers at once, many before they ever ran
+        with mp.get_context("fork").Pool(8) as pool:
+            pool.map(square, [1])
+    ready = mp.get_context("fork").Event()
+    p = mp.get_context("fork").Process(target=wait, args=(ready,))
+    p.start()
+    ready.wait()
+    p.terminate()
+    p.join()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
+    child.stdout.readline()
+    child.terminate()
+    print(p.exitcode, child.wait())
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_sigterm_ends_workers_and_children_at_once_with_their_parts(
+    python: str, tmp_path: Path
+) -> None:
+    """SIGTERM (Pool.terminate(), Process.terminate(), Popen.terminate()) ends a measured
+    process as it ends a plain one: at once, with status -15, whenever it comes. A handler in
+    Python alone lost it now and then (a worker ended before it ever ran, or about to wait on
+    its queue), and the program hung in terminate(): 5 runs in 5 of this one did."""
+    (tmp_path / "terminated.py").write_text(TERMINATED)
+    got = run_probe(python, "run", "terminated.py", cwd=tmp_path, timeout=90)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "-15 -15\n"
+    # 80 pool workers, the process, the subprocess: each saved its part before it ended
+    assert "(ok, with 82 of its processes)" in got.stderr, got.stderr
+    lines = _report(python, tmp_path)["terminated.py"]
+    assert lines["missing_lines"] == [], lines

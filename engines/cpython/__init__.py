@@ -24,6 +24,7 @@ from probe.errors import StorageError, UsageError
 from probe.probes import Kind, ProbeSet, Scope
 from probe.storage.spool import warn
 
+from . import sigterm
 from .compat import MONITORING
 from .loader import Compiler, ImportHook
 from .measured import Measured
@@ -41,28 +42,17 @@ def _on_term(signum: int, frame: object) -> None:
 _running: _Run | None = None  # the run of this process's program, while it runs
 
 
-def _end_part(signum: int, frame: object) -> None:
-    """SIGTERM in a forked child (``Pool.terminate()`` ends its workers so): its part of the
-    run is saved, then it ends as SIGTERM would have ended it."""
-    if _running is not None:
-        if _running.finished:
-            return  # it is saving its part (then exits): ending it now would lose the part
-        _running._finish(Outcome("killed", 128 + signal.SIGTERM, "terminated by SIGTERM"))
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _after_fork_in_child() -> None:
     """A forked child (a multiprocessing worker, ``os.fork()``) records what it runs as a
     part of the run. SIGTERM saves that part and ends the child: it is the parent's run that
-    SIGTERM ends cleanly, and ``Pool.terminate()`` must simply end a worker."""
-    if signal.getsignal(signal.SIGTERM) is _on_term:  # first: a Pool may end it at once
-        signal.signal(signal.SIGTERM, _end_part)
+    SIGTERM ends cleanly, and ``Pool.terminate()`` must simply end a worker (``sigterm``
+    gave the child its handler)."""
     if _running is not None and not _running.finished:
         _running.forked()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+sigterm.hold_across_forks(_on_term)
+sigterm.on_fork(_after_fork_in_child)
 
 
 class CPythonEngine:
@@ -123,6 +113,7 @@ class _Run(Measured):
             self.compiler = Compiler(scope, markers=branch, counting=count, rewriter=self.collector)
         self.hook = ImportHook(self.compiler, self.wanted)
         self.finished = False
+        self._finishing = threading.RLock()  # SIGTERM's watcher thread may save it too
         self.before_fork: tuple[dict[str, dict[int, int]], dict[int, int]] | None = None
         self.snapshots = Snapshots(self._snapshot)
         self.pid = os.getpid()
@@ -250,12 +241,14 @@ class _Run(Measured):
         except StorageError as e:
             warn(f"process {os.getpid()} is not measured: {e}")
             self.finished = True
-            if signal.getsignal(signal.SIGTERM) is _end_part:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing to save
+            sigterm.forget()  # nothing to save
             return
         self.before_fork = (self._hits(), self._started())
         super().forked(recorder)
+        self._finishing = threading.RLock()  # another thread of the parent may have held it
         self.pid = os.getpid()  # last: SIGTERM before this ends the child with nothing saved
+        if sigterm.is_ours():  # not where the program has a handler of its own
+            sigterm.save_on_sigterm(self._terminated)
 
     def _snapshot(self) -> None:
         self.snapshot(self._hits(), self._started(), lines=self.lines)
@@ -292,10 +285,24 @@ class _Run(Measured):
         if self.lines:
             self.collector.stop()
 
-    def _finish(self, outcome: Outcome) -> None:
-        if self.finished or os.getpid() != self.pid:
-            return  # a forked child records nothing: the journal is the parent's
-        self.finished = True
+    def _terminated(self) -> bool:
+        """SIGTERM in a forked child (``Pool.terminate()`` ends its workers so): its part of
+        the run is saved (``sigterm`` then ends it as SIGTERM would have)."""
+        if os.getpid() != self.pid:
+            return True  # a child forked from this one, before it has a part of its own
+        return self._finish(Outcome("killed", 128 + signal.SIGTERM, "terminated by SIGTERM"))
+
+    def _finish(self, outcome: Outcome) -> bool:
+        """Save the run (or a forked child's part); False where it was saved already, or
+        another thread saved it meanwhile (SIGTERM's: see sigterm)."""
+        with self._finishing:  # the other waits: its process ends when this returns
+            if self.finished or os.getpid() != self.pid:
+                return False  # a forked child records nothing until forked(): the parent's
+            self.finished = True
+            self._save(outcome)
+        return True
+
+    def _save(self, outcome: Outcome) -> None:
         self._stop()
         if self.sampler is not None:
             self.sampler.stop(self.recorder)

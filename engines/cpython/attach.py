@@ -13,6 +13,7 @@ recorder keeps only what runs inside a context: the decorated call tree.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 
 from probe.engines import Outcome, Recorder
@@ -54,6 +55,7 @@ class Attached(Measured):
             fine=fine,
         )
         self.running = False
+        self._stopping = threading.RLock()  # SIGTERM's watcher thread may stop it too
 
     def start(self) -> None:
         self.tracer.start(sys._getframe(1))
@@ -64,11 +66,21 @@ class Attached(Measured):
     def context_changed(self) -> None:
         self.tracer.context_changed()
 
-    def stop(self, outcome: Outcome) -> None:
-        """Stop recording, write the tables, close the recorder."""
-        if not self.running:
-            return
-        self.running = False
+    def forked(self, recorder: Recorder) -> None:
+        super().forked(recorder)
+        self._stopping = threading.RLock()  # another thread of the parent may have held it
+
+    def stop(self, outcome: Outcome) -> bool:
+        """Stop recording, write the tables, close the recorder; False where it had stopped
+        (another thread that stops it meanwhile is waited for)."""
+        with self._stopping:
+            if not self.running:
+                return False
+            self.running = False
+            self._save(outcome)
+        return True
+
+    def _save(self, outcome: Outcome) -> None:
         tracer = self.tracer
         tracer.stop()
         if self.states is not None:
