@@ -459,8 +459,9 @@ def finished(db_path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]
 def _abandoned(folder: Path) -> bool:
     """A part's journal with no header whose process is gone: it died making the folder
     (SIGKILL), before anything was in it. Left, it would be a part still running for ever."""
-    pid = folder.name.rpartition("+")[2].partition("-")[0]
-    if not pid.isdigit():
+    run, plus, rest = folder.name.rpartition("+")
+    pid = rest.partition("-")[0]
+    if not plus or not pid.isdigit():
         return False  # a run's own journal, being made
     return not writer_alive({"pid": int(pid)})
 

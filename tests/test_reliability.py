@@ -419,9 +419,13 @@ def test_a_part_that_died_making_its_journal_is_not_waited_for(tmp_path: Path):
     (run,) = runs(tmp_path)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    empty = tmp_path / ".probe" / "probe.duckdb.spool" / f"{run['run_id']}+{gone.pid}-beef"
+    spooled = tmp_path / ".probe" / "probe.duckdb.spool"
+    empty = spooled / f"{run['run_id']}+{gone.pid}-beef"
     empty.mkdir()
+    being_made = spooled / "20261206-031808.837-fcc7"  # a run's own: no pid to judge it by
+    being_made.mkdir()
     out = probe("runs", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert not empty.exists()
+    assert being_made.is_dir()
     assert len(runs(tmp_path)) == 1
