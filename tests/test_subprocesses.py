@@ -229,8 +229,7 @@ def square(x):
 
 
 def wait(ready):
-    ready.set()
-    time.sleep(60)
+    ready.set() or time.sleep(60)  # one line: it has run when the parent hears of it
 
 
 if __name__ == "__main__":
