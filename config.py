@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from probe.errors import UsageError
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Any
 
 # coverage.py's defaults (coverage/config.py, 7.x): what it excludes with no configuration,
 # and which lines are partial branches by choice.
@@ -70,7 +73,7 @@ class Setting:
         self.value, self.origin = value, origin
 
 
-class Settings(Mapping[str, Any]):
+class Settings(Mapping):  # of str to Any (typing is not imported at run time)
     """The settings in force, each with where it came from; read like a dict of values."""
 
     def __init__(self, settings: dict[str, Setting]) -> None:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
 
 from probe import analyses as registry
 from probe.analyses import Tables
@@ -28,7 +27,10 @@ from probe.storage import TABLES, Spool, ingest_in_background, resolve_path
 from probe.storage.spool import DEFAULT_MAX_EVENTS, part_id
 from probe.storage.spool import parts_of as spool_parts
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     import duckdb
     import pyarrow as pa
 

@@ -19,8 +19,10 @@ import signal
 import site
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV = "PROBE_PART_OF"
 PTH_NAME = "probe_subprocesses.pth"
@@ -67,18 +69,20 @@ def export(
 def install_pth() -> bool:
     """probe's .pth file in this environment's site-packages (written if it is missing or
     out of date); False where no site-packages directory can be written."""
-    dirs = [Path(d) for d in site.getsitepackages() if os.path.isdir(d)]
+    dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
     for d in dirs:
         try:
-            if (d / PTH_NAME).read_text() == PTH:
-                return True
+            with open(os.path.join(d, PTH_NAME), encoding="utf-8") as f:
+                if f.read() == PTH:
+                    return True
         except OSError:
             continue
     for d in dirs:
         try:
-            tmp = d / f".{PTH_NAME}.{os.getpid()}"
-            tmp.write_text(PTH)
-            tmp.replace(d / PTH_NAME)
+            tmp = os.path.join(d, f".{PTH_NAME}.{os.getpid()}")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(PTH)
+            os.replace(tmp, os.path.join(d, PTH_NAME))
             return True
         except OSError:
             continue

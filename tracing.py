@@ -20,14 +20,15 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     import inspect
+    from typing import Any, TypeVar
 
     from probe.recording import Recording
 
-F = TypeVar("F", bound=Callable[..., Any])
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _context: contextvars.ContextVar[str | None] = contextvars.ContextVar("probe", default=None)
 current_context = _context.get

@@ -13,14 +13,16 @@ distribution, a cost `probe run` would pay before every program (issue 14's 0.04
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from probe.errors import UnknownAnalysis
 from probe.probes import Probe
 
 from .rows import Tables
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from probe.storage import Database
 
 __all__ = ["BUILT_IN", "GROUP", "Analysis", "Report", "Tables", "available", "load"]

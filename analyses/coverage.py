@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
 from probe.probes import Kind, Probe
@@ -21,7 +20,10 @@ from probe.probes import Kind, Probe
 from . import Analysis, Report, Tables, rows
 from .rows import Site
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any
+
     from probe.storage import Database
 
 PYTHON_KINDS = ("file", "line", "branch", "excluded", "no_branch")

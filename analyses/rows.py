@@ -6,36 +6,32 @@
 
 Analyses build their result from these rows, once, whichever the source.
 
-No ``from __future__ import annotations`` here: Site is a NamedTuple, which compiles every
-string annotation of its fields when the class is built (~3 ms at each run's start).
+Site is a collections.namedtuple, not a typing.NamedTuple: that would import typing and
+compile every field's annotation when the class is built (~3 ms at each run's start).
 """
 
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from __future__ import annotations
 
+from collections import namedtuple
+from collections.abc import Collection, Sequence
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any
+
     from probe.storage import Database
 
 # Tables as columns, the way a run hands them over: {table: {column: values}}. Values are
 # lists (Python runs) or numpy arrays (Wasm runs: millions of sites).
-Tables = dict[str, dict[str, Sequence[Any]]]
+Tables = dict[str, dict[str, Sequence]]
 
 
-class Site(NamedTuple):
-    """A site and what its probe saw. ``count`` is None where the site never ran (no row in
+class Site(namedtuple("Site", "site_id kind unit func line offset target size count low high")):
+    """A site and what its probe saw: site_id (int), kind, unit, func (str), line, offset,
+    target, size (int or None). ``count`` is None where the site never ran (no row in
     ``counts``); ``low``/``high`` are the range probes' operands."""
 
-    site_id: int
-    kind: str
-    unit: str
-    func: str
-    line: int | None
-    offset: int | None
-    target: int | None
-    size: int | None
-    count: int | None
-    low: int | None
-    high: int | None
+    __slots__ = ()
 
 
 def from_tables(tables: Tables, kinds: Collection[str]) -> list[Site]:
@@ -69,7 +65,7 @@ def from_tables(tables: Tables, kinds: Collection[str]) -> list[Site]:
     ]
 
 
-def from_db(db: "Database", run_id: str, kinds: Collection[str]) -> list[Site]:
+def from_db(db: Database, run_id: str, kinds: Collection[str]) -> list[Site]:
     """The sites of ``kinds`` of a stored run, in site order."""
     wanted = sorted(kinds)
     rows = db.execute(

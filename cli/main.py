@@ -13,10 +13,13 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from probe.errors import UsageError
 from probe.storage.spool import DEFAULT_MAX_EVENTS
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Any
 
 Command = Callable[[argparse.Namespace], "int | None"]
 

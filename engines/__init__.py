@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Protocol
 
 from probe.errors import UsageError
 from probe.probes import ProbeSet, Scope
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # the protocols are plain classes at run time
 
 
 class Target:

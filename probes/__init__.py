@@ -21,10 +21,13 @@ import enum
 import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
 from probe.errors import UsageError
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Kind(enum.IntEnum):

@@ -6,8 +6,7 @@ tables and columns freely, but never rename one without a migration.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     import pyarrow as pa
 

@@ -26,12 +26,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from probe.errors import StorageError, UsageError
 
 from .schema import TABLES
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 DEFAULT_PATH = os.path.join(".probe", "probe.duckdb")
 # Streamed rows a run keeps unless told otherwise: 24 bytes each in the journal, so at most
@@ -49,8 +52,8 @@ def resolve_path(path: str | None = None) -> str:
     return os.path.abspath(path or os.environ.get("PROBE_DB") or DEFAULT_PATH)
 
 
-def spool_root(db_path: str | os.PathLike[str]) -> Path:
-    return Path(f"{os.fspath(db_path)}.spool")
+def spool_root(db_path: str | os.PathLike[str]) -> str:
+    return f"{os.fspath(db_path)}.spool"
 
 
 def new_run_id() -> str:
@@ -60,16 +63,16 @@ def new_run_id() -> str:
     return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(2).hex()}"
 
 
-def _rmtree(path: Path, ignore_errors: bool) -> None:
+def _rmtree(path: str | os.PathLike[str], ignore_errors: bool) -> None:
     import shutil  # not at import: shutil brings bz2 and lzma, and a run needs it at most once
 
     shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
-def _write_whole(path: Path, data: str, sync: bool = False) -> None:
+def _write_whole(path: str | os.PathLike[str], data: str, sync: bool = False) -> None:
     """``sync``: on disk before it replaces the old file (a power loss leaves one or the
     other, never an empty file)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(data)
         if sync:
@@ -105,9 +108,9 @@ class Spool:
         self._snapshots = 0
         self._streams: dict[str, Any] = {}  # table -> (file, Arrow stream writer)
         self.db_path = os.path.abspath(db_path)
-        self.dir = spool_root(self.db_path) / self.run_id
+        self.dir = os.path.join(spool_root(self.db_path), self.run_id)
         try:
-            self.dir.mkdir(parents=True)
+            os.makedirs(self.dir)
             self._write_header(status="running", pid=os.getpid())
         except OSError as e:
             where = e.filename or self.dir
@@ -140,18 +143,17 @@ class Spool:
         if not self.owned or self.lost:
             return
         self._snapshots += 1
-        final = self.dir / f"snapshot-{self._snapshots:06d}"
-        tmp = self.dir / f"{final.name}.tmp"
+        name = f"snapshot-{self._snapshots:06d}"
+        final = os.path.join(self.dir, name)
+        tmp = f"{final}.tmp"
 
         def write() -> None:
-            tmp.mkdir()
+            os.mkdir(tmp)
             for table, columns in tables.items():
                 self._write_chunk(tmp, table, columns)
-            _write_whole(tmp / "snapshot.json", json.dumps({"at_s": self._elapsed()}))
+            _write_whole(os.path.join(tmp, "snapshot.json"), json.dumps({"at_s": self._elapsed()}))
             os.replace(tmp, final)
-            for old in self.dir.glob("snapshot-*"):
-                if old != final:
-                    _rmtree(old, ignore_errors=True)
+            self._drop_snapshots(but=name)
 
         self._guarded(write)
 
@@ -162,14 +164,14 @@ class Spool:
         if not self.owned or self.lost:
             return False
         self._seq += 1
-        path = self.dir / f"{self._seq:06d}-{maker.rpartition(':')[2]}{LATER}"
+        path = os.path.join(self.dir, f"{self._seq:06d}-{maker.rpartition(':')[2]}{LATER}")
         try:
             _write_whole(path, json.dumps({"maker": maker, "args": args}))
         except OSError:
             return False  # made now, then, or lost as a failed write says
         return True
 
-    def _write_chunk(self, folder: Path, table: str, columns: dict[str, Any]) -> None:
+    def _write_chunk(self, folder: str, table: str, columns: dict[str, Any]) -> None:
         if table not in TABLES:
             self._write_own(folder, table, columns)
             return
@@ -179,7 +181,7 @@ class Spool:
             raise UsageError(f"table {table} has no columns {sorted(unknown)}")
         self._seq += 1
         if all(isinstance(v, list) for v in columns.values()):
-            _write_whole(folder / f"{self._seq:06d}-{table}.json", json.dumps(columns))
+            _write_whole(os.path.join(folder, f"{self._seq:06d}-{table}.json"), json.dumps(columns))
             return
         import pyarrow as pa
 
@@ -187,13 +189,13 @@ class Spool:
 
         schema = arrow_schema(table)
         self._write_arrow(
-            folder / f"{self._seq:06d}-{table}.arrow",
+            os.path.join(folder, f"{self._seq:06d}-{table}.arrow"),
             pa.table(
                 {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
             ),
         )
 
-    def _write_own(self, folder: Path, table: str, columns: dict[str, Any]) -> None:
+    def _write_own(self, folder: str, table: str, columns: dict[str, Any]) -> None:
         import re
 
         import pyarrow as pa
@@ -205,14 +207,14 @@ class Spool:
                 f"an analysis's table needs a lower-case name of its own, without run_id: {table!r}"
             )
         self._seq += 1
-        self._write_arrow(folder / f"{self._seq:06d}-{table}.arrow", pa.table(columns))
+        self._write_arrow(os.path.join(folder, f"{self._seq:06d}-{table}.arrow"), pa.table(columns))
 
-    def _write_arrow(self, path: Path, data: Any) -> None:
+    def _write_arrow(self, path: str, data: Any) -> None:
         """A chunk as one Arrow IPC file, written whole and renamed into place."""
         import pyarrow as pa
 
-        tmp = path.with_name(path.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
+        tmp = f"{path}.tmp"
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, data.schema) as w:
             w.write_table(data)
         os.replace(tmp, path)
 
@@ -254,7 +256,7 @@ class Spool:
             schema = arrow_schema(table)
             fields = pa.schema([schema.field(name) for name in columns])
             self._seq += 1
-            sink = pa.OSFile(str(self.dir / f"{self._seq:06d}-{table}.arrows"), "wb")
+            sink = pa.OSFile(os.path.join(self.dir, f"{self._seq:06d}-{table}.arrows"), "wb")
             stream = self._streams[table] = (sink, pa.ipc.new_stream(sink, fields), fields)
         sink, writer, fields = stream
         batch = pa.record_batch(
@@ -291,8 +293,16 @@ class Spool:
         except OSError as e:
             warn(f"the run's journal could not be closed ({e.strerror}): {self.dir}")
             return
-        for old in self.dir.glob("snapshot-*"):
-            _rmtree(old, ignore_errors=True)
+        self._drop_snapshots()
+
+    def _drop_snapshots(self, but: str | None = None) -> None:
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return  # the folder went: nothing of it to drop
+        for name in names:
+            if name.startswith("snapshot-") and name != but:
+                _rmtree(os.path.join(self.dir, name), ignore_errors=True)
 
     def discard(self) -> None:
         """Forget a run that never started."""
@@ -304,7 +314,7 @@ class Spool:
 
     def _write_header(self, **fields: Any) -> None:
         self.run.update(fields)
-        _write_whole(self.dir / "run.json", json.dumps(self.run), sync=True)
+        _write_whole(os.path.join(self.dir, "run.json"), json.dumps(self.run), sync=True)
 
     def _guarded(self, write: Any, *args: Any) -> None:
         """Run a journal write; a failure stops the journal (and is said at close), rather
@@ -315,10 +325,10 @@ class Spool:
         try:
             write(*args)
         except OSError as e:
-            if e.errno == errno.ENOENT and not self.dir.exists():
+            if e.errno == errno.ENOENT and not os.path.exists(self.dir):
                 self._streams.clear()  # their files went with the folder
                 try:
-                    self.dir.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(self.dir, exist_ok=True)
                     self._write_header()
                     write(*args)
                     self._notes.append(
@@ -340,7 +350,7 @@ def warn(text: str) -> None:
         pass
 
 
-def _free_bytes(folder: Path) -> int | None:
+def _free_bytes(folder: str) -> int | None:
     try:
         st = os.statvfs(folder)
     except OSError:
@@ -359,7 +369,9 @@ def ingest_in_background(db_path: str, wait: bool = False) -> None:
     argv = [sys.executable, "-m", "probe.storage", "ingest", "--db", db_path]
     try:
         log = os.open(
-            spool_root(db_path) / "ingest.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            os.path.join(spool_root(db_path), "ingest.log"),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+            0o644,
         )
     except OSError:
         return  # the journal stays; the next reader ingests it
@@ -396,7 +408,9 @@ def _inherited() -> list[int]:
 
 
 def pending(db_path: str | os.PathLike[str]) -> list[Path]:
-    root = spool_root(db_path)
+    from pathlib import Path  # not at import: a run writes its journal with os.path alone
+
+    root = Path(spool_root(db_path))
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir())
@@ -408,8 +422,8 @@ def ingester_lock(db_path: str | os.PathLike[str]) -> Iterator[None]:
     import fcntl
 
     root = spool_root(db_path)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "ingester.lock", "a+b") as f:
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "ingester.lock"), "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
@@ -419,7 +433,7 @@ def ingester_active(db_path: str | os.PathLike[str]) -> bool:
     import fcntl
 
     try:
-        with open(spool_root(db_path) / "ingester.lock", "a+b") as f:
+        with open(os.path.join(spool_root(db_path), "ingester.lock"), "a+b") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -14,11 +14,10 @@ import importlib.util
 import sys
 import types
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .source import SourceInfo, analyze
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     from probe.probes import Scope
 
@@ -143,6 +142,8 @@ class _PytestRewriting:
                 return original(self, module)
             names = getattr(self, "_rewritten_names", None)
             if isinstance(names, dict):  # pytest's note of what it rewrote
+                from pathlib import Path  # not at import: a run of a script has no pytest
+
                 names[module.__name__] = Path(origin)
             with open(origin, "rb") as f:
                 data = f.read()

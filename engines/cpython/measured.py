@@ -8,7 +8,6 @@ Tracer for what line probes in the bytecode can't do, and at the end write the s
 from __future__ import annotations
 
 from types import CodeType
-from typing import TYPE_CHECKING, Any
 
 from probe.engines import Outcome, Recorder
 from probe.probes import ProbeSet, Scope
@@ -18,7 +17,10 @@ from .source import SourceInfo
 from .tables import SiteIds, analyze_file, source_infos, write_tables
 from .tracer import Tracer, func_name
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .states import StateRecorder
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import ast
 import re
 import types
-from typing import TYPE_CHECKING
 
 from probe.config import DEFAULT_EXCLUDE, DEFAULT_PARTIAL
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     from probe.probes import Scope
 

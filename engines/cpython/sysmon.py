@@ -7,12 +7,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING
 
 from probe.errors import UsageError
 
 from .compat import START_DISABLE_HIDES_LINE
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     from .tracer import Need, Tracer
 

@@ -30,7 +30,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Protocol
 
 from probe.engines import Recorder
 from probe.errors import UsageError
@@ -40,6 +39,12 @@ from .compat import MONITORING
 from .source import MARKER_BASE, SourceInfo
 from .tables import SiteIds
 from .wants import Wants
+
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols are plain classes at run time
 
 EVENT_BATCH = 65536
 _DETAIL_CHARS = 200  # a returned value's repr is cut here

@@ -1,37 +1,47 @@
 """What the probes of a run want from Python's events, decided once from its ProbeSet and
 frozen: the tracer and its back ends read flags, never the ProbeSet.
 
-No ``from __future__ import annotations`` here: Wants is a NamedTuple, which compiles every
-string annotation of its fields when the class is built (~5 ms at each run's start)."""
+Wants is a collections.namedtuple, not a typing.NamedTuple: that would import typing and
+compile every field's annotation when the class is built (~5 ms at each run's start)."""
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from collections import namedtuple
 
 from probe.probes import Kind, ProbeSet
 
-
-class Wants(NamedTuple):
-    trace_lines: bool = False  # an event per statement executed (line operand probes)
-    line_funcs: tuple[str, ...] | None = None  # ... only in functions matching these globs
-    trace_branches: bool = False  # an event per branch arc taken (its marker line ran)
-    entries: bool = False  # function entries counted (for func and call probes)
-    func_events: bool = False  # an event per entry
-    calls: bool = False  # the call graph: (caller, line, callee) sites counted
-    call_events: bool = False  # an event per call
-    returns: bool = False  # returns counted
-    return_events: bool = False  # an event per return, with the value
-    line_points: bool = False  # callback probes on lines, funcs, returns
-    func_points: bool = False
-    return_points: bool = False
-    count_lines: Kind | None = None  # lines flagged or counted from events (attached code)
-    arcs: bool = False  # branch arcs from line transitions (code without markers)
-    contexts: bool = False  # events and counts carry the current context
-    gated: bool = False  # record only inside a context (decorated call trees)
-    every_line: bool = False  # keep a line's events after its first (counts, arcs, contexts)
+# Each field and its default: what the tracer and its back ends read.
+_FIELDS = (
+    ("trace_lines", False),  # an event per statement executed (line operand probes)
+    ("line_funcs", None),  # ... only in functions matching these globs
+    ("trace_branches", False),  # an event per branch arc taken (its marker line ran)
+    ("entries", False),  # function entries counted (for func and call probes)
+    ("func_events", False),  # an event per entry
+    ("calls", False),  # the call graph: (caller, line, callee) sites counted
+    ("call_events", False),  # an event per call
+    ("returns", False),  # returns counted
+    ("return_events", False),  # an event per return, with the value
+    ("line_points", False),  # callback probes on lines, funcs, returns
+    ("func_points", False),
+    ("return_points", False),
+    ("count_lines", None),  # lines flagged or counted from events (attached code)
+    ("arcs", False),  # branch arcs from line transitions (code without markers)
+    ("contexts", False),  # events and counts carry the current context
+    ("gated", False),  # record only inside a context (decorated call trees)
+    ("every_line", False),  # keep a line's events after its first (counts, arcs, contexts)
     # Lines are only counted: the LINE callback just counts, sites are found at the end.
-    count_only: bool = False
+    ("count_only", False),
     # Line events serve only callback points (no trace of lines or branches), so frames of
     # code without probes can run with line events off (3.11).
-    points_only: bool = False
+    ("points_only", False),
+)
+
+
+class Wants(namedtuple("Wants", [f for f, _ in _FIELDS], defaults=[d for _, d in _FIELDS])):
+    """Flags (bools), ``line_funcs`` (a tuple of globs, or None) and ``count_lines`` (a Kind,
+    or None): see _FIELDS."""
+
+    __slots__ = ()
 
     @classmethod
     def of(
@@ -43,7 +53,7 @@ class Wants(NamedTuple):
         contexts: bool = False,
         gated: bool = False,
         fine: bool = False,
-    ) -> "Wants":
+    ) -> Wants:
         """``lines``: count line executions from events (FLAG or COUNT) rather than in the
         bytecode; ``arcs``: count branch arcs from line transitions; ``contexts``: there is a
         current context; ``gated``: record only where there is one; ``fine``: contexts change
