@@ -6,7 +6,9 @@ coverage.py's numbers.
 
 Wasm: a flag on every function entry and basic block (with ``instr``, on every instruction,
 exact even when the program traps); the result is per function, blocks and instructions
-covered. Without ``instr``, an instruction counts as covered when its block ran.
+covered. Without ``instr``, an instruction counts as covered when its block ran. Where the
+module has DWARF line tables, the engine adds a ``line`` site per line of the user's source
+files (counted from its blocks), and the result is per source file and line too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from probe.storage import Database
 
 PYTHON_KINDS = ("file", "line", "branch", "excluded", "no_branch")
-WASM_KINDS = ("func", "block", "instr")
+WASM_KINDS = ("func", "block", "instr", "line")
 
 
 class Coverage(Analysis):
@@ -98,7 +100,14 @@ def result(
     """A run's coverage: LineCoverage (Python) or WasmCoverage. ``view``: the report
     settings (show_missing, skip_covered, skip_empty, sort, precision)."""
     if run.get("engine") == "wasm":
-        return WasmCoverage(wasm_functions(sites), run.get("target") or "", brief)
+        sites = list(sites)
+        return WasmCoverage(
+            wasm_functions(sites),
+            run.get("target") or "",
+            brief,
+            sources=source_files(sites),
+            cwd=run.get("cwd") or os.getcwd(),
+        )
     branch = bool((run.get("options") or {}).get("branch"))
     view = view or {}
     return LineCoverage(
@@ -143,6 +152,10 @@ def _contexts(
 def _total(found: Any) -> float | None:
     if isinstance(found, LineCoverage):
         return found.percent()
+    if found.sources:
+        hit = sum(len(f.executed) for f in found.sources.values())
+        total = sum(f.statements for f in found.sources.values())
+        return 100.0 * hit / total if total else 100.0
     covered = total = 0
     for f in found.functions.values():
         c, t = f.instructions()
@@ -175,6 +188,7 @@ class FileCoverage:
         # as branches, never missing, as coverage.py counts them.
         self.arcs_excused: set[tuple[int, int]] = set()
         self.no_branch: set[int] = set()
+        self.functions: dict[str, int] = {}  # Wasm with DWARF: name -> first line
 
     @property
     def statements(self) -> int:
@@ -310,14 +324,49 @@ class FunctionCoverage:
 
 class WasmCoverage:
     """A Wasm run's coverage, per function of ``module``; ``brief``: a summary (the 20
-    functions with most missed)."""
+    functions with most missed). ``sources``: per source file (DWARF), its lines run and
+    missed, and its functions' first lines (``first_lines``: name -> (file, line)); paths
+    are shown relative to ``cwd``."""
 
     def __init__(
-        self, functions: dict[str, FunctionCoverage], module: str, brief: bool = False
+        self,
+        functions: dict[str, FunctionCoverage],
+        module: str,
+        brief: bool = False,
+        *,
+        sources: dict[str, FileCoverage] | None = None,
+        cwd: str = "",
     ) -> None:
         self.functions = functions
         self.module = module
         self.brief = brief
+        self.sources = sources or {}
+        self.cwd = cwd or os.getcwd()
+
+    def relative(self, path: str) -> str:
+        rel = os.path.relpath(path, self.cwd)
+        return path if rel.startswith("..") else rel
+
+
+def source_files(sites: Iterable[Site]) -> dict[str, FileCoverage]:
+    """Source files from a Wasm run's line sites: lines run or missed, and each function's
+    first line (a line in several functions, as a header's inline code, ran if any ran)."""
+    files: dict[str, FileCoverage] = {}
+    for s in sites:
+        if s.kind != "line":
+            continue
+        fc = files.get(s.unit)
+        if fc is None:
+            fc = files[s.unit] = FileCoverage(s.unit)
+        if s.count:
+            fc.executed.add(s.line)
+            fc.missing.discard(s.line)
+        elif s.line not in fc.executed:
+            fc.missing.add(s.line)
+        first = fc.functions.get(s.func)
+        if first is None or s.line < first:
+            fc.functions[s.func] = s.line
+    return files
 
 
 def wasm_functions(sites: Iterable[Site]) -> dict[str, FunctionCoverage]:

@@ -114,6 +114,22 @@ def _(result: WasmCoverage) -> str:
         },
         "module": result.module,
         "functions": out,
+        "files": {
+            result.relative(path): {
+                "executed_lines": sorted(f.executed),
+                "missing_lines": sorted(f.missing),
+                "functions": dict(sorted(f.functions.items(), key=lambda kv: kv[1])),
+                "summary": {
+                    "num_statements": f.statements,
+                    "covered_lines": len(f.executed),
+                    "missing_lines": len(f.missing),
+                    "percent_covered": 100.0 * len(f.executed) / f.statements
+                    if f.statements
+                    else 100.0,
+                },
+            }
+            for path, f in sorted(result.sources.items())
+        },
         "totals": {
             "functions": len(out),
             "covered_functions": sum(1 for f in out.values() if f["entered"]),

@@ -31,7 +31,9 @@ def _(result: LineCoverage) -> str:
 @render.register(WasmCoverage)
 @render.register(FunctionCounts)
 def _(result: WasmCoverage | FunctionCounts) -> str:
-    # Byte offsets stand in for line numbers until DWARF maps them to source.
+    if getattr(result, "sources", None):
+        return _sources(result)
+    # No line tables: byte offsets stand in for line numbers, the module for a source file.
     ordered = sorted(result.functions.values(), key=lambda f: f.offset)
     out = [f"SF:{result.module}"]
     for f in ordered:
@@ -46,4 +48,28 @@ def _(result: WasmCoverage | FunctionCounts) -> str:
     out.append(f"LF:{len(blocks)}")
     out.append(f"LH:{sum(1 for _, c in blocks if c)}")
     out.append("end_of_record")
+    return "\n".join(out) + "\n"
+
+
+def _sources(result: WasmCoverage) -> str:
+    """A record per source file (DWARF): its functions with their first lines and entries,
+    and its lines with code, each run or not (genhtml renders them beside the source)."""
+    out = []
+    for path in sorted(result.sources):
+        f = result.sources[path]
+        out.append(f"SF:{path}")
+        funcs = sorted(f.functions.items(), key=lambda item: (item[1], item[0]))
+        entered = {n: bool(n in result.functions and result.functions[n].entered) for n, _ in funcs}
+        for name, line in funcs:
+            out.append(f"FN:{line},{name}")
+        for name, _ in funcs:
+            out.append(f"FNDA:{int(entered[name])},{name}")
+        out.append(f"FNF:{len(funcs)}")
+        out.append(f"FNH:{sum(entered.values())}")
+        lines = sorted(f.executed | f.missing)
+        for line in lines:
+            out.append(f"DA:{line},{1 if line in f.executed else 0}")
+        out.append(f"LF:{len(lines)}")
+        out.append(f"LH:{len(f.executed)}")
+        out.append("end_of_record")
     return "\n".join(out) + "\n"

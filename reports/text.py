@@ -152,6 +152,8 @@ def _missing(f: FileCoverage) -> str:
 
 @render.register
 def _(result: WasmCoverage) -> str:
+    if result.sources:
+        return _sources(result)
     funcs = result.functions
     if not funcs:
         return "No data to report."
@@ -179,6 +181,27 @@ def _(result: WasmCoverage) -> str:
     head, foot, *body = columns([header, total, *shown])
     rule = "-" * len(head)
     return "\n".join([head, rule, *body, rule, foot, *note])
+
+
+def _sources(result: WasmCoverage) -> str:
+    """Per source file, as coverage.py's report: lines with code, missed, percent, and
+    which (the module's own offsets are in ``probe report coverage -f json``)."""
+    rows = []
+    for path in sorted(result.sources, key=result.relative):
+        f = result.sources[path]
+        pc = 100.0 * len(f.executed) / f.statements if f.statements else 100.0
+        rows.append(
+            [result.relative(path), str(f.statements), str(len(f.missing)), display(pc) + "%",
+             _missing(f)]
+        )  # fmt: skip
+    hit = sum(len(f.executed) for f in result.sources.values())
+    total = sum(f.statements for f in result.sources.values())
+    pc = 100.0 * hit / total if total else 100.0
+    header = ["Name", "Lines", "Miss", "Cover", "Missing"]
+    foot = ["TOTAL", str(total), str(total - hit), display(pc) + "%", ""]
+    head, tail, *body = columns([header, foot, *rows])
+    rule = "-" * len(head)
+    return "\n".join([head, rule, *body, rule, tail])
 
 
 # -- hotness ----------------------------------------------------------------------------------

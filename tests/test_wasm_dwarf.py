@@ -111,7 +111,7 @@ def test_lines_of_a_range_are_every_line_with_code_in_it(tmp_path: Path) -> None
     first = next(i for i, text in enumerate(source, 1) if text.startswith("int main"))
     assert min(body) == first and max(body) == len(source) - source[::-1].index("}")
     assert {f for f, _ in lines} == {wc}  # nothing of libc's is in main's body
-    assert table.lines(main.start, main.start) == set()
+    assert table.lines(main.start, main.start) == {}
 
 
 def test_a_module_without_debug_info_has_no_source_lines() -> None:

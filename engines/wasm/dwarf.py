@@ -59,17 +59,19 @@ class SourceLines:
             return None
         return self.files[self.file[i]], self.line[i], self.column[i]
 
-    def lines(self, start: int, end: int) -> set[tuple[str, int]]:
-        """(file, line) of every row that holds somewhere in [start, end) of the file."""
+    def lines(self, start: int, end: int) -> dict[tuple[str, int], int]:
+        """(file, line) of every row that holds somewhere in [start, end) of the file, with
+        the offset where it first does."""
         i = max(bisect.bisect_right(self.address, start) - 1, 0)
         j = bisect.bisect_left(self.address, end)
-        found = set()
+        found: dict[tuple[str, int], int] = {}
         address, last = self.address, len(self.address) - 1
         for k in range(i, j):
             f, n = self.file[k], self.line[k]
+            at = max(address[k], start)
             # a row holds until the next; one at the same address as the next holds nowhere
-            if f != NO_FILE and n and k < last and address[k + 1] > max(address[k], start):
-                found.add((self.files[f], n))
+            if f != NO_FILE and n and k < last and address[k + 1] > at:
+                found.setdefault((self.files[f], n), at)
         return found
 
     def sorted(self) -> SourceLines:

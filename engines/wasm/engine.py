@@ -24,6 +24,7 @@ from . import cache, runner
 from .binary import Module, parse
 from .emit import EVENT_CAPACITY
 from .host import Host
+from .lines import line_sites
 from .options import Options
 from .rewrite import PROBE_MEMORY_EXPORT, Plan, Result, instrument
 from .tables import counts_columns, write_sites
@@ -57,19 +58,20 @@ class WasmEngine:
         c = compile_module(path, probes, opts)
         unit = os.path.realpath(path)
         host = Host(probes, c.prepared, c.module, unit, recorder)
-        write_sites(recorder, unit, c.module, c.prepared)  # first: a killed run keeps them
+        lines = line_sites(c.module, c.prepared, scope)
+        write_sites(recorder, unit, c.module, c.prepared, lines)  # first: a killed run keeps them
         ran = None
         outcome = Outcome("error", 1, "probe stopped before the program ended")
 
         def snapshot(memory: bytes) -> None:
             ranges = host.ranges.copy() if host.ranges is not None else None
-            recorder.snapshot({"counts": counts_columns(c.prepared, memory, ranges)})
+            recorder.snapshot({"counts": counts_columns(c.prepared, memory, ranges, lines)})
 
         def on_signal(memory: bytes | None, sig: signal.Signals) -> None:
             # From the watcher thread, the guest still running: save, then the runner exits.
             host.samples()
             ranges = host.ranges.copy() if host.ranges is not None else None
-            recorder.write("counts", counts_columns(c.prepared, memory, ranges))
+            recorder.write("counts", counts_columns(c.prepared, memory, ranges, lines))
             message = f"stopped by {sig.name}"
             if c.prepared.events:
                 message += f"; events after the last batch of {EVENT_CAPACITY:,} are not kept"
@@ -103,7 +105,7 @@ class WasmEngine:
                 host.finish()
             finally:
                 memory = ran.probe_memory if ran else None
-                recorder.write("counts", counts_columns(c.prepared, memory, host.ranges))
+                recorder.write("counts", counts_columns(c.prepared, memory, host.ranges, lines))
                 recorder.close(outcome)
         return outcome
 

@@ -10,6 +10,10 @@ from probe.engines import Recorder
 from .binary import Module
 from .rewrite import Result
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .lines import LineSites
+
 
 def write_tables(
     recorder: Recorder,
@@ -18,14 +22,22 @@ def write_tables(
     prepared: Result,
     memory: bytes | None,
     ranges: Any = None,  # numpy (sites, 2): lowest and highest operands, or None
+    lines: LineSites | None = None,
 ) -> None:
     """Both tables, at the end of a run."""
-    write_sites(recorder, unit, module, prepared)
-    recorder.write("counts", counts_columns(prepared, memory, ranges))
+    write_sites(recorder, unit, module, prepared, lines)
+    recorder.write("counts", counts_columns(prepared, memory, ranges, lines))
 
 
-def write_sites(recorder: Recorder, unit: str, module: Module, prepared: Result) -> None:
-    """The module's sites: known before it runs, written then, so a killed run has them."""
+def write_sites(
+    recorder: Recorder,
+    unit: str,
+    module: Module,
+    prepared: Result,
+    lines: LineSites | None = None,
+) -> None:
+    """The module's sites: known before it runs, written then, so a killed run has them;
+    then the source lines its code came from, where it says (``lines.py``)."""
     import numpy as np
 
     sites = prepared.sites
@@ -36,32 +48,43 @@ def write_sites(recorder: Recorder, unit: str, module: Module, prepared: Result)
     names = {int(f): module.func_name(int(f)) for f in np.unique(funcs)}
     names.update((i, module.func_name(i)) for i in imports)
     targets = list(sites.target) + list(imports)
-    recorder.write(
-        "sites",
-        {
-            "site_id": np.arange(n + len(imports), dtype=np.int64),
-            "kind": list(sites.kind) + ["import"] * len(imports),
-            "unit": [unit] * (n + len(imports)),
-            "func": [names[int(f)] for f in funcs] + [names[i] for i in imports],
-            "offset": np.concatenate(
-                [
-                    np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
-                    np.full(len(imports), -1, np.int64),
-                ]
-            ),
-            "target": targets,
-            "size": np.concatenate(
-                [
-                    np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
-                    np.zeros(len(imports), np.int64),
-                ]
-            ),
-        },
-    )
+    columns = {
+        "site_id": np.arange(n + len(imports), dtype=np.int64),
+        "kind": list(sites.kind) + ["import"] * len(imports),
+        "unit": [unit] * (n + len(imports)),
+        "func": [names[int(f)] for f in funcs] + [names[i] for i in imports],
+        "offset": np.concatenate(
+            [
+                np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
+                np.full(len(imports), -1, np.int64),
+            ]
+        ),
+        "target": targets,
+        "size": np.concatenate(
+            [
+                np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
+                np.zeros(len(imports), np.int64),
+            ]
+        ),
+    }
+    if lines:  # one chunk: the summary's tables join chunks column by column
+        k = len(lines)
+        columns["site_id"] = np.arange(n + len(imports) + k, dtype=np.int64)
+        columns["kind"] += ["line"] * k
+        columns["unit"] += lines.unit
+        columns["func"] += [module.func_name(f) for f in lines.func]
+        columns["offset"] = np.concatenate([columns["offset"], np.asarray(lines.offset, np.int64)])
+        columns["target"] = targets + [None] * k
+        columns["size"] = np.concatenate([columns["size"], np.zeros(k, np.int64)])
+        columns["line"] = [None] * (n + len(imports)) + lines.line
+    recorder.write("sites", columns)
 
 
-def counts_columns(prepared: Result, memory: bytes | None, ranges: Any = None) -> dict[str, Any]:
-    """The counts table read from a copy of the probe memory (at the end, or mid-run)."""
+def counts_columns(
+    prepared: Result, memory: bytes | None, ranges: Any = None, lines: LineSites | None = None
+) -> dict[str, Any]:
+    """The counts table read from a copy of the probe memory (at the end, or mid-run); with
+    ``lines``, the source lines' counts from their blocks'."""
     import numpy as np
 
     sites = prepared.sites
@@ -88,6 +111,14 @@ def counts_columns(prepared: Result, memory: bytes | None, ranges: Any = None) -
             columns["high"] = [
                 int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
             ]
+    if lines:
+        ran = lines.counts(counts)
+        hit = np.nonzero(ran)[0]
+        columns["site_id"] = np.concatenate([columns["site_id"], hit + lines.first_id])
+        columns["count"] = np.concatenate([columns["count"], ran[hit]])
+        for name in ("low", "high"):
+            if name in columns:
+                columns[name] = list(columns[name]) + [None] * len(hit)
     return columns
 
 

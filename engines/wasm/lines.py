@@ -1,0 +1,103 @@
+"""Source lines as sites: where a module carries DWARF line tables (``dwarf.py``), each line
+of the user's source files that code was compiled from is a ``line`` site (unit: the source
+file; func: the Wasm function; offset: its first instruction there), counted from the
+blocks that hold its instructions: a line ran when any instruction attributed to it ran, as
+gcov counts a line, and as often as the most often run of them.
+
+Blocks are contiguous: each runs from its leader to the next block's (body.py), the last to
+the end of the function, so a block's byte range is known from the offsets alone. Code the
+rewriter leaves without a probe (unreachable) is a block of its own, never counted.
+
+Which files are the user's: as ``--source``/``--include``/``--omit`` say (``Scope``); by
+default every file that exists where the line table says, but system headers and libraries
+(under /usr, or named relative to a build directory that isn't here, as wasi-libc's are).
+"""
+
+from __future__ import annotations
+
+import os
+
+from probe.probes import Scope
+
+from . import dwarf
+from .binary import Module
+from .rewrite import Result
+
+SYSTEM = ("/usr/", "/opt/", "/nix/")
+
+
+class LineSites:
+    """The line sites of a run, and how to count them from its block counts."""
+
+    __slots__ = ("first_id", "unit", "func", "line", "offset", "pairs_line", "pairs_block")
+
+    def __init__(self, first_id: int) -> None:
+        self.first_id = first_id  # site ids go on after the module's own sites
+        self.unit: list[str] = []
+        self.func: list[int] = []  # function index (imports included)
+        self.line: list[int] = []
+        self.offset: list[int] = []
+        # (line site, block site) for every block holding an instruction of the line
+        self.pairs_line: list[int] = []
+        self.pairs_block: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.unit)
+
+    def counts(self, block_counts: object) -> object:
+        """Each line site's count (numpy int64) from the sites' counts (numpy, by site)."""
+        import numpy as np
+
+        found = np.zeros(len(self.unit), np.int64)
+        if self.pairs_line:
+            values = np.asarray(block_counts, np.int64)[np.asarray(self.pairs_block, np.int64)]
+            np.maximum.at(found, np.asarray(self.pairs_line, np.int64), values)
+        return found
+
+
+def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | None:
+    """The line sites of the user's files (None: no line tables, or no block sites)."""
+    sites = prepared.sites
+    blocks: dict[int, list[tuple[int, int]]] = {}  # function -> [(offset, site)]
+    for i, kind in enumerate(sites.kind):
+        if kind == "block":
+            blocks.setdefault(sites.func[i], []).append((sites.offset[i], i))
+    if not blocks or not any(s.id == 0 and s.name == ".debug_line" for s in module.sections):
+        return None
+    table = dwarf.read(module)
+    if table is None:
+        return None
+    wanted: dict[str, bool] = {}
+    ends = {b.index: b.end for b in module.bodies}
+    found = LineSites(len(sites) + module.imported_funcs)
+    ids: dict[tuple[str, int, int], int] = {}
+    for fidx, starts in blocks.items():
+        starts.sort()
+        for k, (start, site) in enumerate(starts):
+            end = starts[k + 1][0] if k + 1 < len(starts) else ends.get(fidx, start)
+            for (unit, line), at in table.lines(start, end).items():
+                ok = wanted.get(unit)
+                if ok is None:
+                    ok = wanted[unit] = _users(unit, scope)
+                if not ok:
+                    continue
+                key = (unit, line, fidx)
+                lid = ids.get(key)
+                if lid is None:
+                    lid = ids[key] = len(found.unit)
+                    found.unit.append(unit)
+                    found.func.append(fidx)
+                    found.line.append(line)
+                    found.offset.append(at)
+                found.pairs_line.append(lid)
+                found.pairs_block.append(site)
+    return found
+
+
+def _users(path: str, scope: Scope) -> bool:
+    if scope.narrowed() or scope.omit:
+        if not scope.matches(path):
+            return False
+        if scope.narrowed():
+            return True
+    return os.path.isabs(path) and not path.startswith(SYSTEM) and os.path.exists(path)

@@ -1,0 +1,125 @@
+"""Wasm coverage per source line (DWARF): C compiled to wasm32-wasi with clang -O0 -g, run
+under probe, held line for line to the same C compiled natively with gcc --coverage and read
+by gcov; its LCOV rendered by genhtml."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, run_probe
+
+TOOLS = ("clang", "wasm-ld", "gcc", "gcov", "genhtml")
+missing = [t for t in TOOLS if shutil.which(t) is None]
+pytestmark = pytest.mark.skipif(
+    bool(missing),
+    reason=f"needs {', '.join(missing)} (Debian: clang lld wasi-libc gcc lcov; .ci/run has them)",
+)
+
+# (program, its arguments) from samples/wasm
+PROGRAMS = [
+    ("wc.c", ["in.txt"]),
+    ("calc.c", ["12"]),
+    ("echo.c", ["a", "b"]),
+    ("kernels.c", ["sort", "1"]),
+]
+
+# Where the two compilers' line tables differ, never because of what ran:
+# * a function's closing brace: clang -O0 puts the epilogue there (the stack pointer, a
+#   global in wasm32, restored), gcc no code at all in these functions;
+# * kernels.c 12, `static uint32_t rng(void) {`: gcc counts a function's opening line when it
+#   is entered; clang has no instruction on it where a function needs no stack frame;
+# * kernels.c 142, `} else {`: clang puts the jump over the else arm on it, at the end of the
+#   then arm (which never ran: a missed line); gcc has no code there.
+DIFFERENT = {
+    "wc.c": {"probe": {38}},
+    "kernels.c": {"probe": {80, 170}, "gcov": {12}, "missed by probe": {142}},
+}
+
+
+def _build(work: Path, name: str) -> None:
+    shutil.copy(SAMPLES / "wasm" / name, work)
+    (work / "in.txt").write_text("hello world\nfoo bar baz\n")
+    wasm = ["clang", "--target=wasm32-wasi", "-O0", "-g", name, "-o", "app.wasm"]
+    done = subprocess.run(wasm, cwd=work, capture_output=True, text=True)
+    if done.returncode != 0 and "wasi" in done.stderr:
+        pytest.skip(f"clang can't build for wasm32-wasi here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    native = ["gcc", "--coverage", "-O0", name, "-o", "app"]
+    subprocess.run(native, cwd=work, check=True, capture_output=True)
+
+
+def _gcov(work: Path, name: str, args: list[str]) -> tuple[set[int], set[int]]:
+    """Lines gcov says ran, and lines with code that did not."""
+    subprocess.run(["./app", *args], cwd=work, capture_output=True)
+    data = f"app-{name[:-2]}.gcda"
+    subprocess.run(["gcov", "-o", ".", data], cwd=work, check=True, capture_output=True)
+    ran, missed = set(), set()
+    for text in (work / f"{name}.gcov").read_text().splitlines():
+        count, number, _ = text.split(":", 2)
+        count, line = count.strip(), int(number)
+        if line and count != "-":
+            (missed if count[0] in "#=" else ran).add(line)
+    return ran, missed
+
+
+@pytest.mark.parametrize(("name", "args"), PROGRAMS, ids=[p for p, _ in PROGRAMS])
+def test_lines_that_ran_are_gcovs(tmp_path: Path, name: str, args: list[str]) -> None:
+    _build(tmp_path, name)
+    gcov_ran, gcov_missed = _gcov(tmp_path, name, args)
+    out = run_probe(
+        sys.executable, "run", "-q", "-a", "coverage", "--dir", ".", "app.wasm", "--", *args,
+        cwd=tmp_path,
+    )  # fmt: skip
+    report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr + out.stderr
+    files = json.loads(report.stdout)["files"]
+    assert set(files) == {name}  # wasi-libc's files are not the user's
+    ran, missed = set(files[name]["executed_lines"]), set(files[name]["missing_lines"])
+    expected = DIFFERENT.get(name, {})
+    assert ran - gcov_ran == expected.get("probe", set())
+    assert gcov_ran - ran == expected.get("gcov", set())
+    assert missed - gcov_missed == expected.get("missed by probe", set())
+    assert gcov_missed - missed == set()
+
+
+def test_summary_lcov_and_genhtml(tmp_path: Path) -> None:
+    _build(tmp_path, "wc.c")
+    out = run_probe(
+        sys.executable, "run", "-a", "coverage", "--dir", ".", "app.wasm", "--", "in.txt",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("2 5 24 in.txt")
+    # the summary: per source file, as coverage.py's; lines 12-13 are the fopen failure
+    assert "wc.c" in out.stderr and "12-13" in out.stderr, out.stderr
+    lcov = run_probe(sys.executable, "report", "coverage", "-f", "lcov", cwd=tmp_path).stdout
+    records = lcov.splitlines()
+    assert records[0] == f"SF:{tmp_path / 'wc.c'}"
+    assert "FN:9,main" in records and "FNDA:1,main" in records
+    assert "DA:12,0" in records and "DA:17,1" in records
+    (tmp_path / "wc.lcov").write_text(lcov)
+    html = tmp_path / "html"
+    done = subprocess.run(
+        ["genhtml", "-q", "-o", str(html), "wc.lcov"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    page = next(html.rglob("wc.c.gcov.html")).read_text()
+    assert "fopen" in page  # the source, annotated
+
+
+def test_include_and_omit_choose_source_files(tmp_path: Path) -> None:
+    _build(tmp_path, "wc.c")
+    run = ["run", "-q", "-a", "coverage", "--dir", "."]
+    args = ["app.wasm", "--", "in.txt"]
+    assert run_probe(sys.executable, *run, "--omit", "*wc.c", *args, cwd=tmp_path).returncode == 0
+    report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+    assert json.loads(report.stdout)["files"] == {}  # left out: per function, as without DWARF
+    run_probe(sys.executable, *run, "--include", "*/wasm32-wasi/*", *args, cwd=tmp_path)
+    report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+    files = json.loads(report.stdout)["files"]
+    assert files and all("/usr/include/wasm32-wasi/" in f for f in files), files
