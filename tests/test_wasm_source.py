@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from conftest import SAMPLES, run_probe
@@ -110,6 +111,15 @@ def test_summary_lcov_and_genhtml(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     page = next(html.rglob("wc.c.gcov.html")).read_text()
     assert "fopen" in page  # the source, annotated
+    xml = run_probe(sys.executable, "report", "coverage", "-f", "xml", cwd=tmp_path).stdout
+    root = ElementTree.fromstring(xml)
+    lh = next(int(r[3:]) for r in records if r.startswith("LH:"))
+    lf = next(int(r[3:]) for r in records if r.startswith("LF:"))
+    assert (int(root.get("lines-covered")), int(root.get("lines-valid"))) == (lh, lf)
+    (cls,) = root.iter("class")
+    assert cls.get("filename") == "wc.c"
+    hits = {int(e.get("number")): int(e.get("hits")) for e in cls.iter("line")}
+    assert hits[12] == 0 and hits[17] == 1
 
 
 def test_include_and_omit_choose_source_files(tmp_path: Path) -> None:
