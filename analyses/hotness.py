@@ -1,7 +1,8 @@
 """Hotness: how often code ran.
 
 Wasm: a count on every function entry and basic block; the result ranks functions by
-executed instructions (block counts times block sizes) and finds the hottest blocks.
+executed instructions (block counts times block sizes) and finds the hottest blocks; with
+DWARF line tables, the busiest source lines and where each function is in the source.
 Python: a count on every line; the result is the busiest lines.
 """
 
@@ -20,7 +21,7 @@ from .rows import Site
 if TYPE_CHECKING:
     from probe.storage import Database
 
-WASM_KINDS = ("func", "block")
+WASM_KINDS = ("func", "block", "line")
 _LINES = 50  # the busiest lines a Python report lists
 
 
@@ -57,6 +58,10 @@ class FunctionCounts:
     functions: dict[str, FunctionCoverage]
     module: str
     brief: bool = False  # a summary: the ten hottest functions
+    # With DWARF: the busiest source lines (file, line, count), most first, and each
+    # function's first source line (name -> (file, line)).
+    lines: list[tuple[str, int, int]] | None = None
+    sources: dict[str, tuple[str, int]] | None = None
 
     def ranked(self) -> list[FunctionCoverage]:
         """Functions by instructions executed, most first."""
@@ -72,7 +77,22 @@ class LineCounts:
 
 def result(run: dict[str, Any], sites: Iterable[Site], brief: bool = False) -> Any:
     if run.get("engine") == "wasm":
-        return FunctionCounts(wasm_functions(sites), run.get("target") or "", brief)
+        sites = list(sites)
+        found = FunctionCounts(wasm_functions(sites), run.get("target") or "", brief)
+        at = [s for s in sites if s.kind == "line"]
+        if at:
+            per_line: dict[tuple[str, int], int] = {}
+            found.sources = {}
+            for s in at:
+                key = (s.unit, s.line)
+                per_line[key] = max(per_line.get(key, 0), s.count or 0)
+                if s.func not in found.sources or (s.unit, s.line) < found.sources[s.func]:
+                    found.sources[s.func] = (s.unit, s.line)
+            found.lines = sorted(
+                ((u, n, c) for (u, n), c in per_line.items() if c),
+                key=lambda r: (-r[2], r[0], r[1]),
+            )[:_LINES]
+        return found
     ran = sorted(
         ((s.unit, s.line, s.count) for s in sites if s.count is not None),
         key=lambda r: (-r[2], r[0], r[1]),

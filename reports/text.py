@@ -226,7 +226,25 @@ def _(result: FunctionCounts) -> str:
     lines.append(f"{'Hottest blocks':<32} {'Runs':>14} {'Instructions':>16} {'Offset':>10}")
     for executed, count, offset, name in blocks:
         lines.append(f"{name[:32]:<32} {count:>14,} {executed:>16,} {offset:>#10x}")
+    if result.lines:  # DWARF: the source's own lines, and where the hot functions are
+        import os
+
+        where = result.sources or {}
+        lines.append("")
+        lines.append(f"{'Busiest source lines':<48} {'Runs':>14}")
+        for path, number, count in result.lines[: 10 if result.brief else 25]:
+            lines.append(f"{_short(f'{os.path.relpath(path)}:{number}', 48):<48} {count:>14,}")
+        placed = [(f.name, where[f.name]) for f in ranked[:10] if f.name in where]
+        if placed:
+            lines.append("")
+            lines.append(f"{'Function':<32} Source")
+            for name, (path, number) in placed:
+                lines.append(f"{name[:32]:<32} {os.path.relpath(path)}:{number}")
     return "\n".join(lines)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 @render.register

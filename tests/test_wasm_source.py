@@ -54,18 +54,24 @@ def _build(work: Path, name: str) -> None:
     subprocess.run(native, cwd=work, check=True, capture_output=True)
 
 
-def _gcov(work: Path, name: str, args: list[str]) -> tuple[set[int], set[int]]:
-    """Lines gcov says ran, and lines with code that did not."""
+def _gcov_counts(work: Path, name: str, args: list[str]) -> dict[int, int]:
+    """Each line with code, and how often gcov says it ran."""
     subprocess.run(["./app", *args], cwd=work, capture_output=True)
     data = f"app-{name[:-2]}.gcda"
     subprocess.run(["gcov", "-o", ".", data], cwd=work, check=True, capture_output=True)
-    ran, missed = set(), set()
+    counts = {}
     for text in (work / f"{name}.gcov").read_text().splitlines():
         count, number, _ = text.split(":", 2)
         count, line = count.strip(), int(number)
         if line and count != "-":
-            (missed if count[0] in "#=" else ran).add(line)
-    return ran, missed
+            counts[line] = 0 if count[0] in "#=" else int(count.rstrip("*"))
+    return counts
+
+
+def _gcov(work: Path, name: str, args: list[str]) -> tuple[set[int], set[int]]:
+    """Lines gcov says ran, and lines with code that did not."""
+    counts = _gcov_counts(work, name, args)
+    return {n for n, c in counts.items() if c}, {n for n, c in counts.items() if not c}
 
 
 @pytest.mark.parametrize(("name", "args"), PROGRAMS, ids=[p for p, _ in PROGRAMS])
@@ -133,3 +139,28 @@ def test_include_and_omit_choose_source_files(tmp_path: Path) -> None:
     report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
     files = json.loads(report.stdout)["files"]
     assert files and all("/usr/include/wasm32-wasi/" in f for f in files), files
+
+
+@pytest.mark.parametrize(("name", "args"), PROGRAMS, ids=[p for p, _ in PROGRAMS])
+def test_hotness_counts_each_line_as_gcov_does(tmp_path: Path, name: str, args: list[str]) -> None:
+    """A line's count is its most often run block's: on these programs (loops, a line
+    holding a loop's condition and step, short-circuits, recursion), gcov's count of every
+    line both have."""
+    _build(tmp_path, name)
+    theirs = _gcov_counts(tmp_path, name, args)
+    out = run_probe(
+        sys.executable, "run", "-a", "hotness", "--dir", ".", "app.wasm", "--", *args,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Busiest source lines" in out.stderr
+    got = run_probe(
+        sys.executable, "query", "-f", "json",
+        "SELECT s.line, max(coalesce(c.count, 0)) AS n FROM sites s LEFT JOIN counts c "
+        "USING (run_id, site_id) WHERE s.kind = 'line' GROUP BY s.line",
+        cwd=tmp_path,
+    )  # fmt: skip
+    ours = {r["line"]: r["n"] for r in json.loads(got.stdout)}
+    differ = {n: (ours[n], theirs[n]) for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
+    assert differ == {}
+    assert len(ours.keys() & theirs.keys()) >= 8
