@@ -5,6 +5,10 @@ annotated with missed lines and partial branches, per-test contexts where record
 coverage.py from probe's run written as its data file (coveragedata.py): the page a
 coverage.py user knows, with no second copy of it here. Its title names the run.
 
+Wasm coverage: a folder of our own: a sortable index of the source files (DWARF) or of the
+module's functions (without it), and each source file annotated: lines run, missed, or with
+no code, each function where it starts.
+
 Hot paths: one page: a flame graph of the sampled stacks (root at the top; a frame's width is its
 share of the samples; click a frame to zoom into it, click the root to zoom out) and the
 functions by self and total samples beside their exact counts.
@@ -16,7 +20,7 @@ import html
 import json
 from functools import singledispatch
 
-from probe.analyses.coverage import LineCoverage
+from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
 from probe.analyses.hotpaths import HotPaths
 
 
@@ -180,3 +184,121 @@ draw(tree);
 </script>
 </body></html>
 """
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; }
+th, td { padding: 0.2em 0.8em; text-align: right; }
+th { cursor: pointer; border-bottom: 1px solid #888; user-select: none; }
+td.name, th.name { text-align: left; }
+pre { margin: 0; }
+.src p { margin: 0; font-family: monospace; white-space: pre; }
+.src .n { display: inline-block; width: 4em; color: #888; text-align: right; padding-right: 1em; }
+.run { background: #dfd; } .mis { background: #fdd; }
+.fn { color: #555; font-size: 90%; }
+"""
+
+_SORT = """
+document.querySelectorAll("th").forEach(function (th, col) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").querySelector("tbody");
+    var rows = Array.prototype.slice.call(body.rows);
+    var up = th.dataset.up !== "1";
+    th.dataset.up = up ? "1" : "0";
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.v || a.cells[col].textContent;
+      var y = b.cells[col].dataset.v || b.cells[col].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return up ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _page(title: str, body: str, script: str = "") -> bytes:
+    tail = f"<script>{script}</script>" if script else ""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{body}{tail}</body></html>\n"
+    ).encode()
+
+
+@render.register
+def _(result: WasmCoverage) -> dict[str, bytes]:
+    """The report's files, by name in its folder."""
+    title = f"Coverage of {html.escape(result.relative(result.module))}"
+    if not result.sources:
+        return {"index.html": _functions_page(result, title)}
+    files: dict[str, bytes] = {}
+    rows = []
+    hit = total = 0
+    for number, path in enumerate(sorted(result.sources, key=result.relative)):
+        f = result.sources[path]
+        name = result.relative(path)
+        page = f"file{number}.html"
+        pc = 100.0 * len(f.executed) / f.statements if f.statements else 100.0
+        hit, total = hit + len(f.executed), total + f.statements
+        rows.append(
+            f'<tr><td class="name"><a href="{page}">{html.escape(name)}</a></td>'
+            f"<td>{f.statements}</td><td>{len(f.missing)}</td>"
+            f'<td class="pc" data-v="{pc:.6f}">{display(pc)}%</td></tr>'
+        )
+        files[page] = _source_page(path, name, f)
+    pc = 100.0 * hit / total if total else 100.0
+    body = (
+        f"<h1>{title}</h1>"
+        f'<p>Lines: {hit} of {total} run, <span id="total">{display(pc)}%</span></p>'
+        '<table id="files"><thead><tr><th class="name">File</th><th>Lines</th><th>Miss</th>'
+        f"<th>Cover</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    files["index.html"] = _page(title, body, _SORT)
+    return files
+
+
+def _source_page(path: str, name: str, f: FileCoverage) -> bytes:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as src:
+            text = src.read().splitlines()
+    except OSError:
+        text = []
+    starts = {line: func for func, line in f.functions.items()}
+    out = []
+    last = max(len(text), max(f.executed | f.missing, default=0))
+    for n in range(1, last + 1):
+        kind = "run" if n in f.executed else "mis" if n in f.missing else ""
+        code = html.escape(text[n - 1]) if n <= len(text) else ""
+        mark = f' <span class="fn">{html.escape(starts[n])}</span>' if n in starts else ""
+        cls = f' class="{kind}"' if kind else ""
+        out.append(f'<p id="l{n}"{cls}><span class="n">{n}</span>{code}{mark}</p>')
+    missed = len(f.missing)
+    body = (
+        f'<p><a href="index.html">index</a></p><h1>{html.escape(name)}</h1>'
+        f"<p>{len(f.executed)} lines run, {missed} missed</p>"
+        f'<div class="src">{"".join(out)}</div>'
+    )
+    return _page(name, body)
+
+
+def _functions_page(result: WasmCoverage, title: str) -> bytes:
+    """Without DWARF: the module's functions, their blocks and instructions run."""
+    rows = []
+    for f in sorted(result.functions.values(), key=lambda f: f.offset):
+        ci, ti = f.instructions()
+        pc = 100.0 * ci / ti if ti else 100.0
+        rows.append(
+            f'<tr><td class="name">{html.escape(f.name)}</td><td>{f.offset:#x}</td>'
+            f"<td>{len(f.blocks)}</td><td>{len(f.blocks) - f.covered_blocks()}</td>"
+            f'<td>{ti}</td><td>{ti - ci}</td><td data-v="{pc:.6f}">{display(pc)}%</td></tr>'
+        )
+    body = (
+        f"<h1>{title}</h1><p>No DWARF line tables in the module (build with -g for source "
+        "lines): its functions.</p>"
+        '<table id="functions"><thead><tr><th class="name">Function</th><th>Offset</th>'
+        "<th>Blocks</th><th>Miss</th><th>Instrs</th><th>Miss</th><th>Cover</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return _page(title, body, _SORT)

@@ -164,3 +164,52 @@ def test_hotness_counts_each_line_as_gcov_does(tmp_path: Path, name: str, args: 
     differ = {n: (ours[n], theirs[n]) for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
     assert differ == {}
     assert len(ours.keys() & theirs.keys()) >= 8
+
+
+TWO_FILES = {
+    "main.c": (
+        "#include <stdio.h>\n"
+        "int sign(int x);\n"
+        "int main(int argc, char **argv) {\n"
+        '    printf("%d\\n", sign(argc));\n'
+        "    return 0;\n"
+        "}\n"
+    ),
+    "sign.c": (
+        "int sign(int x) {\n    if (x < 0) {\n        return -1;\n    }\n    return x > 0;\n}\n"
+    ),
+}
+
+
+def test_the_html_report_in_a_real_browser(tmp_path: Path) -> None:
+    """The Wasm run's HTML in headless chromium: no console error, no network, the totals
+    the database's, the index sorted by a click, missed lines marked in the source."""
+    from browser import page
+
+    for name, text in TWO_FILES.items():
+        (tmp_path / name).write_text(text)
+    build = ["clang", "--target=wasm32-wasi", "-O0", "-g", *TWO_FILES, "-o", "app.wasm"]
+    subprocess.run(build, cwd=tmp_path, check=True, capture_output=True)
+    run = ["run", "-q", "-a", "coverage", "app.wasm"]
+    assert run_probe(sys.executable, *run, cwd=tmp_path).returncode == 0
+    made = run_probe(sys.executable, "report", "coverage", "-f", "html", "-o", "out", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    counts = run_probe(
+        sys.executable, "query", "-f", "json",
+        "SELECT count(*) AS lines, count(c.count) AS ran FROM sites s LEFT JOIN counts c "
+        "USING (run_id, site_id) WHERE s.kind = 'line'",
+        cwd=tmp_path,
+    )  # fmt: skip
+    (row,) = json.loads(counts.stdout)
+    with page(tmp_path / "out" / "index.html") as (tab, errors):
+        said = tab.locator("body > p").first.inner_text()
+        assert said.startswith(f"Lines: {row['ran']} of {row['lines']} run"), said
+        first = tab.locator("#files tbody tr td.name")
+        assert [first.nth(i).inner_text() for i in range(first.count())] == ["main.c", "sign.c"]
+        tab.locator("#files th").nth(3).click()  # by cover, ascending: sign.c first
+        assert tab.locator("#files tbody tr td.name").first.inner_text() == "sign.c"
+        tab.locator("a", has_text="sign.c").click()
+        missed = tab.locator("p.mis .n")
+        assert [missed.nth(i).inner_text() for i in range(missed.count())] == ["3"]
+        assert "sign" in tab.locator("#l1 .fn").inner_text()
+        assert errors == []
