@@ -13,7 +13,7 @@ The result reads the view ``trace`` (events joined to their sites; order by ``se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -60,11 +60,25 @@ class Trace(Analysis):
         # The events were streamed to the journal, not kept: a summary has their number.
         return render(self, TraceEvents([], run.get("streamed", {}).get("events", 0), True), "text")
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> Any:
         from probe.reports import check, render
 
+        if fmt in TIMELINES:
+            return render(self, self.timeline(db, run_id), fmt)
         check(self, TraceEvents, fmt)  # before reading what may be millions of events
         return render(self, self.result(db, run_id, every=fmt != "text"), fmt)
+
+    def timeline(self, db: Database, run_id: str) -> Timeline:
+        """Every event of the run in order, read as it is written out (any number)."""
+        sites = db.execute(
+            'SELECT site_id, kind, unit, func, line, "offset" FROM sites WHERE run_id = ? '
+            "ORDER BY site_id",
+            [run_id],
+        ).fetchall()
+        events = db.batches(
+            "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
+        )
+        return Timeline(run_id, db.run(run_id).get("target") or "", sites, events)
 
     def result(self, db: Database, run_id: str, every: bool = True) -> TraceEvents:
         """The events this trace asked for (not other analyses' of the run): ``every`` one,
@@ -100,6 +114,73 @@ class Event(NamedTuple):
     target: int | None
     value: int | None
     detail: str | None
+
+
+# Formats that stream every event (reports/perfetto.py, reports/chrome.py).
+TIMELINES = ("perfetto", "chrome-json")
+
+
+class Timeline:
+    """A run's events as a timeline: ``sites`` (site_id, kind, unit, func, line, offset),
+    and ``events``, Arrow batches of (seq, site_id) in order, read once. A ``func`` event
+    begins a slice (a call), a ``return`` ends it; any other event is an instant. probe
+    records the order of events, not their times: an event's time is its ``seq``, one
+    microsecond each."""
+
+    def __init__(self, run_id: str, target: str, sites: list[tuple], events: Iterable[Any]):
+        self.run_id = run_id
+        self.target = target
+        self.sites = sites
+        self.events = events
+        self.open = 0  # set by paired()
+        self.last = 0
+
+    def names(self) -> list[str]:
+        """Each site's name on the timeline, by site id: a function for slices, else the
+        kind and where (``line f:12``, ``block f+0x3a``)."""
+        names = [""] * (max((s[0] for s in self.sites), default=-1) + 1)
+        for sid, kind, _unit, func, line, offset in self.sites:
+            if kind in ("func", "return"):
+                names[sid] = func or "?"
+            elif line is not None:
+                names[sid] = f"{kind} {func}:{line}"
+            else:
+                names[sid] = f"{kind} {func}+{offset or 0:#x}"
+        return names
+
+    def paired(self) -> Iterator[tuple[Any, Any, Any]]:
+        """The events a batch at a time, as numpy (seq, site id, type: 1 begins a slice, 2
+        ends one, 3 an instant, as Perfetto numbers them). A return with no call open (its
+        call began before the events did) is left out, so every end has its beginning;
+        ``open`` is then the calls still open at the end (a run killed, or trapped), and
+        ``last`` the last seq."""
+        import numpy as np
+
+        kinds = np.full(max((s[0] for s in self.sites), default=-1) + 1, 3, np.uint8)
+        for sid, kind, *_ in self.sites:
+            kinds[sid] = 1 if kind == "func" else 2 if kind == "return" else 3
+        steps = np.where(kinds == 1, 1, np.where(kinds == 2, -1, 0)).astype(np.int64)
+        depth = 0
+        for batch in self.events:
+            seq = batch.column(0).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
+            site = batch.column(1).to_numpy(zero_copy_only=False)
+            if not len(seq):
+                continue
+            types, step = kinds[site], steps[site]
+            running = np.cumsum(step)
+            running += depth
+            if running.min() >= 0:
+                depth = int(running[-1])
+            else:  # rare: ends outnumber beginnings somewhere in the batch
+                keep = np.ones(len(seq), bool)
+                for i, s in enumerate(step.tolist()):
+                    if s < 0 and depth == 0:
+                        keep[i] = False
+                    else:
+                        depth += s
+                seq, site, types = seq[keep], site[keep], types[keep]
+            self.open, self.last = depth, int(seq[-1]) if len(seq) else self.last
+            yield seq, site, types
 
 
 @dataclass

@@ -12,7 +12,7 @@ import argparse
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from probe.errors import UsageError
 from probe.storage.spool import DEFAULT_MAX_EVENTS
@@ -312,7 +312,8 @@ def _report_arguments(parser: _Parser) -> None:
         metavar="FORMAT",
         default="text",
         help="text, json, jsonl, lcov, xml, coverage-data, dot, collapsed, speedscope, html, "
-        "ldb, semcoder, traced or codeexecutor: as the analysis writes them [text].",
+        "perfetto, chrome-json, ldb, semcoder, traced or codeexecutor: as the analysis "
+        "writes them [text].",
     )
     parser.add_argument(
         "--level",
@@ -345,7 +346,7 @@ def report(a: argparse.Namespace) -> int:
         reporter = load(a.analysis)(**options, **settings.report_options())
         text = reporter.report(database, chosen, a.fmt)
         run = database.run(chosen)
-    _emit(text, a.output)
+        _emit(text, a.output)  # in the block: a streamed format reads the database as it goes
     # which run this is, beside the report (its stdout stays the format's own)
     print(
         f"probe: {a.analysis} of run {chosen} ({run['target']}, {run['status']})", file=sys.stderr
@@ -618,9 +619,13 @@ def list_analyses(a: argparse.Namespace) -> None:
         print(f"{name:12} {cls.description}")
 
 
-def _emit(text: str | bytes | dict[str, bytes], output: str | None) -> None:
+def _emit(text: str | bytes | dict[str, bytes] | Iterator[bytes], output: str | None) -> None:
     """A report to stdout or -o: text either way; a binary file (coverage.py's data) and a
-    folder of files (coverage's HTML) only to -o."""
+    folder of files (coverage's HTML) only to -o; a stream of chunks (a timeline) either
+    way, written as it comes."""
+    if isinstance(text, Iterator):
+        _stream(text, output)
+        return
     if isinstance(text, str):
         text = text if text.endswith("\n") else text + "\n"
         if not output:
@@ -644,6 +649,15 @@ def _emit(text: str | bytes | dict[str, bytes], output: str | None) -> None:
         raise UsageError(f"can't write {e.filename or output}: {e.strerror}") from None
     if isinstance(text, dict):
         print(f"probe: wrote {os.path.join(output, 'index.html')}", file=sys.stderr)
+
+
+def _stream(chunks: Iterator[bytes], output: str | None) -> None:
+    try:
+        with open(output, "wb") if output else open(sys.stdout.fileno(), "wb", closefd=False) as f:
+            for chunk in chunks:
+                f.write(chunk)
+    except OSError as e:
+        raise UsageError(f"can't write {e.filename or output or 'stdout'}: {e.strerror}") from None
 
 
 class _Version(argparse.Action):

@@ -42,6 +42,8 @@ FORMATS = {
     "collapsed": "collapsed",
     "speedscope": "speedscope",
     "html": "html",
+    "perfetto": "perfetto",
+    "chrome-json": "chrome",
     "ldb": "ldb",
     "semcoder": "semcoder",
     "traced": "traced",

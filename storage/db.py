@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -337,6 +337,21 @@ class Database:
             rel = self.con.sql(query, params=params or None)
             # duckdb 2 returns a reader from arrow(); to_arrow_table() is the table in both.
             return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except duckdb.Error as e:
+            raise StorageError(_first_line(e)) from None
+
+    def batches(
+        self, query: str, params: list[Any] | None = None, rows: int = 1 << 20
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``query`` as Arrow batches of about ``rows``, read as they are taken:
+        a run's 10^8 events in bounded memory (the handle stays open meanwhile)."""
+        import duckdb
+
+        try:
+            rel = self.con.sql(query, params=params or None)
+            # duckdb 2 names it to_arrow_reader; 1.x fetch_record_batch
+            read = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+            yield from read(rows)
         except duckdb.Error as e:
             raise StorageError(_first_line(e)) from None
 

@@ -33,7 +33,7 @@ class Hooks:
         # per line costs 5% of a counting session's speed here), as sysmon.py binds its own.
         self._codes, self._raw, self._context = tracer.codes, tracer.raw, tracer.context
         self._count_only, self._gated = tracer.wants.count_only, tracer.wants.gated
-        self._unwinding: set[FrameType] = set()  # frames an exception is leaving
+        self._unwinding: dict[FrameType, BaseException] = {}  # frames an exception leaves
         self._switches = 0  # callback probes switched on so far
         self._probed: dict[tuple[int, int], bool] = {}  # (code id, switches) -> line probes?
 
@@ -90,7 +90,7 @@ class Hooks:
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
-            self._unwinding.discard(frame)
+            self._unwinding.pop(frame, None)
             code = frame.f_code
             need = self._codes.get(id(code))
             if need and need.lines:
@@ -105,8 +105,7 @@ class Hooks:
         tracer = self.tracer
         if event == "return":
             if frame in self._unwinding:  # an exception leaving the frame: no return
-                self._unwinding.discard(frame)
-                tracer.last.pop(frame, None)
+                tracer.unwound(frame, self._unwinding.pop(frame))
                 return self._local
             code = frame.f_code
             if code.co_flags & SUSPENDABLE and _suspended(frame):
@@ -115,7 +114,7 @@ class Hooks:
             if need and need.returns:
                 tracer.returned(code, arg, frame)
         elif event == "exception":
-            self._unwinding.add(frame)  # cleared if a line of this frame runs (handled)
+            self._unwinding[frame] = arg[1]  # cleared if a line of this frame runs (handled)
         return self._local
 
 

@@ -67,7 +67,9 @@ class Hooks:
                 events.PY_UNWIND: self._on_unwind,
             },
         )
-        if self.tracer.wants.arcs:  # frames an exception leaves must be forgotten (global)
+        # Frames an exception leaves: forgotten (arcs), or their calls' ends said (return
+        # events). PY_UNWIND is a global event only.
+        if self.tracer.wants.arcs or self.tracer.wants.return_events:
             sys.monitoring.set_events(self.tool, events.PY_START | events.PY_UNWIND)
         while frame is not None:  # frames already running: their next lines are recorded
             need = self.tracer.need(frame.f_code)
@@ -135,7 +137,7 @@ class Hooks:
         return None
 
     def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> object:
-        self.tracer.unwound(sys._getframe(1))
+        self.tracer.unwound(sys._getframe(1), exc)
         return None
 
 

@@ -397,10 +397,22 @@ class Tracer:
         if wants.return_points and self.board.active("return", site):
             self._fire("return", site, frame, code.co_firstlineno, value)
 
-    def unwound(self, frame: FrameType) -> None:
-        """An exception leaves ``frame``: no return, and its last statement is forgotten."""
+    def unwound(self, frame: FrameType, exc: BaseException | None = None) -> None:
+        """An exception leaves ``frame``: its last statement is forgotten, and no return is
+        counted; where return events are wanted, one says the call ended (value None,
+        detail "raised ValueError"), so that every call's end is in the events."""
         if self.last:
             self.last.pop(frame, None)
+        wants = self.wants
+        if not wants.return_events or (wants.gated and self.context() is None):
+            return
+        code = frame.f_code
+        need = self.need(code)
+        if need is None or not need.returns:
+            return
+        unit, func = self.ids.rows[need.site][1:3]
+        site = self.ids.get("return", unit, func, code.co_firstlineno)
+        self.event(site, None, f"raised {type(exc).__name__}" if exc is not None else "raised")
 
     def _fire(
         self, event: str, site: int, frame: FrameType, line: int, value: object = None

@@ -1,0 +1,129 @@
+"""Timelines: a run's calls and events as a Perfetto trace (parsed back with the perfetto
+package's own protos) and as Chrome's trace-event JSON, for Python and Wasm runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import INTERPRETERS, SAMPLES, run_probe, version_of
+
+PROGRAM = """\
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def boom(x):
+    if x:
+        raise ValueError(x)
+    return 0
+
+
+def gen():
+    yield 1
+    yield 2
+
+
+try:
+    boom(1)
+except ValueError:
+    pass
+print(fib(8), sum(gen()))
+"""
+
+
+def _perfetto(path: Path) -> tuple[list[tuple[int, int, str | None]], dict[int, str]]:
+    """(timestamp, type, name) of each TrackEvent, and the interned names."""
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+    trace = pb.Trace()
+    trace.ParseFromString(path.read_bytes())
+    names: dict[int, str] = {}
+    events = []
+    for packet in trace.packet:
+        if packet.HasField("interned_data"):
+            names.update({e.iid: e.name for e in packet.interned_data.event_names})
+        if packet.HasField("track_event"):
+            event = packet.track_event
+            name = names.get(event.name_iid) if event.HasField("name_iid") else None
+            events.append((packet.timestamp, event.type, name))
+            assert packet.trusted_packet_sequence_id == 1
+    return events, names
+
+
+def _slices_pair(types: list[int]) -> None:
+    depth = 0
+    for t in types:
+        depth += 1 if t == 1 else -1 if t == 2 else 0
+        assert depth >= 0  # no end before its beginning
+    assert depth == 0
+
+
+def _calls(python: str, cwd: Path) -> list[str]:
+    """The functions of the run's call events, in order, as the database has them."""
+    out = run_probe(
+        python, "query", "-f", "json", "SELECT func FROM trace WHERE kind = 'func' ORDER BY seq",
+        cwd=cwd,
+    )  # fmt: skip
+    return [r["func"] for r in json.loads(out.stdout)]
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_a_python_run_as_a_perfetto_trace(python: str, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(PROGRAM)
+    ran = run_probe(
+        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "app.py",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    made = run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    events, _ = _perfetto(tmp_path / "run.pftrace")
+    begins = [name for _, t, name in events if t == 1]
+    assert begins == _calls(python, tmp_path)  # a slice per call, in order, named
+    assert begins.count("fib") == 67 and "boom" in begins and "gen" in begins
+    _slices_pair([t for _, t, _ in events])  # boom's raise ends its slice too
+    times = [ts for ts, _, _ in events]
+    assert times == sorted(times)
+
+
+def test_a_wasm_run_as_perfetto_and_chrome_json(tmp_path: Path) -> None:
+    shutil.copy(SAMPLES / "wasm" / "fib.wat", tmp_path)
+    python = INTERPRETERS[0]
+    ran = run_probe(
+        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "--invoke",
+        "fib", "fib.wat", "10",
+        cwd=tmp_path,
+        env={"PROBE_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    calls = _calls(python, tmp_path)
+    assert len(calls) == 177  # fib(10)'s calls
+    run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
+    events, _ = _perfetto(tmp_path / "run.pftrace")
+    assert [name for _, t, name in events if t == 1] == calls
+    _slices_pair([t for _, t, _ in events])
+    made = run_probe(python, "report", "trace", "-f", "chrome-json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    trace = json.loads(made.stdout)["traceEvents"]
+    assert [e["name"] for e in trace if e["ph"] == "B"] == calls
+    _slices_pair([{"B": 1, "E": 2}.get(e["ph"], 3) for e in trace])
+    assert all(e["pid"] == 1 and e["tid"] == 1 for e in trace if e["ph"] in "BE")
+
+
+def test_a_trace_of_lines_is_instants(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(PROGRAM)
+    python = INTERPRETERS[0]
+    assert run_probe(python, "run", "-q", "-a", "trace", "app.py", cwd=tmp_path).returncode == 0
+    run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
+    events, _ = _perfetto(tmp_path / "run.pftrace")
+    lines = run_probe(python, "query", "SELECT count(*) FROM trace", "-f", "csv", cwd=tmp_path)
+    assert len(events) == int(lines.stdout.split()[1])
+    assert {t for _, t, _ in events} == {3}
+    assert events[0][2].startswith("line <module>:")
+    assert run_probe(python, "run", "-q", "app.py", cwd=tmp_path).returncode == 0
+    other = run_probe(python, "report", "coverage", "-f", "perfetto", cwd=tmp_path)
+    assert other.returncode == 2 and "not 'perfetto'" in other.stderr, other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
