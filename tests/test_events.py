@@ -105,11 +105,12 @@ def test_python_events_lines_branches_returns(python: str, tmp_path: Path) -> No
         "SELECT func, value, detail FROM trace WHERE kind = 'return' AND func = 'risky' "
         "ORDER BY seq",
     )
-    # risky(3) raises: that is no return.
+    # risky(3) raises: its call ends with no value, and says why (a timeline's slice ends)
     assert returns == [
         ("risky", 0, "0"),
         ("risky", -1, "-1"),
         ("risky", -2, "-2"),
+        ("risky", None, "raised ValueError"),
         ("risky", -4, "-4"),
     ]
     fib = query(db, "SELECT value FROM trace WHERE kind = 'return' AND func = 'fib' ORDER BY seq")
