@@ -9,6 +9,10 @@ Wasm coverage: a folder of our own: a sortable index of the source files (DWARF)
 module's functions (without it), and each source file annotated: lines run, missed, or with
 no code, each function where it starts.
 
+Calls: a folder of one page: the call graph drawn in SVG (functions in layers from the callers
+down, each with its entries; edges with their calls, indirect ones dashed) and its edges in a
+table.
+
 Hot paths: one page: a flame graph of the sampled stacks (root at the top; a frame's width is its
 share of the samples; click a frame to zoom into it, click the root to zoom out) and the
 functions by self and total samples beside their exact counts.
@@ -20,6 +24,7 @@ import html
 import json
 from functools import singledispatch
 
+from probe.analyses.calls import CallGraph
 from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
 from probe.analyses.hotpaths import HotPaths
 
@@ -302,3 +307,85 @@ def _functions_page(result: WasmCoverage, title: str) -> bytes:
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     return _page(title, body, _SORT)
+
+
+@render.register
+def _(result: CallGraph) -> dict[str, bytes]:
+    """A folder of one page: the graph (layered: a function one layer below the first caller
+    that reaches it from the roots) and the table of edges, sortable."""
+    esc = html.escape
+    names = sorted({a for a, _, _, _ in result.edges} | {b for _, b, _, _ in result.edges})
+    callers: dict[str, list[str]] = {}
+    for a, b, _, _ in result.edges:
+        callers.setdefault(a, []).append(b)
+    roots = [n for n in names if n not in {b for a, b, _, _ in result.edges if a != b}]
+    layer: dict[str, int] = {}
+    queue = list(roots or names[:1])
+    for r in queue:
+        layer.setdefault(r, 0)
+    while queue:  # breadth first: each function one below the first caller that reaches it
+        name = queue.pop(0)
+        for b in callers.get(name, []):
+            if b not in layer:
+                layer[b] = layer[name] + 1
+                queue.append(b)
+    for n in names:
+        layer.setdefault(n, 0)  # in a cycle no root reaches
+    rows: dict[int, list[str]] = {}
+    for n in names:
+        rows.setdefault(layer[n], []).append(n)
+    box_w, box_h, gap_x, gap_y = 180, 40, 30, 70
+    at: dict[str, tuple[int, int]] = {}
+    for depth, row in rows.items():
+        for k, n in enumerate(row):
+            at[n] = (20 + k * (box_w + gap_x), 20 + depth * (box_h + gap_y))
+    width = max((x for x, _ in at.values()), default=0) + box_w + 40
+    height = max((y for _, y in at.values()), default=0) + box_h + 40
+    svg = [
+        f'<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
+        'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>'
+    ]
+    for a, b, calls, indirect in result.edges:
+        (x1, y1), (x2, y2) = at[a], at[b]
+        dash = ' stroke-dasharray="5,4"' if indirect else ""
+        if a == b:  # a function calling itself: a loop on its side
+            x, y = x1 + box_w, y1 + box_h // 2
+            path = f"M{x},{y - 8} C{x + 40},{y - 30} {x + 40},{y + 30} {x},{y + 8}"
+            label = (x + 34, y + 4)
+        else:
+            sx, sy = x1 + box_w // 2, y1 + box_h
+            tx, ty = x2 + box_w // 2, y2
+            if y2 <= y1:  # up or across: leave from the side
+                sy, ty = y1 + box_h // 2, y2 + box_h // 2
+            path = f"M{sx},{sy} L{tx},{ty}"
+            label = ((sx + tx) // 2 + 4, (sy + ty) // 2)
+        svg.append(
+            f'<path class="edge" d="{path}" fill="none" stroke="#555"{dash} '
+            f'marker-end="url(#arrow)"><title>{esc(a)} \u2192 {esc(b)}: {calls:,}</title></path>'
+            f'<text class="calls" x="{label[0]}" y="{label[1]}" font-size="11">{calls:,}</text>'
+        )
+    for n in names:
+        x, y = at[n]
+        entries = result.entries.get(n)
+        sub = f"{entries:,} entries" if entries is not None else "not measured"
+        svg.append(
+            f'<g class="func" data-name="{esc(n)}"><rect x="{x}" y="{y}" width="{box_w}" '
+            f'height="{box_h}" rx="5" fill="#eef" stroke="#447"/>'
+            f'<text x="{x + 8}" y="{y + 16}" font-size="12">{esc(n[:26])}</text>'
+            f'<text x="{x + 8}" y="{y + 32}" font-size="10" fill="#555">{sub}</text></g>'
+        )
+    svg.append("</svg>")
+    table = "".join(
+        f'<tr><td class="name">{esc(a)}</td><td class="name">{esc(b)}</td>'
+        f"<td>{c}</td><td>{'yes' if i else ''}</td></tr>"
+        for a, b, c, i in result.edges
+    )
+    more = f"<p>{result.unresolved:,} indirect calls not resolved.</p>" if result.unresolved else ""
+    body = (
+        "<h1>Call graph</h1>" + "".join(svg) + more
+        + '<table id="edges"><thead><tr><th class="name">Caller</th><th class="name">Callee'
+        "</th><th>Calls</th><th>Indirect</th></tr></thead>"
+        f"<tbody>{table}</tbody></table>"
+    )  # fmt: skip
+    return {"index.html": _page("Call graph", body, _SORT)}

@@ -213,3 +213,33 @@ def test_the_html_report_in_a_real_browser(tmp_path: Path) -> None:
         assert [missed.nth(i).inner_text() for i in range(missed.count())] == ["3"]
         assert "sign" in tab.locator("#l1 .fn").inner_text()
         assert errors == []
+
+
+def test_the_call_graph_page_in_a_real_browser(tmp_path: Path) -> None:
+    """probe report calls --format html: the graph's functions and edges, and the table's,
+    are the database's call edges; no console error, no network."""
+    from browser import page
+
+    _build(tmp_path, "calc.c")
+    assert run_probe(sys.executable, "run", "-q", "-a", "calls", "app.wasm", "--", "12",
+                     cwd=tmp_path).returncode == 0  # fmt: skip
+    made = run_probe(sys.executable, "report", "calls", "-f", "html", "-o", "calls", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    edges = run_probe(
+        sys.executable, "query", "-f", "json",
+        "SELECT caller, callee, sum(calls) AS calls FROM call_edges GROUP BY 1, 2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    expected = {(e["caller"], e["callee"]): e["calls"] for e in json.loads(edges.stdout)}
+    assert len(expected) >= 5
+    with page(tmp_path / "calls" / "index.html") as (tab, errors):
+        rows = tab.locator("#edges tbody tr")
+        shown = {}
+        for i in range(rows.count()):
+            a, b, calls, _ = [c.inner_text() for c in rows.nth(i).locator("td").all()]
+            shown[(a, b)] = int(calls)
+        assert shown == expected
+        names = {g.get_attribute("data-name") for g in tab.locator("g.func").all()}
+        assert names == {n for edge in expected for n in edge}
+        assert tab.locator("path.edge").count() == len(expected)
+        assert errors == []
