@@ -78,7 +78,17 @@ class Trace(Analysis):
         events = db.batches(
             "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
         )
-        return Timeline(run_id, db.run(run_id).get("target") or "", sites, events)
+        run = db.run(run_id)
+        entries = {}
+        if run["engine"] == "wasm":  # func sites' size: the events an entry records
+            entries = dict(
+                db.execute(
+                    "SELECT site_id, size FROM sites WHERE run_id = ? AND kind = 'func' "
+                    "AND size > 1",
+                    [run_id],
+                ).fetchall()
+            )
+        return Timeline(run_id, run.get("target") or "", sites, events, entries)
 
     def result(self, db: Database, run_id: str, every: bool = True) -> TraceEvents:
         """The events this trace asked for (not other analyses' of the run): ``every`` one,
@@ -116,6 +126,26 @@ class Event(NamedTuple):
     detail: str | None
 
 
+def _entries(seq: Any, site: Any, group: Any, carry: tuple[int, int]) -> tuple[Any, Any, Any]:
+    """Keep the first event of each entry: an entry of a function whose group is k records
+    k events of its site in a row (nothing runs between them), so in a run of one site's
+    events every k-th begins a call. ``carry``: the run at the end of the last batch."""
+    import numpy as np
+
+    k = group[site]
+    new_run = np.ones(len(site), bool)
+    new_run[1:] = site[1:] != site[:-1]
+    start = np.flatnonzero(new_run)
+    lengths = np.diff(np.append(start, len(site)))
+    position = np.arange(len(site)) - np.repeat(start, lengths)
+    if site[0] == carry[0]:  # the first run goes on from the last batch's
+        position[: lengths[0]] += carry[1]
+    keep = position % k == 0
+    last = len(site) - lengths[-1]
+    carry = (int(site[-1]), int(position[last]) + int(lengths[-1]))
+    return seq[keep], site[keep], carry
+
+
 # Formats that stream every event (reports/perfetto.py, reports/chrome.py).
 TIMELINES = ("perfetto", "chrome-json")
 
@@ -127,11 +157,21 @@ class Timeline:
     records the order of events, not their times: an event's time is its ``seq``, one
     microsecond each."""
 
-    def __init__(self, run_id: str, target: str, sites: list[tuple], events: Iterable[Any]):
+    def __init__(
+        self,
+        run_id: str,
+        target: str,
+        sites: list[tuple],
+        events: Iterable[Any],
+        entries: dict[int, int] | None = None,
+    ) -> None:
+        """``entries``: func site id -> the events one entry records, where more than one
+        (a Wasm function records one per argument)."""
         self.run_id = run_id
         self.target = target
         self.sites = sites
         self.events = events
+        self.entries = entries or {}
         self.open = 0  # set by paired()
         self.last = 0
 
@@ -156,16 +196,23 @@ class Timeline:
         ``last`` the last seq."""
         import numpy as np
 
-        kinds = np.full(max((s[0] for s in self.sites), default=-1) + 1, 3, np.uint8)
+        n = max((s[0] for s in self.sites), default=-1) + 1
+        kinds = np.full(n, 3, np.uint8)
+        group = np.ones(n, np.int64)  # events an entry records (Wasm: one per argument)
         for sid, kind, *_ in self.sites:
             kinds[sid] = 1 if kind == "func" else 2 if kind == "return" else 3
+        for sid, size in self.entries.items():
+            group[sid] = max(1, size)
         steps = np.where(kinds == 1, 1, np.where(kinds == 2, -1, 0)).astype(np.int64)
         depth = 0
+        carry = (-1, 0)  # (site, events of its entry so far) across batches
         for batch in self.events:
             seq = batch.column(0).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
             site = batch.column(1).to_numpy(zero_copy_only=False)
             if not len(seq):
                 continue
+            if (group > 1).any():
+                seq, site, carry = _entries(seq, site, group, carry)
             types, step = kinds[site], steps[site]
             running = np.cumsum(step)
             running += depth

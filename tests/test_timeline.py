@@ -48,6 +48,7 @@ def _perfetto(path: Path) -> tuple[list[tuple[int, int, str | None]], dict[int, 
         if packet.HasField("track_event"):
             event = packet.track_event
             name = names.get(event.name_iid) if event.HasField("name_iid") else None
+            # (an end may carry a name too, its return site's: Perfetto reads none there)
             events.append((packet.timestamp, event.type, name))
             assert packet.trusted_packet_sequence_id == 1
     return events, names
@@ -127,3 +128,38 @@ def test_a_trace_of_lines_is_instants(tmp_path: Path) -> None:
     other = run_probe(python, "report", "coverage", "-f", "perfetto", cwd=tmp_path)
     assert other.returncode == 2 and "not 'perfetto'" in other.stderr, other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
+
+
+CALLS_WAT = """\
+(module
+  (func $nothing)
+  (func $two (param i32 i64) (result i32) (i32.wrap_i64 (local.get 1)))
+  (func $main (export "main") (result i32)
+    (call $nothing)
+    (drop (call $two (i32.const 1) (i64.const 2)))
+    (call $two (i32.const 3) (i64.const 4))))
+"""
+
+
+def test_wasm_calls_of_any_signature_are_one_slice_each(tmp_path: Path) -> None:
+    """An entry records an event per numeric argument (and one where there is none), an exit
+    its value (0 where there is none): the timeline makes each call one slice."""
+    (tmp_path / "calls.wat").write_text(CALLS_WAT)
+    python = INTERPRETERS[0]
+    ran = run_probe(
+        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "--invoke",
+        "main", "calls.wat",
+        cwd=tmp_path,
+        env={"PROBE_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert ran.returncode == 0 and ran.stdout.strip() == "4", ran.stderr
+    kinds = run_probe(python, "query", "-f", "csv", "SELECT kind FROM trace ORDER BY seq",
+                      cwd=tmp_path).stdout.split()[1:]  # fmt: skip
+    # main (no argument: one event), nothing (one), its exit, two's two arguments, its exit...
+    assert kinds.count("return") == 4 and kinds.count("func") == 1 + 1 + 2 + 2
+    run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
+    events, _ = _perfetto(tmp_path / "run.pftrace")
+    assert [(t, name if t != 2 else None) for _, t, name in events] == [
+        (1, "main"), (1, "nothing"), (2, None), (1, "two"), (2, None), (1, "two"), (2, None),
+        (2, None),
+    ]  # fmt: skip

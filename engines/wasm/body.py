@@ -23,6 +23,7 @@ from .emit import (
     TO_I64,
     TOP,
     code,
+    entry_events,
     first_argument,
     held_address,
     held_index,
@@ -315,6 +316,7 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                         call_host("func", ins)
                     if "func" in operand:
                         out += rw.emit.arguments(ftype[0], len(sites) - 1)
+                        sites.size[-1] = entry_events(ftype[0])  # a timeline's grouping
             if arm >= 0:
                 if want_branch:
                     sites.add("branch", fidx, arm, slot, ins)
@@ -365,12 +367,14 @@ def rewrite_function(rw: Rewriter, body: Body) -> bytes:  # one tight loop on pu
                 call_host("exit", ins, held_result, results[-1], local)
             else:
                 call_host("exit", ins)
-            if "exit" in operand and (opc == op.RETURN or opc == op.END) and results:
-                conv = TO_I64.get(results[-1])
+            if "exit" in operand and (opc == op.RETURN or opc == op.END):
+                conv = TO_I64.get(results[-1]) if results else None
                 if conv is not None:  # the returned value (the last, if there are several)
                     tmp = local(results[-1])
                     value = code(op.LOCAL_TEE, tmp, conv)
                     splice(ins, rw.emit.event(len(sites) - 1, value) + code(op.LOCAL_GET, tmp))
+                else:  # nothing numeric returned: an event of 0, so that every exit is one
+                    splice(ins, rw.emit.event(len(sites) - 1, code(op.I64_CONST, b"\x00")))
         if path_code is not None and ins in path_code:
             # after this instruction's other probes: an if's new else arm must follow them
             splice(ins, path_code[ins])

@@ -32,7 +32,7 @@ from .rewrite import Plan, Result, Sites
 if TYPE_CHECKING:
     import wasmtime
 
-REWRITER_VERSION = "10"  # part of every key: bump when rewritten modules or this format change
+REWRITER_VERSION = "11"  # part of every key: bump when rewritten modules or this format change
 _DIGEST = hashlib.sha256().digest_size
 _warned: set[str] = set()
 

@@ -171,12 +171,14 @@ class Emitter:
         )  # fmt: skip
 
     def arguments(self, params: bytes, site: int) -> bytes:
-        """Events of a function's numeric arguments, at its entry."""
-        return b"".join(
+        """Events of a function's numeric arguments, at its entry; one of value 0 where it
+        has none, so that every entry is in the events (``entry_events`` of them)."""
+        events = b"".join(
             self.event(site, code(op.LOCAL_GET, enc_u32(i), TO_I64[t]))
             for i, t in enumerate(params)
             if t in TO_I64
         )
+        return events or self.event(site, code(op.I64_CONST, b"\x00"))
 
     def address(
         self,
@@ -234,3 +236,9 @@ def held_address(offset: int, above: int | None, local: Local) -> tuple[bytes, b
         return code(op.LOCAL_TEE, addr), value, b""
     held = local(HELD | above)
     return code(op.LOCAL_SET, held, op.LOCAL_TEE, addr), value, code(op.LOCAL_GET, held)
+
+
+def entry_events(params: bytes) -> int:
+    """How many events a function's entry records (``arguments``): one per numeric
+    argument, at least one."""
+    return max(1, sum(1 for t in params if t in TO_I64))
