@@ -20,6 +20,7 @@ from functools import singledispatch
 from typing import Any
 
 from probe.analyses.trace import Timeline
+from probe.engines.wasm.binary import enc_u32 as _varint  # a protobuf varint is an unsigned LEB128
 
 _SEQUENCE = 1
 _PROCESS, _THREAD = 1, 2  # track uuids
@@ -116,18 +117,6 @@ def _preamble(result: Timeline) -> bytes:
         + _field(13, _varint(_CLEARED | _NEEDS_STATE), ld=False)
     )
     return b"".join(_field(1, packet) for packet in (process, thread, state))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _field(number: int, value: bytes, ld: bool = True) -> bytes:
