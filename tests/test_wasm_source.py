@@ -243,3 +243,18 @@ def test_the_call_graph_page_in_a_real_browser(tmp_path: Path) -> None:
         assert names == {n for edge in expected for n in edge}
         assert tab.locator("path.edge").count() == len(expected)
         assert errors == []
+
+
+def test_line_tables_are_kept_in_the_cache(tmp_path: Path) -> None:
+    """A module's line tables are kept with its rewrite (one entry), and a second run reports
+    the same lines."""
+    _build(tmp_path, "wc.c")
+    env = {"PROBE_CACHE": str(tmp_path / "cache")}
+    run = ["run", "-q", "-a", "coverage", "--dir", ".", "app.wasm", "--", "in.txt"]
+    reports = []
+    for _ in range(2):
+        assert run_probe(sys.executable, *run, cwd=tmp_path, env=env).returncode == 0
+        out = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+        reports.append(json.loads(out.stdout)["files"])
+        assert len(list((tmp_path / "cache" / "wasm").glob("*.lines"))) == 1
+    assert reports[0] == reports[1] and reports[0]["wc.c"]["executed_lines"]

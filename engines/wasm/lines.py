@@ -64,9 +64,14 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
             blocks.setdefault(sites.func[i], []).append((sites.offset[i], i))
     if not blocks or not any(s.id == 0 and s.name == ".debug_line" for s in module.sections):
         return None
-    table = dwarf.read(module)
+    from . import cache
+
+    table = cache.source_lines(module.data)
     if table is None:
-        return None
+        table = dwarf.read(module)
+        if table is None:
+            return None
+        cache.keep_source_lines(module.data, table)
     wanted: dict[str, bool] = {}
     ends = {b.index: b.end for b in module.bodies}
     found = LineSites(len(sites) + module.imported_funcs)
