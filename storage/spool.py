@@ -185,14 +185,13 @@ class Spool:
             return
         import pyarrow as pa
 
-        from .schema import arrow_schema
+        from .schema import arrow_array, arrow_schema
 
         schema = arrow_schema(table)
+        arrays = [arrow_array(v, schema.field(name).type) for name, v in columns.items()]
         self._write_arrow(
             os.path.join(folder, f"{self._seq:06d}-{table}.arrow"),
-            pa.table(
-                {name: pa.array(v, type=schema.field(name).type) for name, v in columns.items()}
-            ),
+            pa.Table.from_arrays(arrays, names=list(columns)),
         )
 
     def _write_own(self, folder: str, table: str, columns: dict[str, Any]) -> None:
@@ -249,7 +248,7 @@ class Spool:
     def _append(self, table: str, columns: dict[str, Any]) -> None:
         import pyarrow as pa
 
-        from .schema import arrow_schema
+        from .schema import arrow_array, arrow_schema
 
         stream = self._streams.get(table)
         if stream is None:
@@ -260,7 +259,7 @@ class Spool:
             stream = self._streams[table] = (sink, pa.ipc.new_stream(sink, fields), fields)
         sink, writer, fields = stream
         batch = pa.record_batch(
-            [pa.array(v, type=fields.field(n).type) for n, v in columns.items()], schema=fields
+            [arrow_array(v, fields.field(n).type) for n, v in columns.items()], schema=fields
         )
         writer.write_batch(batch)
         sink.flush()
