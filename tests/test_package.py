@@ -168,3 +168,31 @@ def test_the_code_is_ruff_clean() -> None:
     for args in (["check", "."], ["format", "--check", "."]):  # ruff: a test dependency
         done = subprocess.run(["ruff", *args], cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+_WASM_RUN_THEN_SHOW = """
+import json, runpy, sys
+sys.argv = ["probe", "run", "-q", "echo.wasm"]
+try:
+    runpy.run_module("probe", run_name="__main__")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_a_wasm_run_does_not_import_pandas(python: str, tmp_path: Path) -> None:
+    """pyarrow's pa.array imports pandas (~0.2 s) where it is installed, and duckdb brings it
+    too: a Wasm run writes its sites with neither."""
+    shutil.copy(SAMPLES / "wasm" / "echo.wasm", tmp_path)
+    done = subprocess.run(
+        [python, "-c", _WASM_RUN_THEN_SHOW],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PROBE_CACHE": str(tmp_path / "cache")},
+    )
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "pyarrow" in loaded  # it did write its sites
+    assert not {"pandas", "duckdb"} & loaded
