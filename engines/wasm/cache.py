@@ -271,10 +271,22 @@ def keep_compiled(module: wasmtime.Module, prepared: Result, config: str) -> Non
 
 
 def _compiled_key(prepared: Result, config: str) -> str:
+    digest = hashlib.sha256(prepared.module).hexdigest()[:32]
+    return f"{digest}-{config}-{_wasmtime_version()}"
+
+
+def _wasmtime_version() -> str:
+    """wasmtime-py's version, from its dist-info folder's name beside it: importlib.metadata
+    would find it too, but importing it costs a cached run ~25 ms."""
+    import wasmtime
+
+    site = os.path.dirname(os.path.dirname(wasmtime.__file__))
+    for name in os.listdir(site):
+        if name.startswith("wasmtime-") and name.endswith(".dist-info"):
+            return name[len("wasmtime-") : -len(".dist-info")]
     from importlib.metadata import version
 
-    digest = hashlib.sha256(prepared.module).hexdigest()[:32]
-    return f"{digest}-{config}-{version('wasmtime')}"
+    return version("wasmtime")
 
 
 def validate(engine: wasmtime.Engine, data: bytes, module: Module) -> str | None:
