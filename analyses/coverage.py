@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from probe.storage import Database
 
 PYTHON_KINDS = ("file", "line", "branch", "excluded", "no_branch")
-WASM_KINDS = ("func", "block", "instr", "line")
+WASM_KINDS = ("func", "block", "instr", "line", "branch")
 
 
 class Coverage(Analysis):
@@ -189,6 +189,8 @@ class FileCoverage:
         self.arcs_excused: set[tuple[int, int]] = set()
         self.no_branch: set[int] = set()
         self.functions: dict[str, int] = {}  # Wasm with DWARF: name -> first line
+        # Wasm with DWARF and --branch: line -> branch offset -> [(arm's offset, count)]
+        self.arms: dict[int, dict[int, list[tuple[int, int]]]] = {}
 
     @property
     def statements(self) -> int:
@@ -352,9 +354,12 @@ def source_files(sites: Iterable[Site]) -> dict[str, FileCoverage]:
     """Source files from a Wasm run's line sites: lines run or missed, and each function's
     first line (a line in several functions, as a header's inline code, ran if any ran)."""
     files: dict[str, FileCoverage] = {}
+    sites = list(sites)
+    where: dict[tuple[str, int], str] = {}  # (function, line) -> its source file
     for s in sites:
         if s.kind != "line":
             continue
+        where[(s.func, s.line)] = s.unit
         fc = files.get(s.unit)
         if fc is None:
             fc = files[s.unit] = FileCoverage(s.unit)
@@ -366,6 +371,10 @@ def source_files(sites: Iterable[Site]) -> dict[str, FileCoverage]:
         first = fc.functions.get(s.func)
         if first is None or s.line < first:
             fc.functions[s.func] = s.line
+    for s in sites:  # a branch's arms, on its instruction's source line
+        if s.kind == "branch" and s.line is not None and (s.func, s.line) in where:
+            arms = files[where[(s.func, s.line)]].arms.setdefault(s.line, {})
+            arms.setdefault(s.offset, []).append((s.target, s.count or 0))
     return files
 
 

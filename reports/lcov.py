@@ -71,5 +71,16 @@ def _sources(result: WasmCoverage) -> str:
             out.append(f"DA:{line},{1 if line in f.executed else 0}")
         out.append(f"LF:{len(lines)}")
         out.append(f"LH:{len(f.executed)}")
+        found = hit = 0
+        for line, branches in sorted(f.arms.items()):  # with --branch
+            for block, offset in enumerate(sorted(branches)):
+                for arm, (_, count) in enumerate(sorted(branches[offset])):
+                    # "-": the line never ran, so its branch was never reached (LCOV's rule)
+                    taken = str(count) if line in f.executed else "-"
+                    out.append(f"BRDA:{line},{block},{arm},{taken}")
+                    found, hit = found + 1, hit + (count > 0)
+        if found:
+            out.append(f"BRF:{found}")
+            out.append(f"BRH:{hit}")
         out.append("end_of_record")
     return "\n".join(out) + "\n"

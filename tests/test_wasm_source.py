@@ -258,3 +258,26 @@ def test_line_tables_are_kept_in_the_cache(tmp_path: Path) -> None:
         reports.append(json.loads(out.stdout)["files"])
         assert len(list((tmp_path / "cache" / "wasm").glob("*.lines"))) == 1
     assert reports[0] == reports[1] and reports[0]["wc.c"]["executed_lines"]
+
+
+def test_branches_in_lcov_per_source_line(tmp_path: Path) -> None:
+    """With --branch, each branch instruction's arms are BRDA records on its source line
+    (`if (argc > 1 && !(f = fopen(...)))`: two branches; the file opened), and genhtml reads
+    them."""
+    _build(tmp_path, "wc.c")
+    run = ["run", "-q", "-a", "coverage", "--branch", "--dir", ".", "app.wasm", "--", "in.txt"]
+    assert run_probe(sys.executable, *run, cwd=tmp_path).returncode == 0
+    lcov = run_probe(sys.executable, "report", "coverage", "-f", "lcov", cwd=tmp_path).stdout
+    records = lcov.splitlines()
+    line11 = [r for r in records if r.startswith("BRDA:11,")]
+    assert line11 == ["BRDA:11,0,0,1", "BRDA:11,0,1,0", "BRDA:11,1,0,0", "BRDA:11,1,1,1"]
+    arms = [r.split(",") for r in records if r.startswith("BRDA:")]
+    brf = next(int(r[4:]) for r in records if r.startswith("BRF:"))
+    brh = next(int(r[4:]) for r in records if r.startswith("BRH:"))
+    assert brf == len(arms) and brh == sum(1 for a in arms if a[3] not in ("0", "-"))
+    (tmp_path / "wc.lcov").write_text(lcov)
+    done = subprocess.run(
+        ["genhtml", "-q", "--branch-coverage", "-o", "html", "wc.lcov"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

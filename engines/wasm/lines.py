@@ -29,7 +29,9 @@ SYSTEM = ("/usr/", "/opt/", "/nix/")
 class LineSites:
     """The line sites of a run, and how to count them from its block counts."""
 
-    __slots__ = ("first_id", "unit", "func", "line", "offset", "pairs_line", "pairs_block")
+    __slots__ = (
+        "first_id", "unit", "func", "line", "offset", "pairs_line", "pairs_block", "branches"
+    )  # fmt: skip
 
     def __init__(self, first_id: int) -> None:
         self.first_id = first_id  # site ids go on after the module's own sites
@@ -40,6 +42,9 @@ class LineSites:
         # (line site, block site) for every block holding an instruction of the line
         self.pairs_line: list[int] = []
         self.pairs_block: list[int] = []
+        # branch site -> the source line of its branch instruction (the line site of that
+        # function and line names the file)
+        self.branches: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.unit)
@@ -96,6 +101,11 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
                     found.offset.append(at)
                 found.pairs_line.append(lid)
                 found.pairs_block.append(site)
+    for i, kind in enumerate(sites.kind):
+        if kind == "branch":
+            at = table.at(sites.offset[i])
+            if at is not None and (at[0], at[1], sites.func[i]) in ids:
+                found.branches[i] = at[1]
     return found
 
 

@@ -76,7 +76,8 @@ def write_sites(
         columns["offset"] = np.concatenate([columns["offset"], np.asarray(lines.offset, np.int64)])
         columns["target"] = targets + [None] * k
         columns["size"] = np.concatenate([columns["size"], np.zeros(k, np.int64)])
-        columns["line"] = [None] * (n + len(imports)) + lines.line
+        at = lines.branches  # a branch's source line, where its function's lines are known
+        columns["line"] = [at.get(i) for i in range(n)] + [None] * len(imports) + lines.line
     recorder.write("sites", columns)
 
 
