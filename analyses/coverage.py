@@ -153,9 +153,7 @@ def _total(found: Any) -> float | None:
     if isinstance(found, LineCoverage):
         return found.percent()
     if found.sources:
-        hit = sum(len(f.executed) for f in found.sources.values())
-        total = sum(f.statements for f in found.sources.values())
-        return 100.0 * hit / total if total else 100.0
+        return found.percent()
     covered = total = 0
     for f in found.functions.values():
         c, t = f.instructions()
@@ -251,8 +249,7 @@ class LineCoverage:
         self.contexts = contexts
 
     def relative(self, path: str) -> str:
-        rel = os.path.relpath(path, self.cwd)
-        return path if rel.startswith("..") else rel
+        return _relative(path, self.cwd)
 
     def percent(self, files: Iterable[FileCoverage] | None = None) -> float:
         """Covered statements (and branches, with --branch) in percent, as coverage.py."""
@@ -327,8 +324,8 @@ class FunctionCoverage:
 class WasmCoverage:
     """A Wasm run's coverage, per function of ``module``; ``brief``: a summary (the 20
     functions with most missed). ``sources``: per source file (DWARF), its lines run and
-    missed, and its functions' first lines (``first_lines``: name -> (file, line)); paths
-    are shown relative to ``cwd``."""
+    missed, its branch arms and its functions' first lines; paths are shown relative to
+    ``cwd``."""
 
     def __init__(
         self,
@@ -346,8 +343,25 @@ class WasmCoverage:
         self.cwd = cwd or os.getcwd()
 
     def relative(self, path: str) -> str:
-        rel = os.path.relpath(path, self.cwd)
-        return path if rel.startswith("..") else rel
+        return _relative(path, self.cwd)
+
+    def percent(self, files: Iterable[FileCoverage] | None = None) -> float:
+        """Source lines run, in percent, of ``files`` (every source file by default)."""
+        hit = total = 0
+        for f in self.sources.values() if files is None else files:
+            hit, total = hit + len(f.executed), total + f.statements
+        return 100.0 * hit / total if total else 100.0
+
+    def entered(self, name: str) -> bool:
+        """Whether the function ``name`` ran."""
+        f = self.functions.get(name)
+        return bool(f and f.entered)
+
+
+def _relative(path: str, cwd: str) -> str:
+    """``path`` relative to ``cwd`` where it is below it, else as it is."""
+    rel = os.path.relpath(path, cwd)
+    return path if rel.startswith("..") else rel
 
 
 def source_files(sites: Iterable[Site]) -> dict[str, FileCoverage]:

@@ -71,24 +71,14 @@ class Trace(Analysis):
     def timeline(self, db: Database, run_id: str) -> Timeline:
         """Every event of the run in order, read as it is written out (any number)."""
         sites = db.execute(
-            'SELECT site_id, kind, unit, func, line, "offset" FROM sites WHERE run_id = ? '
-            "ORDER BY site_id",
+            'SELECT site_id, kind, unit, func, line, "offset", size FROM sites '
+            "WHERE run_id = ? ORDER BY site_id",
             [run_id],
         ).fetchall()
         events = db.batches(
             "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
         )
-        run = db.run(run_id)
-        entries = {}
-        if run["engine"] == "wasm":  # func sites' size: the events an entry records
-            entries = dict(
-                db.execute(
-                    "SELECT site_id, size FROM sites WHERE run_id = ? AND kind = 'func' "
-                    "AND size > 1",
-                    [run_id],
-                ).fetchall()
-            )
-        return Timeline(run_id, run.get("target") or "", sites, events, entries)
+        return Timeline(run_id, db.run(run_id).get("target") or "", sites, events)
 
     def result(self, db: Database, run_id: str, every: bool = True) -> TraceEvents:
         """The events this trace asked for (not other analyses' of the run): ``every`` one,
@@ -151,27 +141,18 @@ TIMELINES = ("perfetto", "chrome-json")
 
 
 class Timeline:
-    """A run's events as a timeline: ``sites`` (site_id, kind, unit, func, line, offset),
-    and ``events``, Arrow batches of (seq, site_id) in order, read once. A ``func`` event
-    begins a slice (a call), a ``return`` ends it; any other event is an instant. probe
+    """A run's events as a timeline: ``sites`` (site_id, kind, unit, func, line, offset,
+    size), and ``events``, Arrow batches of (seq, site_id) in order, read once. A ``func``
+    event begins a slice (a call), a ``return`` ends it; any other event is an instant. A
+    Wasm func site's size is the events one entry records (one per argument). probe
     records the order of events, not their times: an event's time is its ``seq``, one
     microsecond each."""
 
-    def __init__(
-        self,
-        run_id: str,
-        target: str,
-        sites: list[tuple],
-        events: Iterable[Any],
-        entries: dict[int, int] | None = None,
-    ) -> None:
-        """``entries``: func site id -> the events one entry records, where more than one
-        (a Wasm function records one per argument)."""
+    def __init__(self, run_id: str, target: str, sites: list[tuple], events: Iterable[Any]):
         self.run_id = run_id
         self.target = target
         self.sites = sites
         self.events = events
-        self.entries = entries or {}
         self.open = 0  # set by paired()
         self.last = 0
 
@@ -179,7 +160,7 @@ class Timeline:
         """Each site's name on the timeline, by site id: a function for slices, else the
         kind and where (``line f:12``, ``block f+0x3a``)."""
         names = [""] * (max((s[0] for s in self.sites), default=-1) + 1)
-        for sid, kind, _unit, func, line, offset in self.sites:
+        for sid, kind, _unit, func, line, offset, _size in self.sites:
             if kind in ("func", "return"):
                 names[sid] = func or "?"
             elif line is not None:
@@ -199,10 +180,11 @@ class Timeline:
         n = max((s[0] for s in self.sites), default=-1) + 1
         kinds = np.full(n, 3, np.uint8)
         group = np.ones(n, np.int64)  # events an entry records (Wasm: one per argument)
-        for sid, kind, *_ in self.sites:
+        for sid, kind, *_, size in self.sites:
             kinds[sid] = 1 if kind == "func" else 2 if kind == "return" else 3
-        for sid, size in self.entries.items():
-            group[sid] = max(1, size)
+            if kind == "func" and size:
+                group[sid] = size
+        grouped = bool((group > 1).any())
         steps = np.where(kinds == 1, 1, np.where(kinds == 2, -1, 0)).astype(np.int64)
         depth = 0
         carry = (-1, 0)  # (site, events of its entry so far) across batches
@@ -211,7 +193,7 @@ class Timeline:
             site = batch.column(1).to_numpy(zero_copy_only=False)
             if not len(seq):
                 continue
-            if (group > 1).any():
+            if grouped:
                 seq, site, carry = _entries(seq, site, group, carry)
             types, step = kinds[site], steps[site]
             running = np.cumsum(step)

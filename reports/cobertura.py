@@ -30,16 +30,11 @@ def _(result: LineCoverage) -> str:
 def _(result: WasmCoverage) -> str:
     """Per source file where the module has DWARF line tables; else the module as one file,
     its blocks' offsets standing in for lines (as in the LCOV)."""
-
-    def entered(name: str) -> bool:
-        f = result.functions.get(name)
-        return bool(f and f.entered)
-
     files: dict[str, tuple[dict[int, int], dict[str, tuple[int, bool]]]] = {}
     if result.sources:
         for path, f in result.sources.items():
             hits = {n: 1 for n in f.executed} | {n: 0 for n in f.missing}
-            funcs = {name: (line, entered(name)) for name, line in f.functions.items()}
+            funcs = {name: (line, result.entered(name)) for name, line in f.functions.items()}
             files[result.relative(path)] = (hits, funcs)
     else:
         hits = {o: int(bool(c)) for f in result.functions.values() for o, c in f.blocks.items()}

@@ -245,7 +245,7 @@ def _(result: WasmCoverage) -> dict[str, bytes]:
         f = result.sources[path]
         name = result.relative(path)
         page = f"file{number}.html"
-        pc = 100.0 * len(f.executed) / f.statements if f.statements else 100.0
+        pc = result.percent([f])
         hit, total = hit + len(f.executed), total + f.statements
         rows.append(
             f'<tr><td class="name"><a href="{page}">{html.escape(name)}</a></td>'
@@ -253,10 +253,9 @@ def _(result: WasmCoverage) -> dict[str, bytes]:
             f'<td class="pc" data-v="{pc:.6f}">{display(pc)}%</td></tr>'
         )
         files[page] = _source_page(path, name, f)
-    pc = 100.0 * hit / total if total else 100.0
     body = (
         f"<h1>{title}</h1>"
-        f'<p>Lines: {hit} of {total} run, <span id="total">{display(pc)}%</span></p>'
+        f'<p>Lines: {hit} of {total} run, <span id="total">{display(result.percent())}%</span></p>'
         '<table id="files"><thead><tr><th class="name">File</th><th>Lines</th><th>Miss</th>'
         f"<th>Cover</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )

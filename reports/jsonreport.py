@@ -123,9 +123,7 @@ def _(result: WasmCoverage) -> str:
                     "num_statements": f.statements,
                     "covered_lines": len(f.executed),
                     "missing_lines": len(f.missing),
-                    "percent_covered": 100.0 * len(f.executed) / f.statements
-                    if f.statements
-                    else 100.0,
+                    "percent_covered": result.percent([f]),
                 },
             }
             for path, f in sorted(result.sources.items())

@@ -59,7 +59,7 @@ def _sources(result: WasmCoverage) -> str:
         f = result.sources[path]
         out.append(f"SF:{path}")
         funcs = sorted(f.functions.items(), key=lambda item: (item[1], item[0]))
-        entered = {n: bool(n in result.functions and result.functions[n].entered) for n, _ in funcs}
+        entered = {n: result.entered(n) for n, _ in funcs}
         for name, line in funcs:
             out.append(f"FN:{line},{name}")
         for name, _ in funcs:

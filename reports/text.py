@@ -189,16 +189,14 @@ def _sources(result: WasmCoverage) -> str:
     rows = []
     for path in sorted(result.sources, key=result.relative):
         f = result.sources[path]
-        pc = 100.0 * len(f.executed) / f.statements if f.statements else 100.0
         rows.append(
-            [result.relative(path), str(f.statements), str(len(f.missing)), display(pc) + "%",
-             _missing(f)]
+            [result.relative(path), str(f.statements), str(len(f.missing)),
+             display(result.percent([f])) + "%", _missing(f)]
         )  # fmt: skip
     hit = sum(len(f.executed) for f in result.sources.values())
     total = sum(f.statements for f in result.sources.values())
-    pc = 100.0 * hit / total if total else 100.0
     header = ["Name", "Lines", "Miss", "Cover", "Missing"]
-    foot = ["TOTAL", str(total), str(total - hit), display(pc) + "%", ""]
+    foot = ["TOTAL", str(total), str(total - hit), display(result.percent()) + "%", ""]
     head, tail, *body = columns([header, foot, *rows])
     rule = "-" * len(head)
     return "\n".join([head, rule, *body, rule, tail])

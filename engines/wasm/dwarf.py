@@ -303,7 +303,7 @@ class _LineReader:
         for index, e in enumerate(names):
             d = e.get(DW_LNCT_directory_index, 0)
             where = directories[d] if isinstance(d, int) and d < len(directories) else ""
-            path = _join(where if not os.path.isabs(str(where)) or where else "", e[DW_LNCT_path])
+            path = _join(where, e[DW_LNCT_path])
             if not os.path.isabs(path) and directories:
                 path = _join(directories[0], path)
             files[index] = self._file_id(path)

@@ -110,9 +110,8 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
 
 
 def _users(path: str, scope: Scope) -> bool:
-    if scope.narrowed() or scope.omit:
-        if not scope.matches(path):
-            return False
-        if scope.narrowed():
-            return True
+    if not scope.matches(path):  # --source, --include, --omit
+        return False
+    if scope.narrowed():
+        return True  # what the user named, wherever it is
     return os.path.isabs(path) and not path.startswith(SYSTEM) and os.path.exists(path)
