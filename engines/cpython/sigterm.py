@@ -149,9 +149,14 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _probes(handler: object) -> bool:
+    """Whether ``handler`` is one of probe's SIGTERM handlers."""
+    return handler is _handler or handler in _held
+
+
 def _before_fork() -> None:
     global _blocked
-    if signal.getsignal(signal.SIGTERM) in _held or signal.getsignal(signal.SIGTERM) is _handler:
+    if _probes(signal.getsignal(signal.SIGTERM)):
         # A SIGTERM the program blocked itself stays blocked.
         was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         _blocked = signal.SIGTERM not in was
@@ -167,7 +172,7 @@ def _release() -> None:
 def _in_child() -> None:
     try:
         held = signal.getsignal(signal.SIGTERM)
-        if held is _handler or held in _held:
+        if _probes(held):
             # Until make_part names what to save, what the parent named, which finds nothing
             # of this process's (it checks the pid) and ends it.
             signal.signal(signal.SIGTERM, _handler)
