@@ -281,3 +281,23 @@ def test_branches_in_lcov_per_source_line(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_broken_line_tables_leave_the_run_per_function(tmp_path: Path) -> None:
+    """A module whose .debug_line is garbage still runs, as wasmtime runs it: one warning,
+    and reports per function and offset."""
+    from probe.engines.wasm import binary
+
+    _build(tmp_path, "wc.c")
+    data = bytearray((tmp_path / "app.wasm").read_bytes())
+    lines = next(s for s in binary.parse(bytes(data)).sections if s.name == ".debug_line")
+    data[lines.start + 20 : lines.start + 400] = b"\xff" * 380
+    (tmp_path / "app.wasm").write_bytes(data)
+    run = ["run", "-a", "coverage", "--dir", ".", "app.wasm", "--", "in.txt"]
+    out = run_probe(sys.executable, *run, cwd=tmp_path, env={"PROBE_CACHE": str(tmp_path / "c")})
+    assert out.returncode == 0 and out.stdout.startswith("2 5 24 in.txt"), out.stderr
+    warned = [line for line in out.stderr.splitlines() if "debug_line" in line]
+    assert len(warned) == 1 and "reports stay per function" in warned[0], out.stderr
+    report = run_probe(sys.executable, "report", "coverage", "-f", "json", cwd=tmp_path)
+    found = json.loads(report.stdout)
+    assert found["files"] == {} and "main" in found["functions"]

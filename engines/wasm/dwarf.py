@@ -247,10 +247,12 @@ class _LineReader:
 
     def unit(self, b: bytes, start: int) -> int:
         length = struct.unpack_from("<I", b, start)[0]
-        if length >= 0xFFFFFFF0:
-            raise struct.error("DWARF64 line tables are not written for wasm32")
+        if length >= 0xFFFFFFF0:  # DWARF64, which no wasm32 toolchain writes, or garbage
+            raise struct.error(f"unit at {start:#x}: length {length:#x} is not DWARF32's")
         p = start + 4
         end = p + length
+        if end > len(b):
+            raise struct.error(f"unit at {start:#x} runs past the section's end")
         version = struct.unpack_from("<H", b, p)[0]
         p += 2
         if version >= 5:

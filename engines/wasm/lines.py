@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 
+from probe.errors import WasmError
 from probe.probes import Scope
+from probe.storage.spool import warn
 
 from . import dwarf
 from .binary import Module
@@ -73,7 +75,11 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
 
     table = cache.source_lines(module.data)
     if table is None:
-        table = dwarf.read(module)
+        try:
+            table = dwarf.read(module)
+        except WasmError as e:  # wasmtime runs it all the same: so does probe, per function
+            warn(f"warning: {e}; reports stay per function and offset")
+            return None
         if table is None:
             return None
         cache.keep_source_lines(module.data, table)
