@@ -6,6 +6,8 @@ tables and columns freely, but never rename one without a migration.
 
 from __future__ import annotations
 
+from array import array
+
 TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
     from typing import Any
@@ -252,7 +254,7 @@ def arrow_schema(table: str) -> pa.Schema:
 
 
 def arrow_array(values: Any, type: pa.DataType) -> pa.Array:
-    """``values`` (a numpy array or a list) as an Arrow array of ``type``.
+    """``values`` (a numpy array, an ``array.array`` or a list) as an Arrow array of ``type``.
 
     Built from buffers where it can be: ``pa.array`` imports pandas on first use when pandas
     is installed (pyarrow asks whether the values are a pandas object), ~0.2 s that a run
@@ -266,6 +268,8 @@ def arrow_array(values: Any, type: pa.DataType) -> pa.Array:
         dtype = np.dtype(type.to_pandas_dtype())
         if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
             data, valid = np.ascontiguousarray(values, dtype=dtype), None
+        elif isinstance(values, array) and values.typecode in "qlid":
+            data, valid = np.frombuffer(values, values.typecode).astype(dtype, copy=False), None
         else:
             valid = np.fromiter((v is not None for v in values), bool, n)
             data = np.fromiter((0 if v is None else v for v in values), dtype, n)

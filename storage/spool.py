@@ -43,6 +43,9 @@ DEFAULT_MAX_EVENTS = 500_000_000
 FREE_FLOOR = 1 << 30
 
 
+# Chunks this small are journaled as JSON, whatever holds them (lists, numpy, array): a
+# short run then imports neither pyarrow nor numpy (~50 ms) to save a few thousand rows.
+JSON_ROWS = 20_000
 LATER = ".later"  # a journal's note of tables to make at ingest (Spool.defer)
 
 
@@ -128,7 +131,8 @@ class Spool:
         self._notes.append(text)
 
     def write(self, table: str, columns: dict[str, Any]) -> None:
-        """Journal a chunk of ``table``: plain lists as JSON, arrays (numpy) as Arrow IPC.
+        """Journal a chunk of ``table``: plain lists and small chunks as JSON, big arrays
+        (numpy, ``array``) as Arrow IPC.
 
         A table outside the contract (an analysis's own) is kept as Arrow with the types
         Arrow infers, and created in the database at ingest.
@@ -180,8 +184,10 @@ class Spool:
         if unknown:
             raise UsageError(f"table {table} has no columns {sorted(unknown)}")
         self._seq += 1
-        if all(isinstance(v, list) for v in columns.values()):
-            _write_whole(os.path.join(folder, f"{self._seq:06d}-{table}.json"), json.dumps(columns))
+        rows = max((len(v) for v in columns.values()), default=0)
+        if rows <= JSON_ROWS or all(isinstance(v, list) for v in columns.values()):
+            plain = {name: v if isinstance(v, list) else v.tolist() for name, v in columns.items()}
+            _write_whole(os.path.join(folder, f"{self._seq:06d}-{table}.json"), json.dumps(plain))
             return
         import pyarrow as pa
 

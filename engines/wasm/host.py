@@ -64,9 +64,12 @@ class Host:
 
     def attach(self, store: Any, exports: Any) -> None:
         """Called once the instance exists, before any guest code runs."""
+        self.store = store
+        p = self.prepared
+        if not (p.calls_host or p.events or p.ranges or p.paths or p.stack):
+            return  # flags and counts only: nothing to view (and no numpy to import)
         import numpy as np
 
-        self.store = store
         if self.prepared.calls_host:
             self.guards = view(store, exports[GUARDS_EXPORT], np.uint8)
             for probe in self._initial:

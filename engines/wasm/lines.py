@@ -25,6 +25,10 @@ from . import dwarf
 from .binary import Module
 from .rewrite import Result
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 SYSTEM = ("/usr/", "/opt/", "/nix/")
 
 
@@ -51,14 +55,13 @@ class LineSites:
     def __len__(self) -> int:
         return len(self.unit)
 
-    def counts(self, block_counts: object) -> object:
-        """Each line site's count (numpy int64) from the sites' counts (numpy, by site)."""
-        import numpy as np
-
-        found = np.zeros(len(self.unit), np.int64)
-        if self.pairs_line:
-            values = np.asarray(block_counts, np.int64)[np.asarray(self.pairs_block, np.int64)]
-            np.maximum.at(found, np.asarray(self.pairs_line, np.int64), values)
+    def counts(self, block_counts: Sequence[int]) -> list[int]:
+        """Each line site's count from the sites' counts (by site): its busiest block's."""
+        found = [0] * len(self.unit)
+        for line, block in zip(self.pairs_line, self.pairs_block, strict=True):
+            c = block_counts[block]
+            if c > found[line]:
+                found[line] = c
         return found
 
 

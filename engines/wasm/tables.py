@@ -1,8 +1,13 @@
 """What a Wasm run leaves: the ``sites`` of the module (names and offsets of the user's
-file) and the ``counts`` read from the probe memory, with address ranges where kept."""
+file) and the ``counts`` read from the probe memory, with address ranges where kept.
+
+Plain Python over ``array`` and ``memoryview``, not numpy: numpy's import (30-50 ms) is
+most of what a short run would pay over plain wasmtime, and a module's sites are few
+enough (10^5 for a 5 MB module: 40 ms here) that the loops cost less than the import."""
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from probe.engines import Recorder
@@ -38,44 +43,30 @@ def write_sites(
 ) -> None:
     """The module's sites: known before it runs, written then, so a killed run has them;
     then the source lines its code came from, where it says (``lines.py``)."""
-    import numpy as np
-
     sites = prepared.sites
     n = len(sites)
-    funcs = np.frombuffer(sites.func, dtype=np.int64) if n else np.zeros(0, np.int64)
     # Imported functions are sites too (kind 'import', never counted): call sites name them.
     imports = range(module.imported_funcs)
-    names = {int(f): module.func_name(int(f)) for f in np.unique(funcs)}
+    names = {f: module.func_name(f) for f in set(sites.func)}
     names.update((i, module.func_name(i)) for i in imports)
-    targets = list(sites.target) + list(imports)
+    total = n + len(imports) + (len(lines) if lines else 0)
     columns = {
-        "site_id": np.arange(n + len(imports), dtype=np.int64),
-        "kind": list(sites.kind) + ["import"] * len(imports),
+        "site_id": array("q", range(total)),
+        "kind": [*sites.kind, *(["import"] * len(imports))],
         "unit": [unit] * (n + len(imports)),
-        "func": [names[int(f)] for f in funcs] + [names[i] for i in imports],
-        "offset": np.concatenate(
-            [
-                np.frombuffer(sites.offset, dtype=np.int64) if n else np.zeros(0, np.int64),
-                np.full(len(imports), -1, np.int64),
-            ]
-        ),
-        "target": targets,
-        "size": np.concatenate(
-            [
-                np.frombuffer(sites.size, dtype=np.int64) if n else np.zeros(0, np.int64),
-                np.zeros(len(imports), np.int64),
-            ]
-        ),
+        "func": [*map(names.__getitem__, sites.func), *(names[i] for i in imports)],
+        "offset": sites.offset + array("q", [-1]) * len(imports),
+        "target": [*sites.target, *imports],
+        "size": sites.size + array("q", bytes(8 * len(imports))),
     }
     if lines:  # one chunk: the summary's tables join chunks column by column
         k = len(lines)
-        columns["site_id"] = np.arange(n + len(imports) + k, dtype=np.int64)
         columns["kind"] += ["line"] * k
         columns["unit"] += lines.unit
         columns["func"] += [module.func_name(f) for f in lines.func]
-        columns["offset"] = np.concatenate([columns["offset"], np.asarray(lines.offset, np.int64)])
-        columns["target"] = targets + [None] * k
-        columns["size"] = np.concatenate([columns["size"], np.zeros(k, np.int64)])
+        columns["offset"] += array("q", lines.offset)
+        columns["target"] += [None] * k
+        columns["size"] += array("q", bytes(8 * k))
         at = lines.branches  # a branch's source line, where its function's lines are known
         columns["line"] = [at.get(i) for i in range(n)] + [None] * len(imports) + lines.line
     recorder.write("sites", columns)
@@ -86,40 +77,32 @@ def counts_columns(
 ) -> dict[str, Any]:
     """The counts table read from a copy of the probe memory (at the end, or mid-run); with
     ``lines``, the source lines' counts from their blocks'."""
-    import numpy as np
-
     sites = prepared.sites
-    n = len(sites)
-    slots = np.frombuffer(sites.slot, dtype=np.int64) if n else np.zeros(0, np.int64)
     if memory is not None and prepared.slots:
-        dtype = np.int64 if prepared.counting else np.uint8
-        values = np.frombuffer(memory, dtype=dtype, count=prepared.slots).astype(np.int64)
-        counts = np.where(slots >= 0, values[np.clip(slots, 0, None)], 0)
+        width, code = (8, "q") if prepared.counting else (1, "B")
+        values = memoryview(memory)[: prepared.slots * width].cast(code)
+        counts = [values[s] if s >= 0 else 0 for s in sites.slot]
     else:
-        counts = np.zeros(n, np.int64)
-    hit = np.nonzero(counts)[0]
-    columns = {"site_id": hit.astype(np.int64), "count": counts[hit]}
-    if ranges is not None:
-        seen = ranges[:n][hit]
-        low = seen[:, 0].astype(np.int64)
-        has = seen[:, 0] <= seen[:, 1]
-        columns["low"] = np.where(has, low, 0)
-        columns["high"] = np.where(has, seen[:, 1].astype(np.int64), 0)
-        if not has.all():  # sites without a range keeper (not loads or stores)
-            columns["low"] = [
-                int(v) if h else None for v, h in zip(columns["low"], has, strict=True)
-            ]
-            columns["high"] = [
-                int(v) if h else None for v, h in zip(columns["high"], has, strict=True)
-            ]
+        counts = [0] * len(sites)
+    hit = [i for i, c in enumerate(counts) if c]
+    columns: dict[str, Any] = {
+        "site_id": array("q", hit),
+        "count": array("q", map(counts.__getitem__, hit)),
+    }
+    if ranges is not None:  # numpy (sites, 2) u64, from the host's view of the range memory
+        seen = ranges[hit]
+        kept = (seen[:, 0] <= seen[:, 1]).tolist()  # sites that keep no range: lowest > highest
+        pairs = seen.view("i8").tolist()  # as i64, as the events' values are
+        columns["low"] = [lo if k else None for (lo, _), k in zip(pairs, kept, strict=True)]
+        columns["high"] = [hi if k else None for (_, hi), k in zip(pairs, kept, strict=True)]
     if lines:
         ran = lines.counts(counts)
-        hit = np.nonzero(ran)[0]
-        columns["site_id"] = np.concatenate([columns["site_id"], hit + lines.first_id])
-        columns["count"] = np.concatenate([columns["count"], ran[hit]])
+        more = [i for i, c in enumerate(ran) if c]
+        columns["site_id"] += array("q", (i + lines.first_id for i in more))
+        columns["count"] += array("q", map(ran.__getitem__, more))
         for name in ("low", "high"):
             if name in columns:
-                columns[name] = list(columns[name]) + [None] * len(hit)
+                columns[name] += [None] * len(more)
     return columns
 
 
