@@ -51,9 +51,14 @@ except wasmtime.ExitTrap as e:
 """
 
 
-def timed(cmd: list[str], env: dict[str, str], db: str) -> float:
-    while ingester_active(db):  # the last run's ingest, done before this one starts
+def settle(db: str) -> None:
+    """Wait for the background ingest of the runs so far."""
+    while ingester_active(db):
         time.sleep(0.01)
+
+
+def timed(cmd: list[str], env: dict[str, str], db: str) -> float:
+    settle(db)  # the last run's ingest, done before this one starts
     t0 = time.perf_counter()
     quiet = subprocess.DEVNULL  # the summary too (stderr): its time is in, not its terminal's
     subprocess.run(cmd, env=env, stdin=quiet, stdout=quiet, stderr=quiet, check=True)
@@ -74,6 +79,7 @@ def main() -> None:
         (work / "precompiled.py").write_text(PRECOMPILED)
         db = str(work / "p.duckdb")
         env = {**os.environ, "PROBE_DB": db, "PROBE_CACHE": str(work / "cache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled once, not each run
         configs = {}
         for name, path in modules.items():
             serialized = work / f"{name}.cwasm"
@@ -97,6 +103,7 @@ def main() -> None:
             for m, cs in configs.items():
                 for c, cmd in cs.items():
                     times[m][c].append(timed(cmd, env, db))
+        settle(db)
     print(f"Python {sys.version.split()[0]}, medians of {args.rounds} interleaved rounds (ms)\n")
     print(
         "| module | plain | plain, precompiled | probe coverage | over plain "
