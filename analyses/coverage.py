@@ -196,15 +196,26 @@ class FileCoverage:
 
     @property
     def branches(self) -> int:
-        return len(self.arcs_hit) + len(self.arcs_missed) + len(self.arcs_excused)
+        """Python's arcs from branch lines, or the arms of Wasm branches on source lines."""
+        arms = sum(n for n, _ in self.arm_counts().values())
+        return len(self.arcs_hit) + len(self.arcs_missed) + len(self.arcs_excused) + arms
 
     @property
     def covered_branches(self) -> int:
-        return len(self.arcs_hit) + len(self.arcs_excused)
+        arms = sum(taken for _, taken in self.arm_counts().values())
+        return len(self.arcs_hit) + len(self.arcs_excused) + arms
+
+    def arm_counts(self) -> dict[int, tuple[int, int]]:
+        """Wasm: per source line with branches, (arms, arms taken)."""
+        return {
+            line: (sum(map(len, by.values())), sum(1 for a in by.values() for _, c in a if c))
+            for line, by in self.arms.items()
+        }
 
     def partial_lines(self) -> set[int]:
-        """Branch lines that ran but did not take every arc."""
-        return {src for src, _ in self.arcs_missed if src in self.executed}
+        """Branch lines that ran but did not take every arc (Wasm: every arm)."""
+        arms = {line for line, (n, taken) in self.arm_counts().items() if taken < n}
+        return {src for src, _ in self.arcs_missed if src in self.executed} | (arms & self.executed)
 
 
 class LineCoverage:
@@ -345,11 +356,18 @@ class WasmCoverage:
     def relative(self, path: str) -> str:
         return _relative(path, self.cwd)
 
+    @property
+    def branch(self) -> bool:
+        """Whether branch arms were measured on source lines (--branch)."""
+        return any(f.arms for f in self.sources.values())
+
     def percent(self, files: Iterable[FileCoverage] | None = None) -> float:
-        """Source lines run, in percent, of ``files`` (every source file by default)."""
+        """Source lines run (and arms taken, with --branch, as coverage.py counts branches),
+        in percent, of ``files`` (every source file by default)."""
         hit = total = 0
         for f in self.sources.values() if files is None else files:
-            hit, total = hit + len(f.executed), total + f.statements
+            hit += len(f.executed) + f.covered_branches
+            total += f.statements + f.branches
         return 100.0 * hit / total if total else 100.0
 
     def entered(self, name: str) -> bool:

@@ -200,7 +200,8 @@ td.name, th.name { text-align: left; }
 pre { margin: 0; }
 .src p { margin: 0; font-family: monospace; white-space: pre; }
 .src .n { display: inline-block; width: 4em; color: #888; text-align: right; padding-right: 1em; }
-.run { background: #dfd; } .mis { background: #fdd; }
+.run { background: #dfd; } .mis { background: #fdd; } .par { background: #ffd; }
+.arms { color: #a60; font-size: 90%; }
 .fn { color: #555; font-size: 90%; }
 """
 
@@ -247,17 +248,19 @@ def _(result: WasmCoverage) -> dict[str, bytes]:
         page = f"file{number}.html"
         pc = result.percent([f])
         hit, total = hit + len(f.executed), total + f.statements
+        arms = f"<td>{f.branches}</td><td>{len(f.partial_lines())}</td>" if result.branch else ""
         rows.append(
             f'<tr><td class="name"><a href="{page}">{html.escape(name)}</a></td>'
-            f"<td>{f.statements}</td><td>{len(f.missing)}</td>"
+            f"<td>{f.statements}</td><td>{len(f.missing)}</td>{arms}"
             f'<td class="pc" data-v="{pc:.6f}">{display(pc)}%</td></tr>'
         )
         files[page] = _source_page(path, name, f)
+    arms = "<th>Branch</th><th>BrPart</th>" if result.branch else ""
     body = (
         f"<h1>{title}</h1>"
         f'<p>Lines: {hit} of {total} run, <span id="total">{display(result.percent())}%</span></p>'
         '<table id="files"><thead><tr><th class="name">File</th><th>Lines</th><th>Miss</th>'
-        f"<th>Cover</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{arms}<th>Cover</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
     files["index.html"] = _page(title, body, _SORT)
     return files
@@ -270,18 +273,23 @@ def _source_page(path: str, name: str, f: FileCoverage) -> bytes:
     except OSError:
         text = []
     starts = {line: func for func, line in f.functions.items()}
+    partial, arms = f.partial_lines(), f.arm_counts()
     out = []
     last = max(len(text), max(f.executed | f.missing, default=0))
     for n in range(1, last + 1):
         kind = "run" if n in f.executed else "mis" if n in f.missing else ""
+        kind = "par" if n in partial else kind
         code = html.escape(text[n - 1]) if n <= len(text) else ""
         mark = f' <span class="fn">{html.escape(starts[n])}</span>' if n in starts else ""
+        if n in partial:  # a branch on the line went one way only (its arms: in the JSON)
+            mark += f' <span class="arms">{arms[n][1]} of {arms[n][0]} arms taken</span>'
         cls = f' class="{kind}"' if kind else ""
         out.append(f'<p id="l{n}"{cls}><span class="n">{n}</span>{code}{mark}</p>')
     missed = len(f.missing)
+    partly = f", {len(partial)} partly" if arms else ""
     body = (
         f'<p><a href="index.html">index</a></p><h1>{html.escape(name)}</h1>'
-        f"<p>{len(f.executed)} lines run, {missed} missed</p>"
+        f"<p>{len(f.executed)} lines run, {missed} missed{partly}</p>"
         f'<div class="src">{"".join(out)}</div>'
     )
     return _page(name, body)

@@ -115,17 +115,7 @@ def _(result: WasmCoverage) -> str:
         "module": result.module,
         "functions": out,
         "files": {
-            result.relative(path): {
-                "executed_lines": sorted(f.executed),
-                "missing_lines": sorted(f.missing),
-                "functions": dict(sorted(f.functions.items(), key=lambda kv: kv[1])),
-                "summary": {
-                    "num_statements": f.statements,
-                    "covered_lines": len(f.executed),
-                    "missing_lines": len(f.missing),
-                    "percent_covered": result.percent([f]),
-                },
-            }
+            result.relative(path): _source_file(result, f)
             for path, f in sorted(result.sources.items())
         },
         "totals": {
@@ -139,6 +129,37 @@ def _(result: WasmCoverage) -> str:
         },
     }
     return json.dumps(doc, indent=2)
+
+
+def _source_file(result: WasmCoverage, f: FileCoverage) -> dict[str, Any]:
+    """A source file of a Wasm run, in coverage.py's JSON names; with --branch, each branch
+    line's arms: per branch instruction (its offset), each arm's target offset and count."""
+    doc: dict[str, Any] = {
+        "executed_lines": sorted(f.executed),
+        "missing_lines": sorted(f.missing),
+        "functions": dict(sorted(f.functions.items(), key=lambda kv: kv[1])),
+    }
+    summary = {
+        "num_statements": f.statements,
+        "covered_lines": len(f.executed),
+        "missing_lines": len(f.missing),
+    }
+    if result.branch:
+        doc["branches"] = {
+            str(line): [
+                {"offset": at, "arms": [{"target": t, "count": c} for t, c in sorted(arms)]}
+                for at, arms in sorted(by.items())
+            ]
+            for line, by in sorted(f.arms.items())
+        }
+        summary |= {
+            "num_branches": f.branches,
+            "covered_branches": f.covered_branches,
+            "missing_branches": f.branches - f.covered_branches,
+            "num_partial_branches": len(f.partial_lines()),
+        }
+    doc["summary"] = summary | {"percent_covered": result.percent([f])}
+    return doc
 
 
 @render.register

@@ -4,7 +4,7 @@ printed when a run ends; otherwise the full report."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import singledispatch
 
 from probe.analyses.branches import BranchArms
@@ -147,6 +147,9 @@ def _missing(f: FileCoverage) -> str:
     for src, dst in sorted(f.arcs_missed):
         if src not in f.missing and dst not in f.missing:
             items.append((src, f"{src}->{dst}" if dst > 0 else f"{src}->exit"))
+    for line, (arms, taken) in f.arm_counts().items():  # Wasm: arms go to code, not lines
+        if line in f.executed and taken < arms:
+            items.append((line, f"{line} ({taken}/{arms} arms)"))
     return ", ".join(text for _, text in sorted(items))
 
 
@@ -186,18 +189,27 @@ def _(result: WasmCoverage) -> str:
 def _sources(result: WasmCoverage) -> str:
     """Per source file, as coverage.py's report: lines with code, missed, percent, and
     which (the module's own offsets are in ``probe report coverage -f json``)."""
+    every = result.sources.values()
+
+    def numbers(files: Iterable[FileCoverage]) -> list[str]:
+        files = list(files)
+        counts = [sum(f.statements for f in files), sum(len(f.missing) for f in files)]
+        if result.branch:  # as coverage.py's --branch table: arms, and lines not taking all
+            counts += [sum(f.branches for f in files), sum(len(f.partial_lines()) for f in files)]
+        return [str(n) for n in counts]
+
     rows = []
     for path in sorted(result.sources, key=result.relative):
         f = result.sources[path]
-        rows.append(
-            [result.relative(path), str(f.statements), str(len(f.missing)),
-             display(result.percent([f])) + "%", _missing(f)]
-        )  # fmt: skip
-    hit = sum(len(f.executed) for f in result.sources.values())
-    total = sum(f.statements for f in result.sources.values())
-    header = ["Name", "Lines", "Miss", "Cover", "Missing"]
-    foot = ["TOTAL", str(total), str(total - hit), display(result.percent()) + "%", ""]
-    head, tail, *body = columns([header, foot, *rows])
+        pc = display(result.percent([f])) + "%"
+        rows.append([result.relative(path), *numbers([f]), pc, _missing(f)])
+    header = ["Name", "Lines", "Miss", *(["Branch", "BrPart"] if result.branch else [])]
+    header += ["Cover", "Missing"]
+    foot = ["TOTAL", *numbers(every), display(result.percent()) + "%", ""]
+    table = [header, foot, *rows]
+    # Missing to the left, after the numbers, as coverage.py's column: it may be long.
+    numbers = columns([r[:-1] for r in table])
+    head, tail, *body = [f"{a}   {r[-1]}".rstrip() for a, r in zip(numbers, table, strict=True)]
     rule = "-" * len(head)
     return "\n".join([head, rule, *body, rule, tail])
 

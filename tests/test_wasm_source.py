@@ -283,6 +283,59 @@ def test_branches_in_lcov_per_source_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_branches_in_every_format_agree_with_lcov(tmp_path: Path) -> None:
+    """With --branch, the arms LCOV has as BRDA records are in the text table (Branch,
+    BrPart, the partial line in Missing), the JSON (per line and summed), the Cobertura XML
+    (condition-coverage, as coverage.py writes it) and the HTML (the line marked partial, in
+    a real browser): the same numbers in each."""
+    import xml.etree.ElementTree as ET
+
+    from browser import page
+
+    _build(tmp_path, "wc.c")
+    run = ["run", "-q", "-a", "coverage", "--branch", "--dir", ".", "app.wasm", "--", "in.txt"]
+    assert run_probe(sys.executable, *run, cwd=tmp_path).returncode == 0
+
+    def report(fmt: str, *more: str) -> str:
+        done = run_probe(sys.executable, "report", "coverage", "-f", fmt, *more, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    records = report("lcov").splitlines()
+    brf = next(int(r[4:]) for r in records if r.startswith("BRF:"))
+    brh = next(int(r[4:]) for r in records if r.startswith("BRH:"))
+    arms11 = [int(r.split(",")[3]) for r in records if r.startswith("BRDA:11,")]
+    taken11 = sum(1 for c in arms11 if c)
+    assert 0 < taken11 < len(arms11)  # line 11 is partly taken (the file opened)
+
+    (f,) = json.loads(report("json"))["files"].values()
+    assert f["summary"]["num_branches"] == brf and f["summary"]["covered_branches"] == brh
+    assert [a["count"] for b in f["branches"]["11"] for a in b["arms"]] == arms11
+    partial = f["summary"]["num_partial_branches"]
+    assert partial >= 1
+
+    head, _, row, *_ = report("text").splitlines()
+    assert head.split()[:6] == ["Name", "Lines", "Miss", "Branch", "BrPart", "Cover"]
+    assert row.split()[3:5] == [str(brf), str(partial)]
+    assert f"11 ({taken11}/{len(arms11)} arms)" in row
+
+    root = ET.fromstring(report("xml"))
+    assert (root.get("branches-valid"), root.get("branches-covered")) == (str(brf), str(brh))
+    (line11,) = [e for e in root.iter("line") if e.get("number") == "11"]
+    pc = 100 * taken11 // len(arms11)
+    assert line11.get("condition-coverage") == f"{pc}% ({taken11}/{len(arms11)})"
+
+    report("html", "-o", "out")
+    with page(tmp_path / "out" / "index.html") as (tab, errors):
+        cells = tab.locator("#files tbody tr td")
+        assert [cells.nth(i).inner_text() for i in (3, 4)] == [str(brf), str(partial)]
+        tab.locator("a", has_text="wc.c").click()
+        assert "par" in (tab.locator("#l11").get_attribute("class") or "")
+        assert tab.locator("#l11 .arms").inner_text() == f"{taken11} of {len(arms11)} arms taken"
+        assert tab.locator("p.par").count() == partial
+        assert errors == []
+
+
 def test_broken_line_tables_leave_the_run_per_function(tmp_path: Path) -> None:
     """A module whose .debug_line is garbage still runs, as wasmtime runs it: one warning,
     and reports per function and offset."""
