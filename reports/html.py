@@ -6,8 +6,9 @@ coverage.py from probe's run written as its data file (coveragedata.py): the pag
 coverage.py user knows, with no second copy of it here. Its title names the run.
 
 Wasm coverage: a folder of our own: a sortable index of the source files (DWARF) or of the
-module's functions (without it), and each source file annotated: lines run, missed, or with
-no code, each function where it starts.
+module's functions (without it), and each source file annotated: lines run, missed, partly
+(a branch's arms), or with no code, each function where it starts; without DWARF, each
+function's instructions as ``wasm-tools print`` writes them, marked run or missed by block.
 
 Calls: a folder of one page: the call graph drawn in SVG (functions in layers from the callers
 down, each with its entries; edges with their calls, indirect ones dashed) and its edges in a
@@ -20,12 +21,21 @@ functions by self and total samples beside their exact counts.
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
+import os
+import re
 from functools import singledispatch
 
 from probe.analyses.calls import CallGraph
-from probe.analyses.coverage import FileCoverage, LineCoverage, WasmCoverage, display
+from probe.analyses.coverage import (
+    FileCoverage,
+    FunctionCoverage,
+    LineCoverage,
+    WasmCoverage,
+    display,
+)
 from probe.analyses.hotpaths import HotPaths
 
 
@@ -37,7 +47,6 @@ def render(result: object) -> str | dict[str, bytes]:
 @render.register
 def _(result: LineCoverage) -> dict[str, bytes]:
     """The report's files, by name in its folder: coverage.py's HTML."""
-    import os
 
     from probe.reports.coveragedata import reporting
 
@@ -203,6 +212,7 @@ pre { margin: 0; }
 .run { background: #dfd; } .mis { background: #fdd; } .par { background: #ffd; }
 .arms { color: #a60; font-size: 90%; }
 .fn { color: #555; font-size: 90%; }
+.src .c { display: inline-block; width: 6em; color: #555; text-align: right; padding-right: 1em; }
 """
 
 _SORT = """
@@ -238,7 +248,7 @@ def _(result: WasmCoverage) -> dict[str, bytes]:
     """The report's files, by name in its folder."""
     title = f"Coverage of {html.escape(result.relative(result.module))}"
     if not result.sources:
-        return {"index.html": _functions_page(result, title)}
+        return _functions_pages(result, title)
     files: dict[str, bytes] = {}
     rows = []
     hit = total = 0
@@ -295,25 +305,102 @@ def _source_page(path: str, name: str, f: FileCoverage) -> bytes:
     return _page(name, body)
 
 
-def _functions_page(result: WasmCoverage, title: str) -> bytes:
-    """Without DWARF: the module's functions, their blocks and instructions run."""
+def _functions_pages(result: WasmCoverage, title: str) -> dict[str, bytes]:
+    """Without DWARF: the module's functions, their blocks and instructions run, and a page
+    per function of its instructions (``wasm-tools print``) marked run or missed."""
+    listing, why = _listing(result.module)
+    files: dict[str, bytes] = {}
     rows = []
-    for f in sorted(result.functions.values(), key=lambda f: f.offset):
+    for k, f in enumerate(sorted(result.functions.values(), key=lambda f: f.offset)):
         ci, ti = f.instructions()
         pc = 100.0 * ci / ti if ti else 100.0
+        name = html.escape(f.name)
+        if f.offset in listing:
+            files[f"func{k}.html"] = _function_page(f, listing[f.offset], title)
+            name = f'<a href="func{k}.html">{name}</a>'
         rows.append(
-            f'<tr><td class="name">{html.escape(f.name)}</td><td>{f.offset:#x}</td>'
+            f'<tr><td class="name">{name}</td><td>{f.offset:#x}</td>'
             f"<td>{len(f.blocks)}</td><td>{len(f.blocks) - f.covered_blocks()}</td>"
             f'<td>{ti}</td><td>{ti - ci}</td><td data-v="{pc:.6f}">{display(pc)}%</td></tr>'
         )
+    note = f" ({html.escape(why)}: no instruction listings)" if why else ""
     body = (
         f"<h1>{title}</h1><p>No DWARF line tables in the module (build with -g for source "
-        "lines): its functions.</p>"
+        f"lines): its functions{note}.</p>"
         '<table id="functions"><thead><tr><th class="name">Function</th><th>Offset</th>'
         "<th>Blocks</th><th>Miss</th><th>Instrs</th><th>Miss</th><th>Cover</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return _page(title, body, _SORT)
+    files["index.html"] = _page(title, body, _SORT)
+    return files
+
+
+def _function_page(f: FunctionCoverage, lines: list[tuple[int, str]], title: str) -> bytes:
+    """One function's instructions, each marked by its block's count (a block runs whole:
+    from its first instruction to the next block's), or by its own where instructions were
+    probed; the count shown where a block begins."""
+    leaders = sorted(f.blocks)
+    out = []
+    for offset, text in lines:
+        k = bisect.bisect_right(leaders, offset) - 1
+        count = f.blocks[leaders[k]] if k >= 0 else None
+        if f.instrs is not None and offset in f.instrs:
+            count = f.instrs[offset]
+        kind = "" if count is None else "run" if count else "mis"
+        cls = f' class="{kind}"' if kind else ""
+        shown = f"{count:,}" if offset in f.blocks else ""
+        out.append(
+            f'<p id="o{offset:x}"{cls}><span class="n">{offset:#x}</span>'
+            f'<span class="c">{shown}</span>{html.escape(text)}</p>'
+        )
+    ci, ti = f.instructions()
+    body = (
+        f'<p><a href="index.html">{title}</a></p><h1>{html.escape(f.name)}</h1>'
+        f"<p>{f.covered_blocks()} of {len(f.blocks)} blocks run, {ci} of {ti} instructions</p>"
+        f'<div class="src">{"".join(out)}</div>'
+    )
+    return _page(f.name, body)
+
+
+def _listing(module: str) -> tuple[dict[int, list[tuple[int, str]]], str | None]:
+    """Each function's instructions as text, by the function's offset: ``wasm-tools print``
+    with offsets (the same module offsets as the sites'), so that the text is the tool's
+    people read Wasm with, not a second disassembler. ({}, why) where it can't be had."""
+    import shutil
+    import subprocess
+    import sys
+
+    tool = shutil.which("wasm-tools") or shutil.which(
+        "wasm-tools", path=os.path.dirname(sys.executable)
+    )
+    if tool is None:
+        return {}, "wasm-tools is not installed"
+    try:
+        done = subprocess.run(
+            [tool, "print", "--print-offsets", module], capture_output=True, text=True
+        )
+    except OSError as e:
+        return {}, f"wasm-tools: {e.strerror}"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["failed"]
+        return {}, f"wasm-tools: {lines[0]}"
+    functions: dict[int, list[tuple[int, str]]] = {}
+    current: list[tuple[int, str]] | None = None
+    for line in done.stdout.splitlines():
+        m = _OFFSET.match(line)
+        if m is None:
+            continue
+        offset, text = int(m[1], 16), m[2]
+        if text.startswith("  (func "):  # a function's header, at its own offset
+            current = functions[offset] = []
+        elif text.startswith("  (") and not text.startswith("   "):
+            current = None  # the next item of the module: the code is over
+        elif current is not None and text.strip() != ")":
+            current.append((offset, text[4:]))
+    return functions, None
+
+
+_OFFSET = re.compile(r"\(;@([0-9a-f]+) *;\)(.*)")
 
 
 @render.register

@@ -277,3 +277,40 @@ def test_hotness_reports(wdir: Path) -> None:
     assert "FNDA:177,fib" in lcov and "end_of_record" in lcov
     doc = json.loads(probe("report", "hotness", "-f", "json", cwd=wdir).stdout)
     assert doc["fib"]["calls"] == 177 and doc["fib"]["instructions_executed"] > 0
+
+
+def test_html_without_dwarf_lists_each_functions_instructions(wdir: Path) -> None:
+    """A module without -g: the HTML index of functions links each to its instructions
+    (wasm-tools print's text), every block's first instruction showing its count, the
+    block's instructions marked run or missed as the database has the block; in chromium."""
+    from browser import page
+
+    run = probe("run", "-q", "-a", "coverage,hotness", "wc.wasm", cwd=wdir, input="a b\nc\n")
+    assert run.returncode == 0, run.stderr
+    made = probe("report", "coverage", "-f", "html", "-o", "out", cwd=wdir)
+    assert made.returncode == 0, made.stderr
+    rows = probe(
+        "query", "-f", "json",
+        "SELECT func, \"offset\", coalesce(count, 0) AS count FROM sites "
+        "LEFT JOIN counts USING (run_id, site_id) WHERE kind = 'block'",
+        cwd=wdir,
+    )  # fmt: skip
+    blocks: dict[str, dict[int, int]] = {}
+    for r in json.loads(rows.stdout):
+        blocks.setdefault(r["func"], {})[r["offset"]] = r["count"]
+    name = "main"
+    assert 0 < sum(1 for c in blocks[name].values() if c) < len(blocks[name])  # partly run
+    with page(wdir / "out" / "index.html") as (tab, errors):
+        links = tab.locator("#functions a")
+        assert links.count() == len(blocks)  # every function with code has its page
+        tab.locator("#functions a", has_text=name).first.click()
+        shown = {}
+        for p in tab.locator(".src p").all():
+            count = p.locator(".c").inner_text()
+            if count:
+                shown[int(p.get_attribute("id")[1:], 16)] = (int(count.replace(",", "")),
+                                                             p.get_attribute("class"))  # fmt: skip
+        assert {o: c for o, (c, _) in shown.items()} == blocks[name]
+        assert all(cls == ("run" if c else "mis") for c, cls in shown.values())
+        assert "local.get" in tab.locator(".src").inner_text()
+        assert errors == []
