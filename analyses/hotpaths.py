@@ -133,16 +133,20 @@ class HotPathsAnalysis(Analysis):
         )
         return render(self, model, "text")
 
-    def report(self, db: Database, run_id: str, fmt: str = "text") -> str:
+    def report(self, db: Database, run_id: str, fmt: str = "text") -> Any:
         from probe.reports import render
 
+        from .trace import TIMELINES, Timeline
+
+        if fmt in TIMELINES:  # the samples over time, per thread (a Timeline without events)
+            return render(self, Timeline.read(db, run_id, events=False), fmt)
         run = db.run(run_id)
         kinds = _WASM_KINDS if run["engine"] == "wasm" else _PY_KINDS
         rate = int((run.get("options") or {}).get("rate") or 100)
         model = build(
             run,
             rows.from_db(db, run_id, kinds),
-            _samples_from_db(db, run_id),
+            samples_from_db(db, run_id),
             _paths_from_db(db, run_id),
             rate,
         )
@@ -177,7 +181,8 @@ def _samples_from_tables(tables: Tables) -> SampleRows:
     ]
 
 
-def _samples_from_db(db: Database, run_id: str) -> SampleRows:
+def samples_from_db(db: Database, run_id: str) -> SampleRows:
+    """The run's samples with their stacks, per process and thread in time order."""
     found = db.execute(
         "SELECT s.process, s.thread, s.time, k.frames, s.weight FROM samples s "
         "JOIN stacks k USING (run_id, stack_id) WHERE s.run_id = ? "

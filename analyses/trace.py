@@ -25,6 +25,8 @@ from . import Analysis, Tables
 if TYPE_CHECKING:
     from probe.storage import Database
 
+    from .hotpaths import SampleRows
+
 _SHOWN = 50  # events the text report prints from the start
 _MOST_IN_A_REPORT = 5_000_000  # a JSON report holds every event in memory
 
@@ -70,15 +72,7 @@ class Trace(Analysis):
 
     def timeline(self, db: Database, run_id: str) -> Timeline:
         """Every event of the run in order, read as it is written out (any number)."""
-        sites = db.execute(
-            'SELECT site_id, kind, unit, func, line, "offset", size FROM sites '
-            "WHERE run_id = ? ORDER BY site_id",
-            [run_id],
-        ).fetchall()
-        events = db.batches(
-            "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
-        )
-        return Timeline(run_id, db.run(run_id).get("target") or "", sites, events)
+        return Timeline.read(db, run_id)
 
     def result(self, db: Database, run_id: str, every: bool = True) -> TraceEvents:
         """The events this trace asked for (not other analyses' of the run): ``every`` one,
@@ -136,25 +130,128 @@ def _entries(seq: Any, site: Any, group: Any, carry: tuple[int, int]) -> tuple[A
     return seq[keep], site[keep], carry
 
 
+def _close(held: list[str], keep: int, at: int, out: list[tuple[int, int, str]]) -> None:
+    """End the slices of the frames ``held`` above the first ``keep``, innermost first."""
+    while len(held) > keep:
+        out.append((at, 2, held.pop()))
+
+
 # Formats that stream every event (reports/perfetto.py, reports/chrome.py).
 TIMELINES = ("perfetto", "chrome-json")
 
 
 class Timeline:
-    """A run's events as a timeline: ``sites`` (site_id, kind, unit, func, line, offset,
+    """A run as a timeline. Its events: ``sites`` (site_id, kind, unit, func, line, offset,
     size), and ``events``, Arrow batches of (seq, site_id) in order, read once. A ``func``
     event begins a slice (a call), a ``return`` ends it; any other event is an instant. A
     Wasm func site's size is the events one entry records (one per argument). probe
     records the order of events, not their times: an event's time is its ``seq``, one
-    microsecond each."""
+    microsecond each.
 
-    def __init__(self, run_id: str, target: str, sites: list[tuple], events: Iterable[Any]):
+    Its samples (hotpaths), in real time: ``samples`` (process, thread, seconds into the
+    run, frames from the root, weight) at ``rate`` per second, as flame charts per thread
+    (``flames``) and a counter of samples per 100 ms (``activity``). Its perf counters over
+    the whole run, ``counters`` (event, value, unit), as counters from 0 at its start to
+    their value at its end, ``wall_s`` in."""
+
+    def __init__(
+        self,
+        run_id: str,
+        target: str,
+        sites: list[tuple],
+        events: Iterable[Any],
+        *,
+        samples: SampleRows = (),
+        rate: int = 100,
+        counters: list[tuple[str, float, str]] = (),
+        wall_s: float = 0.0,
+    ) -> None:
         self.run_id = run_id
         self.target = target
         self.sites = sites
         self.events = events
+        self.samples = samples
+        self.rate = rate
+        self.counters = counters
+        self.wall_s = wall_s
         self.open = 0  # set by paired()
         self.last = 0
+
+    @classmethod
+    def read(cls, db: Database, run_id: str, events: bool = True) -> Timeline:
+        """The run's timeline from the database: its events (``events``: else none), its
+        samples and counters."""
+        from .hotpaths import samples_from_db
+
+        run = db.run(run_id)
+        sites = []
+        if events:
+            sites = db.execute(
+                'SELECT site_id, kind, unit, func, line, "offset", size FROM sites '
+                "WHERE run_id = ? ORDER BY site_id",
+                [run_id],
+            ).fetchall()
+        batches = db.batches(
+            "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
+        ) if events else iter(())  # fmt: skip
+        counters = db.execute(
+            "SELECT event, value, unit FROM counters WHERE run_id = ? AND region = 'run' "
+            "AND status = 'ok' AND value IS NOT NULL ORDER BY event",
+            [run_id],
+        ).fetchall()
+        return cls(
+            run_id, run.get("target") or "", sites, batches,
+            samples=samples_from_db(db, run_id),
+            rate=int((run.get("options") or {}).get("rate") or 100),
+            counters=counters, wall_s=run.get("wall_s") or 0.0,
+        )  # fmt: skip
+
+    def threads(self) -> list[tuple[int, str]]:
+        """The sampled threads, (process, thread), in order."""
+        return list(dict.fromkeys((p, t) for p, t, *_ in self.samples))
+
+    def flames(self) -> Iterator[tuple[int, str, list[tuple[int, int, str]]]]:
+        """Per sampled thread: (process, thread, slices as (ns, 1 begin | 2 end, function)).
+        A frame's slice lasts while consecutive samples hold it, a sample one interval (its
+        weight: that many); a gap between samples (the thread idle, or not sampled) ends
+        every slice at the last sample's end."""
+        from itertools import groupby
+
+        step = 1e9 / self.rate
+        for (process, thread), rows in groupby(self.samples, key=lambda r: (r[0], r[1])):
+            out: list[tuple[int, int, str]] = []
+            held: list[str] = []
+            until = 0
+
+            for _, _, seconds, frames, weight in rows:
+                at = round(seconds * 1e9)
+                if held and at > until + step / 2:
+                    _close(held, 0, until, out)
+                stack = [f[0] for f in frames]
+                common = 0
+                while common < min(len(held), len(stack)) and held[common] == stack[common]:
+                    common += 1
+                _close(held, common, at, out)
+                for name in stack[common:]:
+                    out.append((at, 1, name))
+                    held.append(name)
+                until = at + round(weight * step)
+            _close(held, 0, until, out)
+            yield process, thread, out
+
+    def activity(self, window_s: float = 0.1) -> Iterator[tuple[int, str, list[tuple[int, int]]]]:
+        """Per sampled thread: (process, thread, (ns, samples in the window from there)),
+        every window from the thread's first sample to its last."""
+        step = 1.0 / self.rate
+        per: dict[tuple[int, str], dict[int, int]] = {}
+        for process, thread, seconds, _, weight in self.samples:
+            windows = per.setdefault((process, thread), {})
+            for i in range(weight):
+                k = int((seconds + i * step) / window_s)
+                windows[k] = windows.get(k, 0) + 1
+        for (process, thread), windows in per.items():
+            span = range(min(windows), max(windows) + 1)
+            yield process, thread, [(round(k * window_s * 1e9), windows.get(k, 0)) for k in span]
 
     def names(self) -> list[str]:
         """Each site's name on the timeline, by site id: a function for slices, else the

@@ -1,6 +1,7 @@
 """Chrome's trace-event JSON (chrome://tracing, ui.perfetto.dev, speedscope open it): a run's
-calls as B/E events on one thread, its other events as instants, streamed a batch at a time.
-``ts`` is in microseconds: an event's ``seq`` (probe records order, not time)."""
+calls as B/E events on one thread, its other events as instants, streamed a batch at a time;
+then its samples as each thread's stacks over time and its counters (C events). ``ts`` is in
+microseconds: an event's ``seq`` (probe records order, not time), a sample's real time."""
 
 from __future__ import annotations
 
@@ -37,4 +38,29 @@ def _(result: Timeline) -> Iterator[bytes]:
                 )
         yield "".join(rows).encode()
     end = f',\n{{"ph": "E", "ts": {result.last + 1}, "pid": 1, "tid": 1}}'
-    yield (end * result.open + "\n]}\n").encode()
+    yield (end * result.open).encode()
+    yield "".join(f",\n{json.dumps(e)}" for e in _samples(result)).encode()
+    yield b"\n]}\n"
+
+
+def _samples(result: Timeline) -> Iterator[dict[str, Any]]:
+    """The samples as each thread's stacks over time (B/E, in real time), its samples per
+    100 ms and the run's perf counters (C)."""
+    tids = {}
+    for k, (process, thread) in enumerate(result.threads()):
+        tid, _, name = thread.partition(" ")
+        tids[(process, thread)] = int(tid) if tid.isdigit() else k + 1
+        args = {"name": name or thread}
+        yield {"name": "thread_name", "ph": "M", "pid": process, "tid": tids[(process, thread)],
+               "args": args}  # fmt: skip
+    for process, thread, slices in result.flames():
+        tid = tids[(process, thread)]
+        for at, kind, name in slices:
+            yield {"name": name, "ph": _PHASE[kind], "ts": at / 1000, "pid": process, "tid": tid}
+    for process, thread, counts in result.activity():
+        for at, n in counts:
+            yield {"name": "samples per 100 ms", "ph": "C", "ts": at / 1000, "pid": process,
+                   "args": {thread: n}}  # fmt: skip
+    for event, value, unit in result.counters:
+        for at, v in ((0.0, 0.0), (result.wall_s * 1e6, value)):
+            yield {"name": event, "ph": "C", "ts": at, "pid": 1, "args": {unit or "value": v}}

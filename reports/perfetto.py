@@ -1,5 +1,7 @@
 """Perfetto's native trace format (protobuf), as ui.perfetto.dev opens it: a run's calls as
-TrackEvent slices on a thread's track, its other events as instants, streamed.
+TrackEvent slices on a track, its other events as instants, streamed; its samples as a flame
+chart per thread with a counter of samples per 100 ms, and its perf counters as counter
+tracks, in real time (the events' time is their order: see Timeline).
 
 Written by hand, not with the ``perfetto`` package's protos: those build a Python object per
 packet (~0.2 M packets/s), where a run may have 10^8 events. Every event packet here has the
@@ -10,7 +12,8 @@ packet; see _varints). The tests parse the file back with the package's
 A packet: timestamp (field 8, ns: an event's ``seq`` times 1000), track_event (11: type,
 track_uuid, name_iid), trusted_packet_sequence_id (10) and sequence_flags (13: it needs the
 sequence's interned names). The first packets describe the process and thread tracks and
-intern every site's name (InternedData.event_names).
+intern every site's name (InternedData.event_names). The samples and counters come after,
+a packet at a time, on a sequence of their own with names inline.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import Any
 from probe.analyses.trace import Timeline
 from probe.engines.wasm.binary import enc_u32 as _varint  # a protobuf varint is an unsigned LEB128
 
-_SEQUENCE = 1
-_PROCESS, _THREAD = 1, 2  # track uuids
+_SEQUENCE, _SAMPLES_SEQUENCE = 1, 2  # the events' (names interned), the samples'
+_PROCESS, _THREAD = 1, 2  # track uuids of the events
+_SAMPLED = 100  # the samples' and counters' track uuids from here
 _CLEARED, _NEEDS_STATE = 1, 2  # TracePacket.sequence_flags
-_BEGIN, _END, _INSTANT = 1, 2, 3  # TrackEvent.type
+_BEGIN, _END, _INSTANT, _COUNTER = 1, 2, 3, 4  # TrackEvent.type
 
 
 @singledispatch
@@ -44,6 +48,83 @@ def _(result: Timeline) -> Iterator[bytes]:
         n = result.open
         end = np.full(n, (result.last + 1) * 1000, np.uint64)
         yield _packets(end, np.full(n, _END, np.uint8), np.ones(n, np.uint64))
+    yield _samples(result)
+    yield _counters(result)
+
+
+def _samples(result: Timeline) -> bytes:
+    """The samples, in real time: a process track per sampled process, a thread track per
+    thread with its stacks as slices (a flame chart), and a counter track per thread of its
+    samples per 100 ms. Few packets (a sampling rate's worth a second): one at a time."""
+    out = []
+    processes: dict[int, int] = {}  # pid -> track uuid
+    threads: dict[tuple[int, str], int] = {}
+    for process, thread in result.threads():
+        if process not in processes:
+            uuid = processes[process] = _SAMPLED + len(processes)
+            name = _field(1, _varint(process), ld=False) + _field(6, result.target.encode())
+            out.append(_track(uuid, _field(3, name)))
+        uuid = threads[(process, thread)] = _SAMPLED + 1000 + len(threads)
+        tid, name = _thread(thread, len(threads))
+        about = _field(1, _varint(process), ld=False) + _field(2, _varint(tid), ld=False)
+        out.append(_track(uuid, _field(4, about + _field(5, name.encode())), processes[process]))
+        counter = _field(2, f"samples per 100 ms: {thread}".encode()) + _field(8, b"")
+        out.append(_track(uuid + 1000, counter, processes[process]))
+    for process, thread, slices in result.flames():
+        track = threads[(process, thread)]
+        out += [_event(at, track, kind, name=name) for at, kind, name in slices]
+    for process, thread, counts in result.activity():
+        track = threads[(process, thread)] + 1000
+        out += [_event(at, track, _COUNTER, value=n) for at, n in counts]
+    return b"".join(out)
+
+
+def _counters(result: Timeline) -> bytes:
+    """The run's perf counters: a counter track each, from 0 at the run's start to the
+    counter's value at its end (probe counts them over the whole run)."""
+    out = []
+    end = round(result.wall_s * 1e9)
+    for k, (event, value, unit) in enumerate(result.counters):
+        uuid = _SAMPLED + 3000 + k
+        counter = _field(8, _field(6, unit.encode()) if unit else b"")
+        out.append(_track(uuid, _field(2, event.encode()) + counter, _PROCESS))
+        out += [_event(0, uuid, _COUNTER, real=0.0), _event(end, uuid, _COUNTER, real=value)]
+    return b"".join(out)
+
+
+def _thread(label: str, k: int) -> tuple[int, str]:
+    """A sampled thread's id and name from its label ("1234 MainThread")."""
+    tid, _, name = label.partition(" ")
+    return (int(tid), name or tid) if tid.isdigit() else (k + 1, label)
+
+
+def _track(uuid: int, about: bytes, parent: int | None = None) -> bytes:
+    """A track descriptor packet: ``about`` is its process, thread or name and counter."""
+    up = _field(5, _varint(parent), ld=False) if parent is not None else b""
+    return _field(1, _field(60, _field(1, _varint(uuid), ld=False) + up + about))
+
+
+def _event(
+    at: int,
+    track: int,
+    kind: int,
+    *,
+    name: str | None = None,
+    value: int | None = None,
+    real: float | None = None,
+) -> bytes:
+    """A TrackEvent packet of the samples' sequence (names inline, not interned)."""
+    import struct
+
+    event = _field(9, _varint(kind), ld=False) + _field(11, _varint(track), ld=False)
+    if name is not None:
+        event += _field(23, name.encode())
+    if value is not None:
+        event += _field(30, _varint(value), ld=False)
+    if real is not None:
+        event += _varint(44 << 3 | 1) + struct.pack("<d", real)  # double_counter_value
+    packet = _field(8, _varint(at), ld=False) + _field(11, event)
+    return _field(1, packet + _field(10, _varint(_SAMPLES_SEQUENCE), ld=False))
 
 
 def _varints(values: Any) -> Any:
@@ -91,7 +172,9 @@ def _packets(ts: Any, types: Any, iids: Any) -> bytes:
 
 
 def _preamble(result: Timeline) -> bytes:
-    """The tracks (a process, its main thread) and every site's name, interned."""
+    """The events' tracks (a process, a thread) and every site's name, interned."""
+    if not result.sites:
+        return b""  # samples only (a hotpaths report)
     names = result.names()
     interned = b"".join(
         _field(2, _field(1, _varint(sid + 1), ld=False) + _field(2, name.encode()))
@@ -108,7 +191,9 @@ def _preamble(result: Timeline) -> bytes:
         + _field(5, _varint(_PROCESS), ld=False)
         + _field(
             4,
-            _field(1, _varint(1), ld=False) + _field(2, _varint(1), ld=False) + _field(5, b"main"),
+            _field(1, _varint(1), ld=False)
+            + _field(2, _varint(1), ld=False)
+            + _field(5, b"events, in order (1 us each)"),
         ),
     )
     state = (

@@ -45,13 +45,32 @@ def _perfetto(path: Path) -> tuple[list[tuple[int, int, str | None]], dict[int, 
     for packet in trace.packet:
         if packet.HasField("interned_data"):
             names.update({e.iid: e.name for e in packet.interned_data.event_names})
-        if packet.HasField("track_event"):
+        if packet.HasField("track_event") and packet.trusted_packet_sequence_id == 1:
             event = packet.track_event
             name = names.get(event.name_iid) if event.HasField("name_iid") else None
             # (an end may carry a name too, its return site's: Perfetto reads none there)
             events.append((packet.timestamp, event.type, name))
-            assert packet.trusted_packet_sequence_id == 1
     return events, names
+
+
+def _tracks(path: Path) -> dict[str, list]:
+    """The samples' and counters' tracks by name (a thread's name, a counter's): their
+    events as (timestamp, type, name or value)."""
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+    trace = pb.Trace()
+    trace.ParseFromString(path.read_bytes())
+    named: dict[int, str] = {}
+    by_uuid: dict[int, list] = {}
+    for packet in trace.packet:
+        if packet.HasField("track_descriptor"):
+            d = packet.track_descriptor
+            named[d.uuid] = d.thread.thread_name if d.HasField("thread") else d.name
+        elif packet.HasField("track_event") and packet.trusted_packet_sequence_id == 2:
+            e = packet.track_event
+            what = e.name if e.type != 4 else e.counter_value or e.double_counter_value
+            by_uuid.setdefault(e.track_uuid, []).append((packet.timestamp, e.type, what))
+    return {named[u]: events for u, events in by_uuid.items()}
 
 
 def _slices_pair(types: list[int]) -> None:
@@ -163,3 +182,79 @@ def test_wasm_calls_of_any_signature_are_one_slice_each(tmp_path: Path) -> None:
         (1, "main"), (1, "nothing"), (2, None), (1, "two"), (2, None), (1, "two"), (2, None),
         (2, None),
     ]  # fmt: skip
+
+
+THREADS = """\
+import threading
+
+
+def work(n):
+    t = 0
+    for i in range(n):
+        t += i % 7
+    return t
+
+
+def helper():
+    return work(4_000_000)
+
+
+th = threading.Thread(target=helper, name="helper")
+th.start()
+for _ in range(4):
+    work(1_000_000)
+th.join()
+"""
+
+
+def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
+    tmp_path: Path,
+) -> None:
+    """A sampled run (hotpaths) as a timeline: a track per sampled thread, named as the
+    database names it, its stacks as slices that begin and end in pairs, the inner frames
+    inside the outer; a counter track per thread whose counts add up to its samples; the
+    run's perf counters as counter tracks ending at their value. Chrome's JSON the same."""
+    (tmp_path / "threads.py").write_text(THREADS)
+    python = INTERPRETERS[0]
+    ran = run_probe(
+        python, "run", "-q", "-a", "hotpaths", "--counters", "task-clock", "threads.py",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    rows = run_probe(
+        python, "query", "-f", "json",
+        "SELECT thread, sum(weight) AS n FROM samples GROUP BY thread",
+        cwd=tmp_path,
+    )  # fmt: skip
+    samples = {r["thread"].partition(" ")[2]: r["n"] for r in json.loads(rows.stdout)}
+    labels = {r["thread"].partition(" ")[2]: r["thread"] for r in json.loads(rows.stdout)}
+    assert {"MainThread", "helper"} <= set(samples), samples
+    made = run_probe(python, "report", "hotpaths", "-f", "perfetto", "-o", "s.pftrace",
+                     cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    tracks = _tracks(tmp_path / "s.pftrace")
+    for thread, n in samples.items():
+        slices = tracks[thread]
+        _slices_pair([t for _, t, _ in slices])
+        times = [ts for ts, _, _ in slices]
+        assert times == sorted(times)
+        assert "work" in {name for _, t, name in slices if t == 1}
+        counts = [v for _, _, v in tracks[f"samples per 100 ms: {labels[thread]}"]]
+        assert sum(counts) == n
+    clock = run_probe(
+        python, "query", "-f", "json",
+        "SELECT value FROM counters WHERE event = 'task-clock' AND status = 'ok'",
+        cwd=tmp_path,
+    )  # fmt: skip
+    counted = json.loads(clock.stdout)
+    if counted:  # perf counts task-clock wherever perf runs at all
+        (row,) = counted
+        assert [v for _, _, v in tracks["task-clock"]][-1] == pytest.approx(row["value"])
+    chrome = run_probe(python, "report", "hotpaths", "-f", "chrome-json", cwd=tmp_path)
+    assert chrome.returncode == 0, chrome.stderr
+    trace = json.loads(chrome.stdout)["traceEvents"]
+    for e in (e for e in trace if e.get("name") == "thread_name"):
+        mine = [x for x in trace if x["ph"] in "BE" and x.get("tid") == e["tid"]]
+        _slices_pair([{"B": 1, "E": 2}[x["ph"]] for x in mine])
+        ours = [t for _, t, _ in tracks[e["args"]["name"]]]
+        assert [{"B": 1, "E": 2}[x["ph"]] for x in mine] == ours
