@@ -98,7 +98,7 @@ HEAVY = (
     "typer", "click", "rich", "importlib.metadata", "importlib.abc", "dataclasses",
     "inspect", "subprocess", "shutil", "sysconfig", "difflib", "textwrap", "duckdb",
     "pyarrow", "numpy", "wasmtime", "coverage", "probe.engines.wasm.options",
-    "probe.engines.cpython.states", "typing", "pathlib",
+    "probe.engines.cpython.states", "typing", "pathlib", "bytecode",
 )  # fmt: skip
 
 SHOW_MODULES = """
@@ -109,18 +109,14 @@ print(json.dumps(sorted(sys.modules)))
 
 def heavy_at_start(python: str, cwd: Path, *flags: str) -> list[str]:
     """HEAVY modules loaded when a run's program starts, but what the interpreter loads
-    before any program (an editable install's finder brings pathlib) and what a dependency
-    the run needs brings itself (bytecode, for the rewriter on 3.11)."""
+    before any program (an editable install's finder brings pathlib). Not `bytecode`, and
+    what it brings, on 3.11 either: line flags go into the code units (units.py)."""
     (cwd / "show.py").write_text(SHOW_MODULES)
     got = run_probe(python, "run", "-q", *flags, "show.py", cwd=cwd)
     assert got.returncode == 0, got.stderr
     loaded = set(json.loads(got.stdout))
-    brought: set[str] = set()
-    for before in (SHOW_MODULES, "import bytecode\n" + SHOW_MODULES):
-        if before == SHOW_MODULES or "bytecode" in loaded:
-            out = subprocess.run([python, "-c", before], capture_output=True, text=True, check=True)
-            brought |= set(json.loads(out.stdout))
-    return sorted(set(HEAVY) & loaded - brought)
+    out = subprocess.run([python, "-c", SHOW_MODULES], capture_output=True, text=True, check=True)
+    return sorted(set(HEAVY) & loaded - set(json.loads(out.stdout)))
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)

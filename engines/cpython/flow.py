@@ -37,7 +37,7 @@ from types import CodeType
 
 from bytecode import Instr, Label
 
-from .compat import MONITORING
+from .compat import BACK_JUMP_IS_LINE_EVENT, MONITORING
 
 FLOW = MONITORING  # exceptions can be seen: blocks share counters
 V = -1  # the outside: starts, resumptions and handlers come from it, exits go to it
@@ -598,3 +598,101 @@ def _increment(slots: list[int], i: int, line: int | None) -> list[Instr]:
         Instr("LOAD_CONST", i, lineno=line),
         Instr("STORE_SUBSCR", lineno=line),
     ]
+
+
+def count_points(items: list[object], start: int | None) -> list[object]:
+    """Count points where the interpreter reports a line event, and only there.
+
+    A line event comes at a function's first line, when execution moves to another line,
+    and (sys.settrace on 3.11) when a jump goes back. So a jump target gets two entries:
+    jumps that make a line event come in before the probe; the others, and falling
+    through from its own line, come in after it.
+
+    ``start``: the slot counting the code's starts, right after its RESUME 0 (before
+    any label: a jump back to the first line is no start). Points and starts (and
+    resumptions) are markers, made increments by flow.place.
+    """
+    pos = {id(item): k for k, item in enumerate(items) if isinstance(item, Label)}
+    line_at: dict[int, int | None] = {}  # label -> line of the instruction it marks
+    pending: list[Label] = []
+    for item in items:
+        if isinstance(item, Label):
+            pending.append(item)
+        elif isinstance(item, Instr):
+            for label in pending:
+                line_at[id(label)] = item.lineno
+            pending = []
+    quiet: dict[int, Label] = {}  # label -> its entry after the probe
+    counted: set[int] = set()  # labels some jump enters through the probe
+    for k, item in enumerate(items):
+        if isinstance(item, Instr) and isinstance(item.arg, Label):
+            label = item.arg
+            back = pos[id(label)] < k and BACK_JUMP_IS_LINE_EVENT
+            if back or item.lineno != line_at.get(id(label)):
+                counted.add(id(label))
+            else:
+                item.arg = quiet.setdefault(id(label), Label())
+        elif not isinstance(item, Instr | Label):
+            counted.update(id(t) for t in _labels_of(item))  # exception handlers
+    out: list[object] = []
+    labels: list[Label] = []
+    resumed = first = False
+    before: Instr | None = None  # the instruction before, in the code's order
+    for item in items:
+        if isinstance(item, Label):
+            labels.append(item)
+            continue
+        if not isinstance(item, Instr):
+            out.append(item)
+            continue
+        line = item.lineno
+        if resumed and line and line > 0:
+            falls_in = before is None or _falls_through(before)
+            moved = first or before is None or before.lineno != line
+            jumped_in = any(id(lb) in counted for lb in labels)
+            if (falls_in and moved) or jumped_in:
+                after = [quiet[id(lb)] for lb in labels if id(lb) in quiet]
+                if falls_in and not moved:
+                    skip = Label()
+                    out.append(Instr("JUMP_FORWARD", skip, lineno=line))
+                    after.append(skip)
+                out.extend(labels)
+                out.append(Point(line))
+                out.extend(after)
+            else:
+                out.extend(labels)
+                out.extend(quiet[id(lb)] for lb in labels if id(lb) in quiet)
+            labels = []
+            first = False
+        else:
+            out.extend(labels)
+            out.extend(quiet[id(lb)] for lb in labels if id(lb) in quiet)
+            labels = []
+        out.append(item)
+        if item.name == "RESUME":
+            resumed = True
+            first = item.arg == 0  # a function's start, not a resumption after a yield
+            out.append(Start(first, start if first else None))
+        before = item
+    out.extend(labels)
+    return out
+
+
+def _labels_of(item: object) -> list[Label]:
+    """Labels a pseudo-instruction (an exception table entry) refers to."""
+    target = getattr(item, "target", None)
+    return [target] if isinstance(target, Label) else []
+
+
+def _falls_through(item: object) -> bool:
+    """Whether execution can run on from ``item`` to what follows it."""
+    if not isinstance(item, Instr):
+        return True
+    return item.name not in (
+        "JUMP_FORWARD",
+        "JUMP_BACKWARD",
+        "JUMP_BACKWARD_NO_INTERRUPT",
+        "RETURN_VALUE",
+        "RAISE_VARARGS",
+        "RERAISE",
+    )

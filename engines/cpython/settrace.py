@@ -13,11 +13,13 @@ import sys
 import threading
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any
 
 from .compat import SUSPENDABLE
 
+TYPE_CHECKING = False  # typing's, without importing typing on a run's path (architecture)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .tracer import Tracer
 
 _RESUME = dis.opmap["RESUME"]
