@@ -142,7 +142,8 @@ TIMELINES = ("perfetto", "chrome-json")
 
 class Timeline:
     """A run as a timeline. Its events: ``sites`` (site_id, kind, unit, func, line, offset,
-    size), and ``events``, Arrow batches of (seq, site_id) in order, read once. A ``func``
+    size), and ``events``, Arrow batches of (seq, site_id, thread) in order, read once, on
+    the threads ``event_threads`` (0: Wasm's one). A ``func``
     event begins a slice (a call), a ``return`` ends it; any other event is an instant. A
     Wasm func site's size is the events one entry records (one per argument). probe
     records the order of events, not their times: an event's time is its ``seq``, one
@@ -165,6 +166,7 @@ class Timeline:
         rate: int = 100,
         counters: list[tuple[str, float, str]] = (),
         wall_s: float = 0.0,
+        event_threads: list[int] | None = None,
     ) -> None:
         self.run_id = run_id
         self.target = target
@@ -174,7 +176,8 @@ class Timeline:
         self.rate = rate
         self.counters = counters
         self.wall_s = wall_s
-        self.open = 0  # set by paired()
+        self.event_threads = event_threads or []  # the events' thread ids, ascending
+        self.open: dict[int, int] = {}  # set by paired(): per track, calls open at the end
         self.last = 0
 
     @classmethod
@@ -192,8 +195,13 @@ class Timeline:
                 [run_id],
             ).fetchall()
         batches = db.batches(
-            "SELECT seq, site_id FROM events WHERE run_id = ? ORDER BY seq", [run_id]
+            "SELECT seq, site_id, coalesce(thread, 0) FROM events WHERE run_id = ? ORDER BY seq",
+            [run_id],
         ) if events else iter(())  # fmt: skip
+        threads = [t for (t,) in db.execute(
+            "SELECT DISTINCT coalesce(thread, 0) AS t FROM events WHERE run_id = ? ORDER BY t",
+            [run_id],
+        ).fetchall()] if events else []  # fmt: skip
         counters = db.execute(
             "SELECT event, value, unit FROM counters WHERE run_id = ? AND region = 'run' "
             "AND status = 'ok' AND value IS NOT NULL ORDER BY event",
@@ -203,7 +211,7 @@ class Timeline:
             run_id, run.get("target") or "", sites, batches,
             samples=samples_from_db(db, run_id),
             rate=int((run.get("options") or {}).get("rate") or 100),
-            counters=counters, wall_s=run.get("wall_s") or 0.0,
+            counters=counters, wall_s=run.get("wall_s") or 0.0, event_threads=threads,
         )  # fmt: skip
 
     def threads(self) -> list[tuple[int, str]]:
@@ -266,12 +274,13 @@ class Timeline:
                 names[sid] = f"{kind} {func}+{offset or 0:#x}"
         return names
 
-    def paired(self) -> Iterator[tuple[Any, Any, Any]]:
+    def paired(self) -> Iterator[tuple[Any, Any, Any, Any]]:
         """The events a batch at a time, as numpy (seq, site id, type: 1 begins a slice, 2
-        ends one, 3 an instant, as Perfetto numbers them). A return with no call open (its
-        call began before the events did) is left out, so every end has its beginning;
-        ``open`` is then the calls still open at the end (a run killed, or trapped), and
-        ``last`` the last seq."""
+        ends one, 3 an instant, as Perfetto numbers them; track: the index of its thread in
+        ``event_threads``). Calls pair per thread: a return with no call open on its thread
+        (its call began before the events did) is left out, so every end has its beginning;
+        ``open`` is then the calls still open at the end per track (a run killed, or
+        trapped), and ``last`` the last seq."""
         import numpy as np
 
         n = max((s[0] for s in self.sites), default=-1) + 1
@@ -283,30 +292,48 @@ class Timeline:
                 group[sid] = size
         grouped = bool((group > 1).any())
         steps = np.where(kinds == 1, 1, np.where(kinds == 2, -1, 0)).astype(np.int64)
-        depth = 0
+        tids = np.asarray(self.event_threads or [0], np.int64)
         carry = (-1, 0)  # (site, events of its entry so far) across batches
         for batch in self.events:
             seq = batch.column(0).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
             site = batch.column(1).to_numpy(zero_copy_only=False)
             if not len(seq):
                 continue
-            if grouped:
+            if grouped:  # Wasm: one thread
                 seq, site, carry = _entries(seq, site, group, carry)
+                track = np.zeros(len(seq), np.int64)
+            else:
+                thread = batch.column(2).to_numpy(zero_copy_only=False).astype(np.int64)
+                track = np.searchsorted(tids, thread)
             types, step = kinds[site], steps[site]
-            running = np.cumsum(step)
-            running += depth
-            if running.min() >= 0:
-                depth = int(running[-1])
-            else:  # rare: ends outnumber beginnings somewhere in the batch
-                keep = np.ones(len(seq), bool)
-                for i, s in enumerate(step.tolist()):
-                    if s < 0 and depth == 0:
-                        keep[i] = False
-                    else:
-                        depth += s
-                seq, site, types = seq[keep], site[keep], types[keep]
-            self.open, self.last = depth, int(seq[-1]) if len(seq) else self.last
-            yield seq, site, types
+            keep = np.ones(len(seq), bool)
+            for t in np.unique(track).tolist() if len(tids) > 1 else [0]:
+                mine = np.flatnonzero(track == t) if len(tids) > 1 else slice(None)
+                dropped, self.open[t] = _balance(step[mine], self.open.get(t, 0))
+                if dropped is not None:
+                    keep[mine] = dropped
+            if not keep.all():
+                seq, site, types, track = seq[keep], site[keep], types[keep], track[keep]
+            self.last = int(seq[-1]) if len(seq) else self.last
+            yield seq, site, types, track
+
+
+def _balance(step: Any, depth: int) -> tuple[Any, int]:
+    """One thread's calls (+1) and returns (-1) after ``depth`` open: (None: all kept, or
+    which to keep: not a return with no call open; the depth after)."""
+    import numpy as np
+
+    running = np.cumsum(step)
+    running += depth
+    if running.min() >= 0:
+        return None, int(running[-1])
+    keep = np.ones(len(step), bool)  # rare: ends outnumber beginnings somewhere
+    for i, s in enumerate(step.tolist()):
+        if s < 0 and depth == 0:
+            keep[i] = False
+        else:
+            depth += s
+    return keep, depth
 
 
 @dataclass

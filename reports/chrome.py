@@ -25,20 +25,24 @@ def _(result: Timeline) -> Iterator[bytes]:
     names = [json.dumps(n) for n in result.names()]
     head = {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": result.target}}
     yield b'{"displayTimeUnit": "ns", "traceEvents": [\n' + json.dumps(head).encode()
-    for seq, site, types in result.paired():
+    tids = [tid or 1 for tid in result.event_threads or [0]]  # 0: Wasm's one thread
+    for seq, site, types, track in result.paired():
         rows = []
-        for ts, sid, t in zip(seq.tolist(), site.tolist(), types.tolist(), strict=True):
+        for ts, sid, t, k in zip(
+            seq.tolist(), site.tolist(), types.tolist(), track.tolist(), strict=True
+        ):
             if t == 2:
-                rows.append(f',\n{{"ph": "E", "ts": {ts}, "pid": 1, "tid": 1}}')
+                rows.append(f',\n{{"ph": "E", "ts": {ts}, "pid": 1, "tid": {tids[k]}}}')
             else:
                 scope = ', "s": "t"' if t == 3 else ""
                 rows.append(
                     f',\n{{"name": {names[sid]}, "ph": "{_PHASE[t]}", "ts": {ts}, "pid": 1, '
-                    f'"tid": 1{scope}}}'
+                    f'"tid": {tids[k]}{scope}}}'
                 )
         yield "".join(rows).encode()
-    end = f',\n{{"ph": "E", "ts": {result.last + 1}, "pid": 1, "tid": 1}}'
-    yield (end * result.open).encode()
+    for k, n in result.open.items():
+        end = f',\n{{"ph": "E", "ts": {result.last + 1}, "pid": 1, "tid": {tids[k]}}}'
+        yield (end * n).encode()
     yield "".join(f",\n{json.dumps(e)}" for e in _samples(result)).encode()
     yield b"\n]}\n"
 

@@ -26,8 +26,8 @@ from probe.analyses.trace import Timeline
 from probe.engines.wasm.binary import enc_u32 as _varint  # a protobuf varint is an unsigned LEB128
 
 _SEQUENCE, _SAMPLES_SEQUENCE = 1, 2  # the events' (names interned), the samples'
-_PROCESS, _THREAD = 1, 2  # track uuids of the events
-_SAMPLED = 100  # the samples' and counters' track uuids from here
+_PROCESS, _THREAD = 1, 2  # track uuids of the events: a process, its threads from 2 on
+_SAMPLED = 1 << 32  # the samples' and counters' track uuids from here
 _CLEARED, _NEEDS_STATE = 1, 2  # TracePacket.sequence_flags
 _BEGIN, _END, _INSTANT, _COUNTER = 1, 2, 3, 4  # TrackEvent.type
 
@@ -42,12 +42,13 @@ def _(result: Timeline) -> Iterator[bytes]:
     import numpy as np
 
     yield _preamble(result)
-    for seq, site, types in result.paired():
-        yield _packets(seq * np.uint64(1000), types, site + 1)
-    if result.open:  # calls still open when the run ended: closed at its end
-        n = result.open
-        end = np.full(n, (result.last + 1) * 1000, np.uint64)
-        yield _packets(end, np.full(n, _END, np.uint8), np.ones(n, np.uint64))
+    for seq, site, types, track in result.paired():
+        yield _packets(seq * np.uint64(1000), types, site + 1, track + _THREAD)
+    for track, n in result.open.items():  # calls still open when the run ended: closed there
+        if n:
+            end = np.full(n, (result.last + 1) * 1000, np.uint64)
+            ones = np.ones(n, np.uint64)
+            yield _packets(end, np.full(n, _END, np.uint8), ones, ones * (track + _THREAD))
     yield _samples(result)
     yield _counters(result)
 
@@ -145,20 +146,23 @@ def _varints(values: Any) -> Any:
     return out
 
 
-def _packets(ts: Any, types: Any, iids: Any) -> bytes:
-    """The packets of events at ``ts`` (ns) of ``types``, named ``iids``."""
+def _packets(ts: Any, types: Any, iids: Any, tracks: Any) -> bytes:
+    """The packets of events at ``ts`` (ns) of ``types``, named ``iids``, on ``tracks``."""
     import numpy as np
 
     n = len(ts)
-    ts_bytes, iid_bytes = _varints(ts), _varints(iids)
-    event = 5 + iid_bytes.shape[1]  # type (2 bytes), track uuid (2), name_iid (1 + varint)
+    ts_bytes, iid_bytes, track_bytes = _varints(ts), _varints(iids), _varints(tracks)
+    # type (2 bytes), track uuid (1 + varint), name_iid (1 + varint)
+    event = 4 + track_bytes.shape[1] + iid_bytes.shape[1]
     payload = 1 + ts_bytes.shape[1] + 2 + event + 4  # timestamp, track_event, seq id, flags
     columns = [
         np.array([0x0A, payload, 0x40], np.uint8),
         ts_bytes,
         np.array([0x5A, event, 0x48], np.uint8),
         types.astype(np.uint8)[:, None],
-        np.array([0x58, _THREAD, 0x50], np.uint8),
+        np.array([0x58], np.uint8),
+        track_bytes,
+        np.array([0x50], np.uint8),
         iid_bytes,
         np.array([0x50, _SEQUENCE, 0x68, _NEEDS_STATE], np.uint8),
     ]
@@ -185,23 +189,24 @@ def _preamble(result: Timeline) -> bytes:
         _field(1, _varint(_PROCESS), ld=False)
         + _field(3, _field(1, _varint(1), ld=False) + _field(6, result.target.encode())),
     )
-    thread = _field(
-        60,
-        _field(1, _varint(_THREAD), ld=False)
-        + _field(5, _varint(_PROCESS), ld=False)
-        + _field(
-            4,
-            _field(1, _varint(1), ld=False)
-            + _field(2, _varint(1), ld=False)
-            + _field(5, b"events, in order (1 us each)"),
-        ),
-    )
+    threads = []
+    for k, tid in enumerate(result.event_threads or [0]):  # 0: Wasm's one thread
+        name = f"events, in order (1 us each){f': thread {tid}' if tid else ''}"
+        about = _field(1, _varint(1), ld=False) + _field(2, _varint(tid or 1), ld=False)
+        threads.append(
+            _field(
+                60,
+                _field(1, _varint(_THREAD + k), ld=False)
+                + _field(5, _varint(_PROCESS), ld=False)
+                + _field(4, about + _field(5, name.encode())),
+            )
+        )
     state = (
         _field(12, interned)
         + _field(10, _varint(_SEQUENCE), ld=False)
         + _field(13, _varint(_CLEARED | _NEEDS_STATE), ld=False)
     )
-    return b"".join(_field(1, packet) for packet in (process, thread, state))
+    return b"".join(_field(1, packet) for packet in (process, *threads, state))
 
 
 def _field(number: int, value: bytes, ld: bool = True) -> bytes:

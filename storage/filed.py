@@ -27,16 +27,24 @@ def folder(db_path: str, table: str) -> str:
 
 def ready(db_path: str, table: str) -> str:
     """The table's folder, made, with its empty file of every column (the view's glob
-    must match a file, and its columns must all exist)."""
-    import pyarrow.parquet as pq
+    must match a file, and its columns must all exist). The file is named by the columns:
+    a table given a column since (events' thread) gets a new one, so that a database an
+    older probe filed into reads on (its files lack the column: NULL there)."""
+    import zlib
 
     where = Path(folder(db_path, table))
-    where.mkdir(parents=True, exist_ok=True)
-    empty = where / "_columns.parquet"
+    columns = ",".join(f"{name} {kind}" for name, kind in TABLES[table])
+    empty = where / f"_columns-{zlib.crc32(columns.encode()):08x}.parquet"
     if not empty.exists():
+        import pyarrow.parquet as pq
+
+        where.mkdir(parents=True, exist_ok=True)
         tmp = empty.with_name(empty.name + ".tmp")
         pq.write_table(arrow_schema(table).empty_table(), tmp)
         os.replace(tmp, empty)
+        for old in where.glob("_columns*.parquet"):  # an older probe's: fewer columns
+            if old != empty:
+                old.unlink(missing_ok=True)
     return str(where)
 
 

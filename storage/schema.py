@@ -70,6 +70,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("value", "BIGINT"),  # the operand: Wasm values as i64 (floats as bits); Python ints
         ("detail", "VARCHAR"),  # Python: the value's repr where it has one (return values)
         ("context", "VARCHAR"),  # the test id or decorated function it happened in, if any
+        ("thread", "BIGINT"),  # Python: the OS thread id it happened in (Wasm: NULL, one thread)
     ),
     # Sessions, decorated calls and tests: how often each site ran in each context.
     "context_counts": (
@@ -184,7 +185,7 @@ FROM steps t JOIN sites s USING (run_id, site_id)
     # trace: events with their sites; order by seq.
     "trace": """
 SELECT e.run_id, e.seq, e.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target,
-       e.value, e.detail
+       e.value, e.detail, e.thread
 FROM events e JOIN sites s USING (run_id, site_id)
 """,
 }

@@ -168,3 +168,49 @@ def test_database_locked_by_another_program(workdir) -> None:
 def test_missing_database_is_a_storage_error(tmp_path) -> None:
     with pytest.raises(StorageError, match="no database"):
         Database(str(tmp_path / "absent.duckdb"))
+
+
+def test_a_database_an_older_probe_filed_events_into_reads_on(tmp_path) -> None:
+    """events gained a column (thread) since an older probe filed a run's events as Parquet:
+    its files and its empty file of every column lack it, and its DuckDB table did too. New
+    runs go in beside it and every row reads, the older ones' thread NULL."""
+    import shutil
+
+    from conftest import SAMPLES
+
+    from probe.storage.filed import folder
+
+    shutil.copy(SAMPLES / "wasm" / "fib.wat", tmp_path)
+    env = {"PROBE_CACHE": str(tmp_path / "cache")}
+    run = ["run", "-q", "-a", "trace", "--sites", "func", "--sites", "return"]
+    done = run_probe(sys.executable, *run, "--invoke", "fib", "fib.wat", "26", cwd=tmp_path,
+                     env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = run_probe(sys.executable, "query", "-f", "csv", "SELECT count(*) FROM events",
+                      cwd=tmp_path)  # fmt: skip
+    events = int(first.stdout.split()[1])
+    db = tmp_path / ".probe" / "probe.duckdb"
+    files = sorted(p for p in (tmp_path / folder(str(db), "events")).glob("*.parquet"))
+    assert any(not p.name.startswith("_columns") for p in files)  # the run was filed
+    for path in files:  # as the older probe wrote them: no thread column
+        old = pq.read_table(path)
+        old = old.drop_columns(["thread"]) if "thread" in old.column_names else old
+        path.unlink()
+        pq.write_table(old, path.with_name("_columns.parquet") if path.name.startswith(
+            "_columns") else path)  # fmt: skip
+    con = duckdb.connect(str(db))
+    con.execute("DROP VIEW IF EXISTS trace")
+    con.execute("DROP VIEW IF EXISTS events")
+    con.execute("ALTER TABLE events_rows DROP COLUMN thread")
+    con.execute("UPDATE probe_schema SET stamp = 'an older probe'")  # as its probe left it
+    con.close()
+    (tmp_path / "app.py").write_text("def f():\n    return 1\n\nf()\n")
+    assert run_probe(sys.executable, *run, "app.py", cwd=tmp_path).returncode == 0
+    both = run_probe(
+        sys.executable, "query", "-f", "json",
+        "SELECT count(*) AS n, count(thread) AS threaded FROM events",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    (row,) = json.loads(both.stdout)
+    assert row["n"] > events and row["threaded"] == row["n"] - events

@@ -258,3 +258,72 @@ def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
         _slices_pair([{"B": 1, "E": 2}[x["ph"]] for x in mine])
         ours = [t for _, t, _ in tracks[e["args"]["name"]]]
         assert [{"B": 1, "E": 2}[x["ph"]] for x in mine] == ours
+
+
+TWO_THREADS = """\
+import threading
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def worker():
+    for _ in range(50):
+        fib(9)
+
+
+threads = [threading.Thread(target=worker) for _ in range(2)]
+for t in threads:
+    t.start()
+for _ in range(50):
+    fib(8)
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_calls_of_each_thread_are_slices_on_its_own_track(python: str, tmp_path: Path) -> None:
+    """Three threads calling at once: their calls interleave in the events, and each
+    thread's are slices on a track of its own that begin and end in pairs, as many as the
+    database has calls on that thread; Chrome's JSON the same, by tid."""
+    (tmp_path / "app.py").write_text(TWO_THREADS)
+    ran = run_probe(
+        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "app.py",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    rows = run_probe(
+        python, "query", "-f", "json",
+        "SELECT thread, count(*) AS calls FROM trace WHERE kind = 'func' GROUP BY thread",
+        cwd=tmp_path,
+    )  # fmt: skip
+    calls = {r["thread"]: r["calls"] for r in json.loads(rows.stdout)}
+    assert len(calls) == 3 and None not in calls, calls
+    made = run_probe(python, "report", "trace", "-f", "perfetto", "-o", "t.pftrace", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+    trace = pb.Trace()
+    trace.ParseFromString((tmp_path / "t.pftrace").read_bytes())
+    tid_of = {
+        p.track_descriptor.uuid: p.track_descriptor.thread.tid
+        for p in trace.packet
+        if p.HasField("track_descriptor") and p.track_descriptor.HasField("thread")
+    }
+    per: dict[int, list[int]] = {}
+    for p in trace.packet:
+        if p.HasField("track_event"):
+            per.setdefault(tid_of[p.track_event.track_uuid], []).append(p.track_event.type)
+    assert {tid: t.count(1) for tid, t in per.items()} == calls
+    for types in per.values():
+        _slices_pair(types)
+    chrome = run_probe(python, "report", "trace", "-f", "chrome-json", cwd=tmp_path)
+    events = json.loads(chrome.stdout)["traceEvents"]
+    for tid, n in calls.items():
+        mine = [
+            {"B": 1, "E": 2}[e["ph"]] for e in events if e.get("tid") == tid and e["ph"] in "BE"
+        ]
+        assert mine.count(1) == n
+        _slices_pair(mine)

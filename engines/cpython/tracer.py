@@ -120,9 +120,10 @@ class Tracer:
         self.entry_counts: Counter[int] = Counter()
         self.call_counts: Counter[int] = Counter()
         self.return_counts: Counter[int] = Counter()
-        self._buffer: list[tuple[int, int | None, str | None, str | None]] = []
+        self._buffer: list[tuple[int, int | None, str | None, str | None, int]] = []
         self._seq = 0
         self._lock = threading.Lock()
+        self._thread = threading.local()  # .tid: the OS id of the thread, asked for once
         self._real: dict[str, str] = {}
         self._trace_sites: dict[int, bool] = {}
         if MONITORING:
@@ -158,6 +159,7 @@ class Tracer:
             counted.clear()
         self._buffer = []
         self._lock = threading.Lock()  # another thread of the parent may have held it
+        self._thread = threading.local()  # the child's thread has an id of its own
 
     def context_changed(self) -> None:
         """A new context began (a test): lines switched off after their first run in the
@@ -168,7 +170,10 @@ class Tracer:
 
     def event(self, site: int, value: int | None = None, detail: str | None = None) -> None:
         context = self.context()
-        self._buffer.append((site, value, detail, context))  # one append: whole, from any thread
+        tid = getattr(self._thread, "tid", None)  # a timeline's slices are per thread
+        if tid is None:
+            tid = self._thread.tid = threading.get_native_id()
+        self._buffer.append((site, value, detail, context, tid))  # one append: whole, any thread
         if len(self._buffer) >= EVENT_BATCH:
             self.flush()
 
@@ -180,12 +185,13 @@ class Tracer:
             # Copy, then cut, the first n: events other threads add meanwhile land after them.
             taken = self._buffer[:n]
             del self._buffer[:n]
-            sites, values, details, contexts = (list(c) for c in zip(*taken, strict=True))
+            sites, values, details, contexts, threads = (list(c) for c in zip(*taken, strict=True))
             batch = {
                 "seq": list(range(self._seq, self._seq + n)),
                 "site_id": sites,
                 "value": values,
                 "detail": details,
+                "thread": threads,
             }
             if self.wants.contexts:
                 batch["context"] = contexts
