@@ -93,6 +93,10 @@ def test_rust_lines_that_ran(tmp_path: Path) -> None:
     arms = [line_of(f'"{word}"') for word in ("fizzbuzz", "buzz", "fizz")]
     assert line_of('"number"') in ran and not ran & set(arms) and set(arms) <= missed
     assert line_of("fn main() {") in ran and line_of('println!("{:?}", counts);') in ran
+    # rustc's mangled names, demangled: as the source names them, first lines as written
+    functions = few["count.rs"]["functions"]
+    assert functions["count::classify"] == line_of("fn classify(n: u64) -> &'static str {")
+    assert functions["count::main"] == line_of("fn main() {")
 
     many, out = _lines(tmp_path, "30")
     assert out.strip() == "[2, 4, 8, 16]"
@@ -102,3 +106,33 @@ def test_rust_lines_that_ran(tmp_path: Path) -> None:
     # line no instruction (the `} else if` lines): what's missed is outside them.
     body = range(line_of("fn classify(n: u64) -> &'static str {"), len(source) + 1)
     assert not {n for n in many["count.rs"]["missing_lines"] if n in body}
+
+
+def test_names_demangled_unique_or_left_as_they_are() -> None:
+    """Rust's legacy names and C++'s nested ones read as paths; a Rust hash stays where two
+    instantiations would share a name, C++ overloads keep their mangled names, and what the
+    reader doesn't know (a const member function, a plain C name) stays as it is."""
+    from probe.engines.wasm.demangle import demangle_all
+
+    names = {
+        0: "_ZN5count8classify17ha0e86aa3df426594E",
+        1: "_ZN5alloc7raw_vec11finish_grow17h49284ae8bdad23c2E",
+        2: "_ZN5alloc7raw_vec11finish_grow17h11111ae8bdad23c2E",
+        3: "_ZN50_$LT$T$u20$as$u20$core..convert..Into$LT$U$GT$$GT$4into17h0123456789abcdefE",
+        4: "_ZN3foo3barEv",
+        5: "_ZN3foo3barEi",
+        6: "_ZN3foo5aloneEv",
+        7: "_ZNK3foo3getEv",
+        8: "main",
+    }
+    assert demangle_all(names) == {
+        0: "count::classify",
+        1: "alloc::raw_vec::finish_grow::h49284ae8bdad23c2",
+        2: "alloc::raw_vec::finish_grow::h11111ae8bdad23c2",
+        3: "<T as core::convert::Into<U>>::into",
+        4: "_ZN3foo3barEv",
+        5: "_ZN3foo3barEi",
+        6: "foo::alone",
+        7: "_ZNK3foo3getEv",
+        8: "main",
+    }

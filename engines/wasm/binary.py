@@ -423,6 +423,10 @@ def _function_names(b: bytes, sec: Section) -> dict[int, str]:
                 names[idx] = b[q : q + ln].decode("utf-8")
                 q += ln
         p = end
+    if any(n.startswith(("_ZN", "__ZN")) for n in names.values()):  # Rust, C++
+        from .demangle import demangle_all
+
+        names = demangle_all(names)
     return names
 
 
