@@ -81,23 +81,30 @@ def _slices_pair(types: list[int]) -> None:
     assert depth == 0
 
 
+def _trace_calls(python: str, cwd: Path, program: str) -> None:
+    """``program`` run as app.py with its calls and returns traced."""
+    (cwd / "app.py").write_text(program)
+    run = ["run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "app.py"]
+    ran = run_probe(python, *run, cwd=cwd)
+    assert ran.returncode == 0, ran.stderr
+
+
+def _rows(python: str, cwd: Path, sql: str) -> list[dict]:
+    """The rows of ``sql`` in the run's database, by `probe query`."""
+    out = run_probe(python, "query", "-f", "json", sql, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def _calls(python: str, cwd: Path) -> list[str]:
     """The functions of the run's call events, in order, as the database has them."""
-    out = run_probe(
-        python, "query", "-f", "json", "SELECT func FROM trace WHERE kind = 'func' ORDER BY seq",
-        cwd=cwd,
-    )  # fmt: skip
-    return [r["func"] for r in json.loads(out.stdout)]
+    sql = "SELECT func FROM trace WHERE kind = 'func' ORDER BY seq"
+    return [r["func"] for r in _rows(python, cwd, sql)]
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
 def test_a_python_run_as_a_perfetto_trace(python: str, tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text(PROGRAM)
-    ran = run_probe(
-        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "app.py",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
+    _trace_calls(python, tmp_path, PROGRAM)
     made = run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     events, _ = _perfetto(tmp_path / "run.pftrace")
@@ -221,13 +228,9 @@ def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
         cwd=tmp_path,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    rows = run_probe(
-        python, "query", "-f", "json",
-        "SELECT thread, sum(weight) AS n FROM samples GROUP BY thread",
-        cwd=tmp_path,
-    )  # fmt: skip
-    samples = {r["thread"].partition(" ")[2]: r["n"] for r in json.loads(rows.stdout)}
-    labels = {r["thread"].partition(" ")[2]: r["thread"] for r in json.loads(rows.stdout)}
+    rows = _rows(python, tmp_path, "SELECT thread, sum(weight) AS n FROM samples GROUP BY thread")
+    samples = {r["thread"].partition(" ")[2]: r["n"] for r in rows}
+    labels = {r["thread"].partition(" ")[2]: r["thread"] for r in rows}
     assert {"MainThread", "helper"} <= set(samples), samples
     made = run_probe(python, "report", "hotpaths", "-f", "perfetto", "-o", "s.pftrace",
                      cwd=tmp_path)  # fmt: skip
@@ -241,12 +244,8 @@ def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
         assert "work" in {name for _, t, name in slices if t == 1}
         counts = [v for _, _, v in tracks[f"samples per 100 ms: {labels[thread]}"]]
         assert sum(counts) == n
-    clock = run_probe(
-        python, "query", "-f", "json",
-        "SELECT value FROM counters WHERE event = 'task-clock' AND status = 'ok'",
-        cwd=tmp_path,
-    )  # fmt: skip
-    counted = json.loads(clock.stdout)
+    sql = "SELECT value FROM counters WHERE event = 'task-clock' AND status = 'ok'"
+    counted = _rows(python, tmp_path, sql)
     if counted:  # perf counts task-clock wherever perf runs at all
         (row,) = counted
         assert [v for _, _, v in tracks["task-clock"]][-1] == pytest.approx(row["value"])
@@ -288,18 +287,9 @@ def test_calls_of_each_thread_are_slices_on_its_own_track(python: str, tmp_path:
     """Three threads calling at once: their calls interleave in the events, and each
     thread's are slices on a track of its own that begin and end in pairs, as many as the
     database has calls on that thread; Chrome's JSON the same, by tid."""
-    (tmp_path / "app.py").write_text(TWO_THREADS)
-    ran = run_probe(
-        python, "run", "-q", "-a", "trace", "--sites", "func", "--sites", "return", "app.py",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    rows = run_probe(
-        python, "query", "-f", "json",
-        "SELECT thread, count(*) AS calls FROM trace WHERE kind = 'func' GROUP BY thread",
-        cwd=tmp_path,
-    )  # fmt: skip
-    calls = {r["thread"]: r["calls"] for r in json.loads(rows.stdout)}
+    _trace_calls(python, tmp_path, TWO_THREADS)
+    sql = "SELECT thread, count(*) AS calls FROM trace WHERE kind = 'func' GROUP BY thread"
+    calls = {r["thread"]: r["calls"] for r in _rows(python, tmp_path, sql)}
     assert len(calls) == 3 and None not in calls, calls
     made = run_probe(python, "report", "trace", "-f", "perfetto", "-o", "t.pftrace", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
