@@ -187,21 +187,20 @@ class Timeline:
         from .hotpaths import samples_from_db
 
         run = db.run(run_id)
-        sites = []
+        sites, batches, threads = [], iter(()), []
         if events:
             sites = db.execute(
                 'SELECT site_id, kind, unit, func, line, "offset", size FROM sites '
                 "WHERE run_id = ? ORDER BY site_id",
                 [run_id],
             ).fetchall()
-        batches = db.batches(
-            "SELECT seq, site_id, coalesce(thread, 0) FROM events WHERE run_id = ? ORDER BY seq",
-            [run_id],
-        ) if events else iter(())  # fmt: skip
-        threads = [t for (t,) in db.execute(
-            "SELECT DISTINCT coalesce(thread, 0) AS t FROM events WHERE run_id = ? ORDER BY t",
-            [run_id],
-        ).fetchall()] if events else []  # fmt: skip
+            thread = "coalesce(thread, 0)"  # 0: Wasm's one thread
+            batches = db.batches(
+                f"SELECT seq, site_id, {thread} FROM events WHERE run_id = ? ORDER BY seq",
+                [run_id],
+            )
+            where = f"SELECT DISTINCT {thread} AS t FROM events WHERE run_id = ? ORDER BY t"
+            threads = [t for (t,) in db.execute(where, [run_id]).fetchall()]
         counters = db.execute(
             "SELECT event, value, unit FROM counters WHERE run_id = ? AND region = 'run' "
             "AND status = 'ok' AND value IS NOT NULL ORDER BY event",
@@ -214,9 +213,18 @@ class Timeline:
             counters=counters, wall_s=run.get("wall_s") or 0.0, event_threads=threads,
         )  # fmt: skip
 
-    def threads(self) -> list[tuple[int, str]]:
-        """The sampled threads, (process, thread), in order."""
-        return list(dict.fromkeys((p, t) for p, t, *_ in self.samples))
+    def threads(self) -> list[tuple[int, str, int, str]]:
+        """The sampled threads, in order: (process, thread as the samples name it, its id,
+        its name), the id and name read from the label ("1234 MainThread"), else made up."""
+        found = []
+        for k, (process, label) in enumerate(dict.fromkeys((p, t) for p, t, *_ in self.samples)):
+            tid, _, name = label.partition(" ")
+            found.append(
+                (process, label, int(tid), name or tid)
+                if tid.isdigit()
+                else (process, label, k + 1, label)
+            )
+        return found
 
     def flames(self) -> Iterator[tuple[int, str, list[tuple[int, int, str]]]]:
         """Per sampled thread: (process, thread, slices as (ns, 1 begin | 2 end, function)).

@@ -51,12 +51,10 @@ def _samples(result: Timeline) -> Iterator[dict[str, Any]]:
     """The samples as each thread's stacks over time (B/E, in real time), its samples per
     100 ms and the run's perf counters (C)."""
     tids = {}
-    for k, (process, thread) in enumerate(result.threads()):
-        tid, _, name = thread.partition(" ")
-        tids[(process, thread)] = int(tid) if tid.isdigit() else k + 1
-        args = {"name": name or thread}
-        yield {"name": "thread_name", "ph": "M", "pid": process, "tid": tids[(process, thread)],
-               "args": args}  # fmt: skip
+    for process, thread, tid, name in result.threads():
+        tids[(process, thread)] = tid
+        yield {"name": "thread_name", "ph": "M", "pid": process, "tid": tid,
+               "args": {"name": name}}  # fmt: skip
     for process, thread, slices in result.flames():
         tid = tids[(process, thread)]
         for at, kind, name in slices:

@@ -60,13 +60,12 @@ def _samples(result: Timeline) -> bytes:
     out = []
     processes: dict[int, int] = {}  # pid -> track uuid
     threads: dict[tuple[int, str], int] = {}
-    for process, thread in result.threads():
+    for process, thread, tid, name in result.threads():
         if process not in processes:
             uuid = processes[process] = _SAMPLED + len(processes)
-            name = _field(1, _varint(process), ld=False) + _field(6, result.target.encode())
-            out.append(_track(uuid, _field(3, name)))
+            about = _field(1, _varint(process), ld=False) + _field(6, result.target.encode())
+            out.append(_track(uuid, _field(3, about)))
         uuid = threads[(process, thread)] = _SAMPLED + 1000 + len(threads)
-        tid, name = _thread(thread, len(threads))
         about = _field(1, _varint(process), ld=False) + _field(2, _varint(tid), ld=False)
         out.append(_track(uuid, _field(4, about + _field(5, name.encode())), processes[process]))
         counter = _field(2, f"samples per 100 ms: {thread}".encode()) + _field(8, b"")
@@ -91,12 +90,6 @@ def _counters(result: Timeline) -> bytes:
         out.append(_track(uuid, _field(2, event.encode()) + counter, _PROCESS))
         out += [_event(0, uuid, _COUNTER, real=0.0), _event(end, uuid, _COUNTER, real=value)]
     return b"".join(out)
-
-
-def _thread(label: str, k: int) -> tuple[int, str]:
-    """A sampled thread's id and name from its label ("1234 MainThread")."""
-    tid, _, name = label.partition(" ")
-    return (int(tid), name or tid) if tid.isdigit() else (k + 1, label)
 
 
 def _track(uuid: int, about: bytes, parent: int | None = None) -> bytes:
