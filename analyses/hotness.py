@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from probe.probes import Kind, Probe
 
 from . import Analysis, Tables, rows
-from .coverage import FunctionCoverage, wasm_functions
+from .coverage import FunctionCoverage, source_files, wasm_functions
 from .rows import Site
 
 if TYPE_CHECKING:
@@ -82,12 +82,13 @@ def result(run: dict[str, Any], sites: Iterable[Site], brief: bool = False) -> A
         at = [s for s in sites if s.kind == "line"]
         if at:
             per_line: dict[tuple[str, int], int] = {}
-            found.sources = {}
             for s in at:
                 key = (s.unit, s.line)
                 per_line[key] = max(per_line.get(key, 0), s.count or 0)
-                if s.func not in found.sources or (s.unit, s.line) < found.sources[s.func]:
-                    found.sources[s.func] = (s.unit, s.line)
+            found.sources = {}  # a function in several files (inline code): the first file's
+            for unit, f in sorted(source_files(at).items()):
+                for func, line in f.functions.items():
+                    found.sources.setdefault(func, (unit, line))
             found.lines = sorted(
                 ((u, n, c) for (u, n), c in per_line.items() if c),
                 key=lambda r: (-r[2], r[0], r[1]),
