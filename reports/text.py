@@ -208,8 +208,8 @@ def _sources(result: WasmCoverage) -> str:
     foot = ["TOTAL", *numbers(every), display(result.percent()) + "%", ""]
     table = [header, foot, *rows]
     # Missing to the left, after the numbers, as coverage.py's column: it may be long.
-    numbers = columns([r[:-1] for r in table])
-    head, tail, *body = [f"{a}   {r[-1]}".rstrip() for a, r in zip(numbers, table, strict=True)]
+    aligned = columns([r[:-1] for r in table])
+    head, tail, *body = [f"{a}   {r[-1]}".rstrip() for a, r in zip(aligned, table, strict=True)]
     rule = "-" * len(head)
     return "\n".join([head, rule, *body, rule, tail])
 
@@ -237,8 +237,6 @@ def _(result: FunctionCounts) -> str:
     for executed, count, offset, name in blocks:
         lines.append(f"{name[:32]:<32} {count:>14,} {executed:>16,} {offset:>#10x}")
     if result.lines:  # DWARF: the source's own lines, and where the hot functions are
-        import os
-
         where = result.sources or {}
         lines.append("")
         lines.append(f"{'Busiest source lines':<48} {'Runs':>14}")
