@@ -97,6 +97,13 @@ def coveragepy_json(
     return json.loads(out.read_text())
 
 
+def probe_rows(python: str, sql: str, cwd: Path, env: dict | None = None) -> list[dict]:
+    """The rows of ``sql`` as `probe query -f json` gives them (waiting for the ingest)."""
+    out = run_probe(python, "query", "-f", "json", sql, cwd=cwd, env=env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def query(db: Path, sql: str) -> list[tuple]:
     """Rows of ``sql`` read straight from a probe database with duckdb (as a user's tool would)."""
     import duckdb

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INTERPRETERS, REPO, query, run_probe, version_of
+from conftest import INTERPRETERS, REPO, probe_rows, query, run_probe, version_of
 
 # The programs benchmarks/reliability.py kills too: one copy of each.
 FAULTS = REPO / "benchmarks" / "faults"
@@ -461,5 +461,4 @@ def test_snapshots_taken_while_code_is_being_instrumented_go_on(python: str, tmp
     assert "snapshots of the run's counts stopped" not in done.stderr, done.stderr
     modules = int(done.stdout.split()[0])
     sql = "SELECT count(DISTINCT unit) AS n FROM sites WHERE unit LIKE '%/mods/m%'"
-    shown = run_probe(python, "query", sql, "-f", "json", cwd=tmp_path)
-    assert json.loads(shown.stdout) == [{"n": modules}], shown.stderr
+    assert probe_rows(python, sql, tmp_path) == [{"n": modules}]

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_probe
+from conftest import probe_rows, run_probe
 
 from probe.errors import StorageError
 from probe.storage import TABLES, Database
@@ -206,11 +206,6 @@ def test_a_database_an_older_probe_filed_events_into_reads_on(tmp_path) -> None:
     con.close()
     (tmp_path / "app.py").write_text("def f():\n    return 1\n\nf()\n")
     assert run_probe(sys.executable, *run, "app.py", cwd=tmp_path).returncode == 0
-    both = run_probe(
-        sys.executable, "query", "-f", "json",
-        "SELECT count(*) AS n, count(thread) AS threaded FROM events",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert both.returncode == 0, both.stderr
-    (row,) = json.loads(both.stdout)
+    sql = "SELECT count(*) AS n, count(thread) AS threaded FROM events"
+    (row,) = probe_rows(sys.executable, sql, tmp_path)
     assert row["n"] > events and row["threaded"] == row["n"] - events

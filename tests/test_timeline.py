@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import INTERPRETERS, SAMPLES, run_probe, version_of
+from conftest import INTERPRETERS, SAMPLES, probe_rows, run_probe, version_of
 
 PROGRAM = """\
 def fib(n):
@@ -89,17 +89,10 @@ def _trace_calls(python: str, cwd: Path, program: str) -> None:
     assert ran.returncode == 0, ran.stderr
 
 
-def _rows(python: str, cwd: Path, sql: str) -> list[dict]:
-    """The rows of ``sql`` in the run's database, by `probe query`."""
-    out = run_probe(python, "query", "-f", "json", sql, cwd=cwd)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def _calls(python: str, cwd: Path) -> list[str]:
     """The functions of the run's call events, in order, as the database has them."""
     sql = "SELECT func FROM trace WHERE kind = 'func' ORDER BY seq"
-    return [r["func"] for r in _rows(python, cwd, sql)]
+    return [r["func"] for r in probe_rows(python, sql, cwd)]
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
@@ -228,7 +221,8 @@ def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
         cwd=tmp_path,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    rows = _rows(python, tmp_path, "SELECT thread, sum(weight) AS n FROM samples GROUP BY thread")
+    sql = "SELECT thread, sum(weight) AS n FROM samples GROUP BY thread"
+    rows = probe_rows(python, sql, tmp_path)
     samples = {r["thread"].partition(" ")[2]: r["n"] for r in rows}
     labels = {r["thread"].partition(" ")[2]: r["thread"] for r in rows}
     assert {"MainThread", "helper"} <= set(samples), samples
@@ -245,7 +239,7 @@ def test_samples_are_a_flame_chart_per_thread_and_counters_are_counter_tracks(
         counts = [v for _, _, v in tracks[f"samples per 100 ms: {labels[thread]}"]]
         assert sum(counts) == n
     sql = "SELECT value FROM counters WHERE event = 'task-clock' AND status = 'ok'"
-    counted = _rows(python, tmp_path, sql)
+    counted = probe_rows(python, sql, tmp_path)
     if counted:  # perf counts task-clock wherever perf runs at all
         (row,) = counted
         assert [v for _, _, v in tracks["task-clock"]][-1] == pytest.approx(row["value"])
@@ -289,7 +283,7 @@ def test_calls_of_each_thread_are_slices_on_its_own_track(python: str, tmp_path:
     database has calls on that thread; Chrome's JSON the same, by tid."""
     _trace_calls(python, tmp_path, TWO_THREADS)
     sql = "SELECT thread, count(*) AS calls FROM trace WHERE kind = 'func' GROUP BY thread"
-    calls = {r["thread"]: r["calls"] for r in _rows(python, tmp_path, sql)}
+    calls = {r["thread"]: r["calls"] for r in probe_rows(python, sql, tmp_path)}
     assert len(calls) == 3 and None not in calls, calls
     made = run_probe(python, "report", "trace", "-f", "perfetto", "-o", "t.pftrace", cwd=tmp_path)
     assert made.returncode == 0, made.stderr

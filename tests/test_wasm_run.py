@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_probe
+from conftest import probe_rows, run_probe
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parent / "samples" / "wasm"
@@ -289,14 +289,14 @@ def test_html_without_dwarf_lists_each_functions_instructions(wdir: Path) -> Non
     assert run.returncode == 0, run.stderr
     made = probe("report", "coverage", "-f", "html", "-o", "out", cwd=wdir)
     assert made.returncode == 0, made.stderr
-    rows = probe(
-        "query", "-f", "json",
-        "SELECT func, \"offset\", coalesce(count, 0) AS count FROM sites "
+    rows = probe_rows(
+        sys.executable,
+        'SELECT func, "offset", coalesce(count, 0) AS count FROM sites '
         "LEFT JOIN counts USING (run_id, site_id) WHERE kind = 'block'",
-        cwd=wdir,
-    )  # fmt: skip
+        wdir,
+    )
     blocks: dict[str, dict[int, int]] = {}
-    for r in json.loads(rows.stdout):
+    for r in rows:
         blocks.setdefault(r["func"], {})[r["offset"]] = r["count"]
     name = "main"
     assert 0 < sum(1 for c in blocks[name].values() if c) < len(blocks[name])  # partly run

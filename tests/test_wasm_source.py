@@ -12,7 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from conftest import SAMPLES, run_probe
+from conftest import SAMPLES, probe_rows, run_probe
 
 TOOLS = ("clang", "wasm-ld", "gcc", "gcov", "genhtml")
 missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -154,13 +154,13 @@ def test_hotness_counts_each_line_as_gcov_does(tmp_path: Path, name: str, args: 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "Busiest source lines" in out.stderr
-    got = run_probe(
-        sys.executable, "query", "-f", "json",
+    got = probe_rows(
+        sys.executable,
         "SELECT s.line, max(coalesce(c.count, 0)) AS n FROM sites s LEFT JOIN counts c "
         "USING (run_id, site_id) WHERE s.kind = 'line' GROUP BY s.line",
-        cwd=tmp_path,
-    )  # fmt: skip
-    ours = {r["line"]: r["n"] for r in json.loads(got.stdout)}
+        tmp_path,
+    )
+    ours = {r["line"]: r["n"] for r in got}
     differ = {n: (ours[n], theirs[n]) for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
     assert differ == {}
     assert len(ours.keys() & theirs.keys()) >= 8
@@ -194,13 +194,12 @@ def test_the_html_report_in_a_real_browser(tmp_path: Path) -> None:
     assert run_probe(sys.executable, *run, cwd=tmp_path).returncode == 0
     made = run_probe(sys.executable, "report", "coverage", "-f", "html", "-o", "out", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    counts = run_probe(
-        sys.executable, "query", "-f", "json",
+    (row,) = probe_rows(
+        sys.executable,
         "SELECT count(*) AS lines, count(c.count) AS ran FROM sites s LEFT JOIN counts c "
         "USING (run_id, site_id) WHERE s.kind = 'line'",
-        cwd=tmp_path,
-    )  # fmt: skip
-    (row,) = json.loads(counts.stdout)
+        tmp_path,
+    )
     with page(tmp_path / "out" / "index.html") as (tab, errors):
         said = tab.locator("body > p").first.inner_text()
         assert said.startswith(f"Lines: {row['ran']} of {row['lines']} run"), said
@@ -225,12 +224,9 @@ def test_the_call_graph_page_in_a_real_browser(tmp_path: Path) -> None:
                      cwd=tmp_path).returncode == 0  # fmt: skip
     made = run_probe(sys.executable, "report", "calls", "-f", "html", "-o", "calls", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    edges = run_probe(
-        sys.executable, "query", "-f", "json",
-        "SELECT caller, callee, sum(calls) AS calls FROM call_edges GROUP BY 1, 2",
-        cwd=tmp_path,
-    )  # fmt: skip
-    expected = {(e["caller"], e["callee"]): e["calls"] for e in json.loads(edges.stdout)}
+    sql = "SELECT caller, callee, sum(calls) AS calls FROM call_edges GROUP BY 1, 2"
+    edges = probe_rows(sys.executable, sql, tmp_path)
+    expected = {(e["caller"], e["callee"]): e["calls"] for e in edges}
     assert len(expected) >= 5
     with page(tmp_path / "calls" / "index.html") as (tab, errors):
         rows = tab.locator("#edges tbody tr")
