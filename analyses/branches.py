@@ -3,6 +3,10 @@
 A count probe on every branch arm. Wasm: the arms of ``if`` (then, else, or the missing else),
 ``br_if`` (taken, not taken) and ``br_table`` (one row per distinct target: a histogram).
 Python: the arcs of every branch line, as coverage.py names them (from line, to line).
+
+A Wasm module with DWARF line tables places each branch on its source line; the report then
+holds the branches in the user's source files (as coverage selects them: ``--source``,
+``--include``, ``--omit``; libc's out) and says how many others it left out.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ class Arm(NamedTuple):
     at: int  # Wasm: the branch's offset; Python: its line
     target: int | None  # where the arm leads (Python: negative = exit of the code at -line)
     count: int
+    source: str | None = None  # Wasm with DWARF: the branch's source file and line
+    line: int | None = None
 
 
 @dataclass
@@ -35,6 +41,7 @@ class BranchArms:
     arms: list[Arm]
     wasm: bool
     brief: bool = False  # a summary: the ten busiest branches
+    elsewhere: int = 0  # Wasm with DWARF: branches outside the user's source files, left out
 
     def branches(self) -> list[list[Arm]]:
         """The arms of each branch, branches by how often they ran, most first."""
@@ -66,7 +73,14 @@ class Branches(Analysis):
 def result(run: dict[str, Any], sites: Iterable[Site], brief: bool = False) -> BranchArms:
     wasm = run.get("engine") == "wasm"
     arms = [
-        Arm(s.unit, s.func, s.offset if wasm else s.line, s.target, s.count or 0) for s in sites
+        Arm(s.unit, s.func, s.offset, s.target, s.count or 0, s.source, s.line)
+        if wasm
+        else Arm(s.unit, s.func, s.line, s.target, s.count or 0)
+        for s in sites
     ]
+    elsewhere = 0
+    if any(a.source is not None for a in arms):  # Wasm with DWARF: the user's files
+        elsewhere = len({a.at for a in arms if a.source is None})
+        arms = [a for a in arms if a.source is not None]
     arms.sort(key=lambda a: (a.unit, a.at, a.target is None, a.target or 0))
-    return BranchArms(arms, wasm, brief)
+    return BranchArms(arms, wasm, brief, elsewhere)

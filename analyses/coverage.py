@@ -404,9 +404,13 @@ def source_files(sites: Iterable[Site]) -> dict[str, FileCoverage]:
         if first is None or s.line < first:
             fc.functions[s.func] = s.line
     for s in sites:  # a branch's arms, on its instruction's source line
-        if s.kind == "branch" and s.line is not None and (s.func, s.line) in where:
-            arms = files[where[(s.func, s.line)]].arms.setdefault(s.line, {})
-            arms.setdefault(s.offset, []).append((s.target, s.count or 0))
+        if s.kind == "branch" and s.line is not None:
+            # a database of an older probe has no source: the function's line names it
+            source = s.source or where.get((s.func, s.line))
+            fc = files.get(source)
+            if fc is not None and (s.line in fc.executed or s.line in fc.missing):
+                arms = fc.arms.setdefault(s.line, {})
+                arms.setdefault(s.offset, []).append((s.target, s.count or 0))
     return files
 
 

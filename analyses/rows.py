@@ -26,10 +26,14 @@ if TYPE_CHECKING:
 Tables = dict[str, dict[str, Sequence]]
 
 
-class Site(namedtuple("Site", "site_id kind unit func line offset target size count low high")):
+_FIELDS = "site_id kind unit func line offset target size source count low high"
+
+
+class Site(namedtuple("Site", _FIELDS)):
     """A site and what its probe saw: site_id (int), kind, unit, func (str), line, offset,
-    target, size (int or None). ``count`` is None where the site never ran (no row in
-    ``counts``); ``low``/``high`` are the range probes' operands."""
+    target, size (int or None), source (Wasm: its source file, where known). ``count`` is
+    None where the site never ran (no row in ``counts``); ``low``/``high`` are the range
+    probes' operands."""
 
     __slots__ = ()
 
@@ -46,6 +50,7 @@ def from_tables(tables: Tables, kinds: Collection[str]) -> list[Site]:
     unit, func = _column(sites, "unit", n), _column(sites, "func", n)
     line, offset = _column(sites, "line", n), _column(sites, "offset", n)
     target, size = _column(sites, "target", n), _column(sites, "size", n)
+    source = _column(sites, "source", n)
     return [
         Site(
             sid,
@@ -56,6 +61,7 @@ def from_tables(tables: Tables, kinds: Collection[str]) -> list[Site]:
             offset[i],
             target[i],
             size[i],
+            source[i],
             hit.get(sid),
             low.get(sid),
             high.get(sid),
@@ -69,7 +75,7 @@ def from_db(db: Database, run_id: str, kinds: Collection[str]) -> list[Site]:
     """The sites of ``kinds`` of a stored run, in site order."""
     wanted = sorted(kinds)
     rows = db.execute(
-        'SELECT s.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target, s.size, '
+        'SELECT s.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target, s.size, s.source, '
         "c.count, c.low, c.high FROM sites s LEFT JOIN counts c USING (run_id, site_id) "
         f"WHERE s.run_id = ? AND s.kind IN ({', '.join('?' * len(wanted))}) ORDER BY s.site_id",
         [run_id, *wanted],

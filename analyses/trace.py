@@ -13,6 +13,7 @@ The result reads the view ``trace`` (events joined to their sites; order by ``se
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -85,17 +86,35 @@ class Trace(Analysis):
         if asked.funcs:
             where += " AND (" + " OR ".join("func GLOB ?" for _ in asked.funcs) + ")"
             params += asked.funcs
-        (total,) = db.execute(f"SELECT count(*) FROM trace WHERE {where}", params).fetchone()
+        elsewhere = 0
+        if run["engine"] == "wasm" and not asked.funcs and _has_source_lines(db, run_id):
+            # the user's code, as coverage selects it: libc's events are left out, and said
+            counted = f"SELECT count(*), count(source) FROM trace WHERE {where}"
+            (every_one, total) = db.execute(counted, params).fetchone()
+            elsewhere = every_one - total
+            where += " AND source IS NOT NULL"
+        else:
+            (total,) = db.execute(f"SELECT count(*) FROM trace WHERE {where}", params).fetchone()
         if every and total > _MOST_IN_A_REPORT:
             raise UsageError(
                 f"the trace has {total:,} events, too many for one report: query the trace "
                 "view (probe query), or probe export --format parquet"
             )
         query = (
-            'SELECT seq, kind, unit, func, line, "offset", target, value, detail FROM trace '
+            'SELECT seq, kind, unit, func, line, "offset", target, value, detail, source '
+            "FROM trace "
             f"WHERE {where} ORDER BY seq" + ("" if every else f" LIMIT {_SHOWN}")
         )
-        return TraceEvents([Event(*row) for row in db.execute(query, params).fetchall()], total)
+        events = [Event(*row) for row in db.execute(query, params).fetchall()]
+        return TraceEvents(events, total, elsewhere=elsewhere)
+
+
+def _has_source_lines(db: Database, run_id: str) -> bool:
+    """Whether a Wasm run's sites are placed in the user's source files (DWARF)."""
+    found = (
+        "SELECT count(*) FROM (SELECT 1 FROM sites WHERE run_id = ? AND source IS NOT NULL LIMIT 1)"
+    )
+    return db.execute(found, [run_id]).fetchone()[0] > 0
 
 
 class Event(NamedTuple):
@@ -108,6 +127,7 @@ class Event(NamedTuple):
     target: int | None
     value: int | None
     detail: str | None
+    source: str | None = None  # Wasm with DWARF: the source file of the site (line: its line)
 
 
 def _entries(seq: Any, site: Any, group: Any, carry: tuple[int, int]) -> tuple[Any, Any, Any]:
@@ -142,7 +162,7 @@ TIMELINES = ("perfetto", "chrome-json")
 
 class Timeline:
     """A run as a timeline. Its events: ``sites`` (site_id, kind, unit, func, line, offset,
-    size), and ``events``, Arrow batches of (seq, site_id, thread) in order, read once, on
+    source, size), and ``events``, Arrow batches of (seq, site_id, thread) in order, read once, on
     the threads ``event_threads`` (0: Wasm's one). A ``func``
     event begins a slice (a call), a ``return`` ends it; any other event is an instant. A
     Wasm func site's size is the events one entry records (one per argument). probe
@@ -190,7 +210,7 @@ class Timeline:
         sites, batches, threads = [], iter(()), []
         if events:
             sites = db.execute(
-                'SELECT site_id, kind, unit, func, line, "offset", size FROM sites '
+                'SELECT site_id, kind, unit, func, line, "offset", source, size FROM sites '
                 "WHERE run_id = ? ORDER BY site_id",
                 [run_id],
             ).fetchall()
@@ -271,11 +291,13 @@ class Timeline:
 
     def names(self) -> list[str]:
         """Each site's name on the timeline, by site id: a function for slices, else the
-        kind and where (``line f:12``, ``block f+0x3a``)."""
+        kind and where (``line f:12``, ``block f app.c:7``, ``block f+0x3a``)."""
         names = [""] * (max((s[0] for s in self.sites), default=-1) + 1)
-        for sid, kind, _unit, func, line, offset, _size in self.sites:
+        for sid, kind, _unit, func, line, offset, source, _size in self.sites:
             if kind in ("func", "return"):
                 names[sid] = func or "?"
+            elif source is not None:  # Wasm with DWARF
+                names[sid] = f"{kind} {func} {os.path.basename(source)}:{line}"
             elif line is not None:
                 names[sid] = f"{kind} {func}:{line}"
             else:
@@ -351,3 +373,4 @@ class TraceEvents:
     events: list[Event]
     total: int
     brief: bool = False  # a summary: only the number
+    elsewhere: int = 0  # Wasm with DWARF: events outside the user's source files, left out

@@ -185,9 +185,10 @@ def _(result: LineCounts) -> str:
 def _(result: BranchArms) -> str:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for arm in result.arms:
-        grouped.setdefault(f"{arm.unit}:{arm.at}", []).append(
-            {"func": arm.func, "target": arm.target, "count": arm.count}
-        )
+        record = {"func": arm.func, "target": arm.target, "count": arm.count}
+        if arm.source is not None:  # Wasm with DWARF: the branch's source line
+            record |= {"source": arm.source, "line": arm.line}
+        grouped.setdefault(f"{arm.unit}:{arm.at}", []).append(record)
     return json.dumps(grouped, indent=2)
 
 

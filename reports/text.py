@@ -265,26 +265,43 @@ def _(result: LineCounts) -> str:
 
 @render.register
 def _(result: BranchArms) -> str:
+    elsewhere = (
+        f"{result.elsewhere} branches outside your source files left out "
+        "(probe run --source/--include/--omit choose the files)"
+        if result.elsewhere
+        else ""
+    )
     if not result.arms:
-        return "No branches measured."
+        return "\n".join(filter(None, ["No branches measured.", elsewhere]))
     ranked = result.branches()
     top = 10 if result.brief else None
     one_sided = sum(1 for a in ranked if sum(1 for x in a if x.count) == 1 and len(a) > 1)
     never = sum(1 for a in ranked if not any(x.count for x in a))
     lines = [f"{len(ranked)} branches: {never} never ran, {one_sided} always went one way"]
-    lines.append(f"{'Function':<28} {'At':>16} {'Arm to':>10} {'Taken':>14}")
+    sourced = any(a.source for a in result.arms)  # Wasm with DWARF: where in the source too
+    lines.append(
+        f"{'Function':<28} {'Source':<24} {'At':>8} {'Arm to':>8} {'Taken':>14}"
+        if sourced
+        else f"{'Function':<28} {'At':>16} {'Arm to':>10} {'Taken':>14}"
+    )
     for arms_of in ranked[:top] if top else ranked:
-        for unit, func, at, target, count in arms_of:
-            where = f"{at:#x}" if result.wasm else f"{os.path.basename(unit)}:{at}"
-            if target is None:
+        for a in arms_of:
+            where = f"{a.at:#x}" if result.wasm else f"{os.path.basename(a.unit)}:{a.at}"
+            if a.target is None:
                 to = "?"
             elif result.wasm:
-                to = f"{target:#x}"
+                to = f"{a.target:#x}"
             else:
-                to = str(target) if target > 0 else "exit"
-            lines.append(f"{func[:28]:<28} {where:>16} {to:>10} {count:>14,}")
+                to = str(a.target) if a.target > 0 else "exit"
+            if sourced:
+                src = _short(f"{os.path.basename(a.source or '')}:{a.line}", 24)
+                lines.append(f"{a.func[:28]:<28} {src:<24} {where:>8} {to:>8} {a.count:>14,}")
+            else:
+                lines.append(f"{a.func[:28]:<28} {where:>16} {to:>10} {a.count:>14,}")
     if top and len(ranked) > top:
         lines.append(f"({len(ranked) - top} more branches: probe report branches)")
+    if elsewhere:
+        lines.append(f"({elsewhere})")
     return "\n".join(lines)
 
 
@@ -352,11 +369,19 @@ def _(result: MemoryAccess) -> str:
 def _(result: TraceEvents) -> str:
     if result.brief:
         return f"trace: {result.total:,} events recorded: probe report trace"
+    elsewhere = (
+        f"{result.elsewhere:,} events outside your source files left out "
+        "(the trace view holds every one: probe query)"
+        if result.elsewhere
+        else ""
+    )
     if not result.events:
-        return "No events recorded."
+        return "\n".join(filter(None, ["No events recorded.", elsewhere]))
     lines = [f"{'Seq':>10}  {'Kind':<7} {'Where':<40} {'Value':>20}"]
     for e in result.events:
-        if e.offset is not None:
+        if e.source is not None:  # Wasm with DWARF
+            where = f"{e.func} {os.path.basename(e.source)}:{e.line}"
+        elif e.offset is not None:
             where = f"{e.func} {e.offset:#x}"
         else:
             where = f"{e.func} {os.path.basename(e.unit)}:{e.line}"
@@ -367,6 +392,8 @@ def _(result: TraceEvents) -> str:
     if result.total > len(result.events):
         more = result.total - len(result.events)
         lines.append(f"({more:,} more events: probe report trace --format jsonl)")
+    if elsewhere:
+        lines.append(f"({elsewhere})")
     return "\n".join(lines)
 
 

@@ -42,6 +42,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("offset", "BIGINT"),  # Wasm: byte offset in the original module
         ("target", "BIGINT"),  # branch destination; Python arcs: negative = exit of code at -line
         ("size", "BIGINT"),  # Wasm blocks: instructions in the block
+        # Wasm with DWARF: the source file the site's instruction came from (its line in
+        # line), where that is one of the user's files; NULL for Python (unit is the file)
+        ("source", "VARCHAR"),
     ),
     "counts": (
         ("run_id", "VARCHAR"),
@@ -185,7 +188,7 @@ FROM steps t JOIN sites s USING (run_id, site_id)
     # trace: events with their sites; order by seq.
     "trace": """
 SELECT e.run_id, e.seq, e.site_id, s.kind, s.unit, s.func, s.line, s."offset", s.target,
-       e.value, e.detail, e.thread
+       e.value, e.detail, e.thread, s.source
 FROM events e JOIN sites s USING (run_id, site_id)
 """,
 }

@@ -332,6 +332,73 @@ def test_branches_in_every_format_agree_with_lcov(tmp_path: Path) -> None:
         assert errors == []
 
 
+def test_branches_and_trace_per_source_line(tmp_path: Path) -> None:
+    """The branches and trace reports place each branch and event on its source line: the
+    branches' arms are LCOV's (taken or not) line for line, with counts the program's own
+    output confirms; the trace runs through wc.c's lines in the order the program does.
+    libc's branches and events are left out, and the reports say how many."""
+    _build(tmp_path, "wc.c")
+    wc = str(tmp_path / "wc.c")
+    args = ["--dir", ".", "app.wasm", "--", "in.txt"]  # prints "2 5 24": lines, words, bytes
+
+    def report(*what: str) -> str:
+        done = run_probe(sys.executable, "report", *what, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run = ["run", "-q", "-a", "coverage", "--branch", *args]
+    assert run_probe(sys.executable, *run, cwd=tmp_path).returncode == 0
+    lcov: dict[int, list[bool]] = {}
+    for record in report("coverage", "-f", "lcov").splitlines():
+        if record.startswith("BRDA:"):
+            line, _, _, taken = record[5:].split(",")
+            lcov.setdefault(int(line), []).append(taken not in ("0", "-"))
+
+    # branch probes alone (no block sites, so no line sites): still placed
+    assert (
+        run_probe(sys.executable, "run", "-q", "-a", "branches", *args, cwd=tmp_path).returncode
+        == 0
+    )
+    branches = json.loads(report("branches", "-f", "json"))
+    arms: dict[int, list[int]] = {}
+    for branch in branches.values():
+        assert {a["source"] for a in branch} == {wc}
+        arms.setdefault(branch[0]["line"], []).extend(a["count"] for a in branch)
+    assert {n: sorted(c > 0 for c in a) for n, a in arms.items()} == {
+        n: sorted(t) for n, t in lcov.items()
+    }
+    assert sorted(arms[19]) == [2, 22]  # `if (c == '\n')`: 2 newlines of 24 bytes
+    (left_out,) = probe_rows(
+        sys.executable,
+        "SELECT count(DISTINCT \"offset\") AS n FROM sites WHERE kind = 'branch' "
+        "AND source IS NULL AND run_id = (SELECT max(run_id) FROM runs)",
+        tmp_path,
+    )
+    text = report("branches")
+    assert "wc.c:19" in text
+    assert f"{left_out['n']} branches outside your source files left out" in text
+
+    assert (
+        run_probe(sys.executable, "run", "-q", "-a", "trace", *args, cwd=tmp_path).returncode == 0
+    )
+    events = json.loads(report("trace", "-f", "json"))
+    assert {(e["source"], e["func"]) for e in events} == {(wc, "main")}
+    lines = [e["line"] for e in events]
+    gcov_ran, _ = _gcov(tmp_path, "wc.c", ["in.txt"])
+    assert set(lines) <= gcov_ran | DIFFERENT["wc.c"]["probe"] and not {12, 13} & set(lines)
+    assert lines.count(18) == 24  # `bytes++`: a block of its own, once per byte
+    assert max(i for i, n in enumerate(lines) if n == 18) < lines.index(28)  # then printf
+    (everything,) = probe_rows(
+        sys.executable,
+        "SELECT count(*) AS n FROM trace WHERE run_id = (SELECT max(run_id) FROM runs)",
+        tmp_path,
+    )
+    assert f"{everything['n'] - len(events):,} events outside your source files" in report("trace")
+    timeline = json.loads(report("trace", "-f", "chrome-json"))
+    names = {e["name"] for e in timeline["traceEvents"] if e.get("ph") == "i"}
+    assert "block main wc.c:18" in names
+
+
 def test_broken_line_tables_leave_the_run_per_function(tmp_path: Path) -> None:
     """A module whose .debug_line is garbage still runs, as wasmtime runs it: one warning,
     and reports per function and offset."""

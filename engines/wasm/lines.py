@@ -8,6 +8,10 @@ Blocks are contiguous: each runs from its leader to the next block's (body.py), 
 the end of the function, so a block's byte range is known from the offsets alone. Code the
 rewriter leaves without a probe (unreachable) is a block of its own, never counted.
 
+Every other site (a block, branch, call, ...) is placed on the source line of its own
+instruction, where that is in the user's files, with or without line sites: the branches
+and trace reports show these.
+
 Which files are the user's: as ``--source``/``--include``/``--omit`` say (``Scope``); by
 default every file that exists where the line table says, but system headers and libraries
 (under /usr, or named relative to a build directory that isn't here, as wasi-libc's are).
@@ -36,7 +40,7 @@ class LineSites:
     """The line sites of a run, and how to count them from its block counts."""
 
     __slots__ = (
-        "first_id", "unit", "func", "line", "offset", "pairs_line", "pairs_block", "branches"
+        "first_id", "unit", "func", "line", "offset", "pairs_line", "pairs_block", "places"
     )  # fmt: skip
 
     def __init__(self, first_id: int) -> None:
@@ -48,9 +52,9 @@ class LineSites:
         # (line site, block site) for every block holding an instruction of the line
         self.pairs_line: list[int] = []
         self.pairs_block: list[int] = []
-        # branch site -> the source line of its branch instruction (the line site of that
-        # function and line names the file)
-        self.branches: dict[int, int] = {}
+        # the module's site -> (file, line) of its instruction, in the user's files: where
+        # reports place blocks, branches, calls and the trace's events
+        self.places: dict[int, tuple[str, int]] = {}
 
     def __len__(self) -> int:
         return len(self.unit)
@@ -66,13 +70,10 @@ class LineSites:
 
 
 def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | None:
-    """The line sites of the user's files (None: no line tables, or no block sites)."""
-    sites = prepared.sites
-    blocks: dict[int, list[tuple[int, int]]] = {}  # function -> [(offset, site)]
-    for i, kind in enumerate(sites.kind):
-        if kind == "block":
-            blocks.setdefault(sites.func[i], []).append((sites.offset[i], i))
-    if not blocks or not any(s.id == 0 and s.name == ".debug_line" for s in module.sections):
+    """The line sites of the user's files, and where in them each of the module's sites is
+    (None: no line tables). Lines are sites only where blocks are: their counts come from
+    the blocks'."""
+    if not any(s.id == 0 and s.name == ".debug_line" for s in module.sections):
         return None
     from . import cache
 
@@ -86,15 +87,29 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
         if table is None:
             return None
         cache.keep_source_lines(module.data, table)
+    sites = prepared.sites
     wanted: dict[str, bool] = {}
-    ends = {b.index: b.end for b in module.bodies}
     found = LineSites(len(sites) + module.imported_funcs)
+    at, places = table.at, found.places
+    for i, offset in enumerate(sites.offset):
+        where = at(offset)
+        if where is not None:
+            ok = wanted.get(where[0])
+            if ok is None:
+                ok = wanted[where[0]] = _users(where[0], scope)
+            if ok:
+                places[i] = where[:2]
+    blocks: dict[int, list[tuple[int, int]]] = {}  # function -> [(offset, site)]
+    for i, kind in enumerate(sites.kind):
+        if kind == "block":
+            blocks.setdefault(sites.func[i], []).append((sites.offset[i], i))
+    ends = {b.index: b.end for b in module.bodies} if blocks else {}
     ids: dict[tuple[str, int, int], int] = {}
     for fidx, starts in blocks.items():
         starts.sort()
         for k, (start, site) in enumerate(starts):
             end = starts[k + 1][0] if k + 1 < len(starts) else ends.get(fidx, start)
-            for (unit, line), at in table.lines(start, end).items():
+            for (unit, line), first in table.lines(start, end).items():
                 ok = wanted.get(unit)
                 if ok is None:
                     ok = wanted[unit] = _users(unit, scope)
@@ -107,15 +122,10 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
                     found.unit.append(unit)
                     found.func.append(fidx)
                     found.line.append(line)
-                    found.offset.append(at)
+                    found.offset.append(first)
                 found.pairs_line.append(lid)
                 found.pairs_block.append(site)
-    for i, kind in enumerate(sites.kind):
-        if kind == "branch":
-            at = table.at(sites.offset[i])
-            if at is not None and (at[0], at[1], sites.func[i]) in ids:
-                found.branches[i] = at[1]
-    return found
+    return found if found.unit or places else None
 
 
 def _users(path: str, scope: Scope) -> bool:

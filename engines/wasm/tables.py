@@ -49,7 +49,7 @@ def write_sites(
     imports = range(module.imported_funcs)
     names = {f: module.func_name(f) for f in set(sites.func)}
     names.update((i, module.func_name(i)) for i in imports)
-    total = n + len(imports) + (len(lines) if lines else 0)
+    total = n + len(imports) + (len(lines) if lines is not None else 0)
     columns = {
         "site_id": array("q", range(total)),
         "kind": [*sites.kind, *(["import"] * len(imports))],
@@ -59,7 +59,7 @@ def write_sites(
         "target": [*sites.target, *imports],
         "size": sites.size + array("q", bytes(8 * len(imports))),
     }
-    if lines:  # one chunk: the summary's tables join chunks column by column
+    if lines is not None:  # one chunk: the summary's tables join chunks column by column
         k = len(lines)
         columns["kind"] += ["line"] * k
         columns["unit"] += lines.unit
@@ -67,8 +67,10 @@ def write_sites(
         columns["offset"] += array("q", lines.offset)
         columns["target"] += [None] * k
         columns["size"] += array("q", bytes(8 * k))
-        at = lines.branches  # a branch's source line, where its function's lines are known
-        columns["line"] = [at.get(i) for i in range(n)] + [None] * len(imports) + lines.line
+        # where in the source each of the module's sites is, where known (lines.py)
+        places = [lines.places.get(i, (None, None)) for i in range(n)]
+        columns["line"] = [p[1] for p in places] + [None] * len(imports) + lines.line
+        columns["source"] = [p[0] for p in places] + [None] * len(imports) + lines.unit
     recorder.write("sites", columns)
 
 
@@ -95,7 +97,7 @@ def counts_columns(
         pairs = seen.view("i8").tolist()  # as i64, as the events' values are
         columns["low"] = [lo if k else None for (lo, _), k in zip(pairs, kept, strict=True)]
         columns["high"] = [hi if k else None for (_, hi), k in zip(pairs, kept, strict=True)]
-    if lines:
+    if lines is not None:
         ran = lines.counts(counts)
         more = [i for i, c in enumerate(ran) if c]
         columns["site_id"] += array("q", (i + lines.first_id for i in more))
