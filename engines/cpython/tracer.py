@@ -52,12 +52,16 @@ _DETAIL_CHARS = 200  # a returned value's repr is cut here
 
 class Need:
     """What a code object in scope needs, decided once: its func site, its line events, its
-    return events. (Not a NamedTuple: see analyses/rows.py.)"""
+    returns; whether its entries and its returns are recorded as events (``--sites
+    func:GLOB`` chooses the functions). (Not a NamedTuple: see analyses/rows.py.)"""
 
-    __slots__ = ("site", "lines", "returns")
+    __slots__ = ("site", "lines", "returns", "entry_events", "return_events")
 
-    def __init__(self, site: int, lines: bool, returns: bool) -> None:
+    def __init__(
+        self, site: int, lines: bool, returns: bool, entry_events: bool, return_events: bool
+    ) -> None:
         self.site, self.lines, self.returns = site, lines, returns
+        self.entry_events, self.return_events = entry_events, return_events
 
 
 class Hooks(Protocol):
@@ -219,7 +223,13 @@ class Tracer:
         if wants.trace_lines:
             lines = lines or wants.line_funcs is None or _any_match(func, wants.line_funcs)
         returns = wants.returns or wants.return_points or wants.arcs
-        found = self.codes[id(code)] = Need(site, lines, returns)
+        entry_events = wants.func_events and (
+            wants.func_funcs is None or _any_match(func, wants.func_funcs)
+        )
+        return_events = wants.return_events and (
+            wants.return_funcs is None or _any_match(func, wants.return_funcs)
+        )
+        found = self.codes[id(code)] = Need(site, lines, returns, entry_events, return_events)
         return found
 
     def real(self, filename: str) -> str:
@@ -324,7 +334,7 @@ class Tracer:
             self.entry_counts[site] += 1
             if wants.contexts:
                 self.context_counts[(self.context(), site)] += 1
-            if wants.func_events:
+            if need.entry_events:
                 self.event(site)
         if wants.calls:
             caller = frame.f_back
@@ -391,7 +401,7 @@ class Tracer:
                 "return", site, _matcher("return", unit, func, code.co_firstlineno)
             )
         self.return_counts[site] += 1
-        if wants.return_events:
+        if need.return_events:
             number = value if type(value) is int and -(2**63) <= value < 2**63 else None
             if type(value) is bool:
                 number = int(value)
@@ -414,7 +424,7 @@ class Tracer:
             return
         code = frame.f_code
         need = self.need(code)
-        if need is None or not need.returns:
+        if need is None or not need.return_events:
             return
         unit, func = self.ids.rows[need.site][1:3]
         site = self.ids.get("return", unit, func, code.co_firstlineno)

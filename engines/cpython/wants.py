@@ -17,10 +17,12 @@ _FIELDS = (
     ("trace_branches", False),  # an event per branch arc taken (its marker line ran)
     ("entries", False),  # function entries counted (for func and call probes)
     ("func_events", False),  # an event per entry
+    ("func_funcs", None),  # ... only of functions matching these globs
     ("calls", False),  # the call graph: (caller, line, callee) sites counted
     ("call_events", False),  # an event per call
     ("returns", False),  # returns counted
     ("return_events", False),  # an event per return, with the value
+    ("return_funcs", None),  # ... only of functions matching these globs
     ("line_points", False),  # callback probes on lines, funcs, returns
     ("func_points", False),
     ("return_points", False),
@@ -38,7 +40,8 @@ _FIELDS = (
 
 
 class Wants(namedtuple("Wants", [f for f, _ in _FIELDS], defaults=[d for _, d in _FIELDS])):
-    """Flags (bools), ``line_funcs`` (a tuple of globs, or None) and ``count_lines`` (a Kind,
+    """Flags (bools), ``line_funcs``, ``func_funcs``, ``return_funcs`` (tuples of globs, or
+    None: every function) and ``count_lines`` (a Kind,
     or None): see _FIELDS."""
 
     __slots__ = ()
@@ -68,10 +71,12 @@ class Wants(namedtuple("Wants", [f for f, _ in _FIELDS], defaults=[d for _, d in
             trace_branches=kind("branch") == Kind.OPERAND,
             entries=kind("func") is not None or kind("call") is not None,
             func_events=kind("func") == Kind.OPERAND,
+            func_funcs=probes.funcs_for("func", Kind.OPERAND),
             calls=kind("call") is not None,
             call_events=kind("call") == Kind.OPERAND,
             returns=kind("return") is not None,
             return_events=kind("return") == Kind.OPERAND,
+            return_funcs=probes.funcs_for("return", Kind.OPERAND),
             line_points="line" in switchable,
             func_points="func" in switchable,
             return_points="return" in switchable,
