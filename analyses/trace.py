@@ -1,7 +1,9 @@
 """Trace: the ordered events of chosen sites, with their values.
 
 With no ``--sites``: every basic-block entry (Wasm) or every line (Python), in
-execution order. ``--sites`` narrows or widens it; each value is one of
+execution order, and every call and return, which a timeline shows as slices (the text and
+JSON reports show the blocks or lines). ``--sites`` narrows or widens it; each value is one
+of
 
 * ``func:GLOB`` — only sites in functions whose names match (``func:main``);
 * an event class — ``block``, ``line``, ``branch`` (the arm taken, with the
@@ -50,7 +52,9 @@ class Trace(Analysis):
 
     def probes(self, events: frozenset[str]) -> Iterable[Probe]:
         default = "block" if "block" in events else "line"
-        classes = [c for c in self.classes if c in events] or [default]
+        classes = [c for c in self.classes if c in events]
+        if not classes:  # the timeline's slices too (see Timeline)
+            classes = [default, *(c for c in ("func", "return") if c in events)]
         for event in classes:
             if not self.funcs:
                 yield Probe(event, Kind.OPERAND)

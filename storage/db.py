@@ -412,8 +412,12 @@ class Database:
         ).fetchall()
         row = rows[0] if rows else None
         if row is None:
-            what = f" with the {analysis} analysis" if analysis else ""
-            raise StorageError(f"no run{what} in {self.path}")
+            if analysis:
+                raise StorageError(
+                    f"no run with the {analysis} analysis in {self.path} "
+                    f"(probe run -a {analysis} TARGET records one)"
+                )
+            raise StorageError(f"no run in {self.path}")
         return row[0]
 
     def erase(self, run_ids: Sequence[str]) -> list[str]:

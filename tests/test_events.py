@@ -63,9 +63,10 @@ def test_ring_flushes_keep_every_event_in_order(wdir: Path) -> None:
     assert n > 65536 * 2 and (low, high, distinct) == (0, n - 1, n)
     wrong = query(
         db,
-        "SELECT count(*) FROM (SELECT site_id, count(*) AS n FROM events GROUP BY 1) e "
-        "FULL JOIN (SELECT c.site_id, c.count FROM counts c JOIN sites s USING (run_id, site_id) "
-        "WHERE s.kind = 'block') h USING (site_id) WHERE e.n IS DISTINCT FROM h.count",
+        "SELECT count(*) FROM (SELECT site_id, count(*) AS n FROM trace WHERE kind = 'block' "
+        "GROUP BY 1) e FULL JOIN (SELECT c.site_id, c.count FROM counts c JOIN sites s "
+        "USING (run_id, site_id) WHERE s.kind = 'block') h USING (site_id) "
+        "WHERE e.n IS DISTINCT FROM h.count",
     )[0][0]
     assert wrong == 0
 
@@ -197,8 +198,8 @@ def test_python_events_from_several_threads_are_all_kept(python: str, tmp_path: 
     db = tmp_path / "p.duckdb"
     differ = query(
         db,
-        "SELECT count(*) FROM (SELECT site_id, count(*) AS n FROM events GROUP BY 1) t "
-        "FULL JOIN (SELECT site_id, c.count AS n FROM counts c JOIN sites s "
+        "SELECT count(*) FROM (SELECT site_id, count(*) AS n FROM trace WHERE kind = 'line' "
+        "GROUP BY 1) t FULL JOIN (SELECT site_id, c.count AS n FROM counts c JOIN sites s "
         "USING (run_id, site_id) WHERE s.kind = 'line') h USING (site_id) "
         "WHERE t.n IS DISTINCT FROM h.n",
     )

@@ -133,16 +133,21 @@ def test_a_wasm_run_as_perfetto_and_chrome_json(tmp_path: Path) -> None:
     assert all(e["pid"] == 1 and e["tid"] == 1 for e in trace if e["ph"] in "BE")
 
 
-def test_a_trace_of_lines_is_instants(tmp_path: Path) -> None:
+def test_a_default_trace_has_lines_as_instants_and_calls_as_slices(tmp_path: Path) -> None:
+    """`-a trace` with no --sites: the reports show lines, the timeline its calls too."""
     (tmp_path / "app.py").write_text(PROGRAM)
     python = INTERPRETERS[0]
     assert run_probe(python, "run", "-q", "-a", "trace", "app.py", cwd=tmp_path).returncode == 0
     run_probe(python, "report", "trace", "-f", "perfetto", "-o", "run.pftrace", cwd=tmp_path)
     events, _ = _perfetto(tmp_path / "run.pftrace")
-    lines = run_probe(python, "query", "SELECT count(*) FROM trace", "-f", "csv", cwd=tmp_path)
-    assert len(events) == int(lines.stdout.split()[1])
-    assert {t for _, t, _ in events} == {3}
-    assert events[0][2].startswith("line <module>:")
+    rows = probe_rows(python, "SELECT kind, count(*) AS n FROM trace GROUP BY 1", tmp_path)
+    kinds = {r["kind"]: r["n"] for r in rows}
+    assert sum(1 for _, t, _ in events if t == 3) == kinds["line"]
+    assert [name for _, t, name in events if t == 1] == _calls(python, tmp_path)
+    _slices_pair([t for _, t, _ in events])
+    assert events[0][2] == "<module>" and events[1][2].startswith("line <module>:")
+    shown = json.loads(run_probe(python, "report", "trace", "-f", "json", cwd=tmp_path).stdout)
+    assert {e["kind"] for e in shown} == {"line"} and len(shown) == kinds["line"]
     assert run_probe(python, "run", "-q", "app.py", cwd=tmp_path).returncode == 0
     other = run_probe(python, "report", "coverage", "-f", "perfetto", cwd=tmp_path)
     assert other.returncode == 2 and "not 'perfetto'" in other.stderr, other.stderr

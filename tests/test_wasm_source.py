@@ -390,7 +390,8 @@ def test_branches_and_trace_per_source_line(tmp_path: Path) -> None:
     assert max(i for i, n in enumerate(lines) if n == 18) < lines.index(28)  # then printf
     (everything,) = probe_rows(
         sys.executable,
-        "SELECT count(*) AS n FROM trace WHERE run_id = (SELECT max(run_id) FROM runs)",
+        "SELECT count(*) AS n FROM trace WHERE kind = 'block' "
+        "AND run_id = (SELECT max(run_id) FROM runs)",
         tmp_path,
     )
     assert f"{everything['n'] - len(events):,} events outside your source files" in report("trace")
