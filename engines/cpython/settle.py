@@ -1,0 +1,139 @@
+"""Code that sys.monitoring instrumented, given back its fast form (Python 3.12 only).
+
+On 3.12 two costs stay after every LINE callback has returned DISABLE, 7-10 % on loops in
+the benchmarks, the same for coverage.py's sysmon core:
+
+* Instrumenting a code object turns its superinstructions (LOAD_FAST__LOAD_FAST and four
+  more, which 3.12 forms once, when the code object is made) back into single
+  instructions, and nothing forms them again.
+* A line event fires only where the line differs from the instruction's before. A line
+  point that is reached only from its own line (the loop head of a comprehension or of a
+  one-line loop) never fires, so it never returns DISABLE, and the interpreter's line check
+  runs there on every pass.
+
+So a thread of probe's, every 50 ms, takes each code object whose lines fired since its
+last pass, and in its executable bytecode (co_code_adaptive, which rewrite.py patches on
+3.11 too) puts back the instruction under every line point whose line is recorded already,
+then forms the superinstructions again wherever both halves are plain instructions. Each
+change is a one-byte write made with the GIL held (a ctypes array, not ctypes.memmove,
+which lets the GIL go), so the interpreter is between two instructions whenever it sees
+one. Nothing is done while another sys.monitoring tool is in use: a line point may then
+carry that tool's events too. If the interpreter instruments the code again (events
+switched on), it treats what it finds as it treats a new code object's bytecode.
+
+3.13 forms superinstructions in the compiler, and measures 1.02x without this.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dis
+import sys
+import threading
+from types import CodeType
+
+from .compat import CODE_ADAPTIVE_OFFSET
+
+EVERY_S = 0.05
+
+_OP = {name: number for number, name in enumerate(dis._all_opname)}
+# The pairs 3.12's _PyCode_Quicken joins: (first, second) -> the superinstruction.
+_PAIRS = {
+    (_OP[a], _OP[b]): _OP[f"{a}__{b}"]
+    for a, b in (
+        ("LOAD_CONST", "LOAD_FAST"),
+        ("LOAD_FAST", "LOAD_CONST"),
+        ("LOAD_FAST", "LOAD_FAST"),
+        ("STORE_FAST", "LOAD_FAST"),
+        ("STORE_FAST", "STORE_FAST"),
+    )
+}
+_SUPERS: dict[int, set[int]] = {}  # an instruction -> the superinstructions it begins
+for (_first, _), _super in _PAIRS.items():
+    _SUPERS.setdefault(_first, set()).add(_super)
+_LINE = dis.opmap["INSTRUMENTED_LINE"]
+_RESUME = dis.opmap["RESUME"]
+_CACHES = dis._inline_cache_entries
+
+
+class _Shape:
+    """What a code object's bytecode says once and for all: its instructions' opcodes as
+    made (co_code), each instruction that has a line, and the pairs quickening joins."""
+
+    __slots__ = ("made", "lined", "pairs")
+
+    def __init__(self, code: CodeType) -> None:
+        made = self.made = code.co_code  # the base opcodes, whatever is instrumented
+        units = len(made) // 2
+        line_of: list[int | None] = [None] * units
+        for start, end, line in code.co_lines():
+            for k in range(start // 2, end // 2):
+                line_of[k] = line
+        starts = []
+        i = 0
+        while i < units:
+            starts.append(i)
+            i += 1 + _CACHES[made[2 * i]]
+        self.lined = [
+            (i, line_of[i]) for i in starts if line_of[i] is not None and made[2 * i] != _RESUME
+        ]
+        self.pairs = [
+            (a, b, _PAIRS[(made[2 * a], made[2 * b])])
+            for a, b in zip(starts, starts[1:], strict=False)
+            if b == a + 1 and (made[2 * a], made[2 * b]) in _PAIRS
+        ]
+
+
+class Settler:
+    """Settles the code objects ``touched`` (their lines fired) of the tool ``tool``, whose
+    recorded lines per file are ``lines``."""
+
+    def __init__(self, tool: int, lines: dict[str, set[int]]) -> None:
+        self.tool = tool
+        self.lines = lines
+        self.touched: dict[int, CodeType] = {}  # id -> code object, filled by the callback
+        self._shapes: dict[int, _Shape] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="probe-settle", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(EVERY_S):
+            self.settle_touched()
+
+    def settle_touched(self) -> None:
+        """Settle every code object touched since the last time, if probe's tool is alone."""
+        mon = sys.monitoring
+        if any(mon.get_tool(t) is not None for t in range(6) if t != self.tool):
+            return  # the code stays as it is, and touched: settled once the other tool goes
+        while self.touched:
+            key, code = self.touched.popitem()
+            shape = self._shapes.get(key)
+            if shape is None:
+                shape = self._shapes[key] = _Shape(code)
+            seen = self.lines.get(code.co_filename)
+            if seen:
+                settle(code, shape, seen)
+
+
+def settle(code: CodeType, shape: _Shape, seen: set[int]) -> None:
+    """Put back the instructions under line points of lines ``seen``, and join the pairs
+    whose halves are both plain."""
+    made = shape.made
+    live = (ctypes.c_uint8 * len(made)).from_address(id(code) + CODE_ADAPTIVE_OFFSET)
+    for i, line in shape.lined:
+        if live[2 * i] == _LINE and line in seen:
+            live[2 * i] = made[2 * i]
+    for a, b, joined in shape.pairs:
+        first, second = live[2 * a], live[2 * b]
+        if (first == made[2 * a] or first in _SUPERS.get(made[2 * a], ())) and (
+            second == made[2 * b] or second in _SUPERS.get(made[2 * b], ())
+        ):
+            live[2 * a] = joined
