@@ -54,15 +54,21 @@ class Snapshots:
     that SIGKILL loses at most that interval of counts. The interval grows to keep a
     snapshot's cost under 5% of the run: ``take`` holds the GIL while it copies."""
 
-    def __init__(self, take: Callable[[], None], every: float = SNAPSHOT_EVERY_S) -> None:
+    def __init__(
+        self,
+        take: Callable[[], None],
+        every: float = SNAPSHOT_EVERY_S,
+        name: str = "snapshots of the run's counts",
+    ) -> None:
         self._take = take
         self._every = every
+        self._name = name  # also what does it (engines/cpython/settle.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="probe-snapshots", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"probe: {self._name}", daemon=True)
         self._thread.start()
         _running.add(self)
 
@@ -82,6 +88,6 @@ class Snapshots:
             except RuntimeError:
                 continue  # the program changed a dict while it was copied: next time
             except Exception as e:  # noqa: BLE001 - snapshots are a safety net, never a failure
-                warn(f"snapshots of the run's counts stopped: {type(e).__name__}: {e}")
+                warn(f"{self._name} stopped: {type(e).__name__}: {e}")
                 return
             every = max(self._every, 20 * (time.perf_counter() - t0))

@@ -11,7 +11,8 @@ the benchmarks, the same for coverage.py's sysmon core:
   one-line loop) never fires, so it never returns DISABLE, and the interpreter's line check
   runs there on every pass.
 
-So a thread of probe's, every 50 ms, takes each code object whose lines fired since its
+So a thread of probe's (a Snapshots thread: it pauses while the program forks), every
+50 ms, takes each code object whose lines fired since its
 last pass, and in its executable bytecode (co_code_adaptive, which rewrite.py patches on
 3.11 too) puts back the instruction under every line point whose line is recorded already,
 then forms the superinstructions again wherever both halves are plain instructions. Each
@@ -29,8 +30,10 @@ from __future__ import annotations
 import ctypes
 import dis
 import sys
-import threading
+import weakref
 from types import CodeType
+
+from probe.engines.snapshots import Snapshots
 
 from .compat import CODE_ADAPTIVE_OFFSET
 
@@ -92,21 +95,15 @@ class Settler:
         self.tool = tool
         self.lines = lines
         self.touched: dict[int, CodeType] = {}  # id -> code object, filled by the callback
-        self._shapes: dict[int, _Shape] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="probe-settle", daemon=True)
+        # id -> (the code object, weakly: an id is reused once its object is gone; its shape)
+        self._shapes: dict[int, tuple[weakref.ref[CodeType], _Shape]] = {}
+        self._thread = Snapshots(self.settle_touched, EVERY_S, "settling of 3.12 bytecode")
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(EVERY_S):
-            self.settle_touched()
+        self._thread.stop()
 
     def settle_touched(self) -> None:
         """Settle every code object touched since the last time, if probe's tool is alone."""
@@ -115,9 +112,12 @@ class Settler:
             return  # the code stays as it is, and touched: settled once the other tool goes
         while self.touched:
             key, code = self.touched.popitem()
-            shape = self._shapes.get(key)
-            if shape is None:
-                shape = self._shapes[key] = _Shape(code)
+            known = self._shapes.get(key)
+            if known is not None and known[0]() is code:
+                shape = known[1]
+            else:
+                shape = _Shape(code)
+                self._shapes[key] = (weakref.ref(code), shape)
             seen = self.lines.get(code.co_filename)
             if seen:
                 settle(code, shape, seen)
