@@ -63,3 +63,52 @@ def test_settled_code_is_fast_and_still_records_new_lines(tmp_path: Path) -> Non
     assert report.returncode == 0, report.stderr
     (app,) = json.loads(report.stdout)["files"].values()
     assert app["missing_lines"] == []  # phase 2's lines, recorded after the settling
+
+
+# A tracer (as a debugger's sys.settrace, or coverage.py's C tracer) switched on after work()
+# was settled: its line points are its own, and settling must leave them be.
+TRACED = """\
+import sys, time
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        a = i
+        b = a
+        total = total + a * b
+    if n < 5:
+        total += 1
+    return total
+
+
+seen = []
+
+
+def tracer(frame, event, arg):
+    if event == "line" and frame.f_code is work.__code__:
+        seen.append(frame.f_lineno)
+    return tracer
+
+
+work(2000)
+time.sleep(0.3)
+sys.settrace(tracer)
+work(3)  # `total += 1` runs first now: probe's line, and work() to settle again
+time.sleep(0.3)
+seen.clear()
+work(3)
+sys.settrace(None)
+print(sorted(set(seen)))
+"""
+
+
+def test_a_tracer_switched_on_later_keeps_every_line_event(tmp_path: Path) -> None:
+    python = ON_312[0]
+    (tmp_path / "app.py").write_text(TRACED)
+    bare = subprocess.run([python, "app.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert bare.returncode == 0, bare.stderr
+    out = run_probe(python, "run", "-q", "app.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == bare.stdout
+    assert json.loads(out.stdout) == [5, 6, 7, 8, 9, 10, 11, 12]

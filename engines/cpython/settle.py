@@ -18,8 +18,11 @@ last pass, and in its executable bytecode (co_code_adaptive, which rewrite.py pa
 then forms the superinstructions again wherever both halves are plain instructions. Each
 change is a one-byte write made with the GIL held (a ctypes array, not ctypes.memmove,
 which lets the GIL go), so the interpreter is between two instructions whenever it sees
-one. Nothing is done while another sys.monitoring tool is in use: a line point may then
-carry that tool's events too. If the interpreter instruments the code again (events
+one. Nothing is done while any other tool has events, checked before each code object: a
+line point may then carry that tool's events too. That includes sys.settrace and
+sys.setprofile in any thread (a debugger, cProfile, coverage.py's C tracer), which 3.12
+runs as tools 7 and 6: only the private ``sys.monitoring._all_events()`` shows those, and
+where it is missing nothing is settled. If the interpreter instruments the code again (events
 switched on), it treats what it finds as it treats a new code object's bytecode.
 
 3.13 forms superinstructions in the compiler, and measures 1.02x without this.
@@ -106,11 +109,9 @@ class Settler:
         self._thread.stop()
 
     def settle_touched(self) -> None:
-        """Settle every code object touched since the last time, if probe's tool is alone."""
-        mon = sys.monitoring
-        if any(mon.get_tool(t) is not None for t in range(6) if t != self.tool):
-            return  # the code stays as it is, and touched: settled once the other tool goes
-        while self.touched:
+        """Settle every code object touched since the last time, while probe's tool is
+        alone; the others stay touched, to be settled once it is alone again."""
+        while self.touched and self._alone():
             key, code = self.touched.popitem()
             known = self._shapes.get(key)
             if known is not None and known[0]() is code:
@@ -121,6 +122,17 @@ class Settler:
             seen = self.lines.get(code.co_filename)
             if seen:
                 settle(code, shape, seen)
+
+    def _alone(self) -> bool:
+        """Whether no tool but probe's has events, in any thread."""
+        mon = sys.monitoring
+        everyone = getattr(mon, "_all_events", None)  # every tool's global events, 6 and 7 too
+        if everyone is None:
+            return False
+        mine = 1 << self.tool
+        if any(tools & ~mine for tools in everyone().values()):
+            return False
+        return all(mon.get_tool(t) is None for t in range(6) if t != self.tool)
 
 
 def settle(code: CodeType, shape: _Shape, seen: set[int]) -> None:
