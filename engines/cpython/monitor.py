@@ -31,11 +31,12 @@ class Monitor:
         self._tool = claim_tool("probe", {events.PY_START: self._on_start})
         on_line = self._on_line
         if sys.version_info[:2] == (3, 12):
-            from .settle import Settler
+            from . import settle
 
-            self._settler = Settler(self._tool, self.lines)
-            on_line = self._line_settled(self._settler.touched)
-            self._settler.start()
+            if settle.AVAILABLE:
+                self._settler = settle.Settler(self._tool, self.lines)
+                on_line = self._line_settled(self._settler.touched)
+                self._settler.start()
         sys.monitoring.register_callback(self._tool, events.LINE, on_line)
 
     def stop(self) -> None:

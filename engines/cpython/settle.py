@@ -21,9 +21,10 @@ which lets the GIL go), so the interpreter is between two instructions whenever 
 one. Nothing is done while any other tool has events, checked before each code object: a
 line point may then carry that tool's events too. That includes sys.settrace and
 sys.setprofile in any thread (a debugger, cProfile, coverage.py's C tracer), which 3.12
-runs as tools 7 and 6: only the private ``sys.monitoring._all_events()`` shows those, and
-where it is missing nothing is settled. If the interpreter instruments the code again (events
-switched on), it treats what it finds as it treats a new code object's bytecode.
+runs as tools 7 and 6: only the private ``sys.monitoring._all_events()`` shows those.
+Where it, or any opcode named here, is missing, nothing is settled (``AVAILABLE``). If the
+interpreter instruments the code again (events switched on), it treats what it finds as it
+treats a new code object's bytecode.
 
 3.13 forms superinstructions in the compiler, and measures 1.02x without this.
 """
@@ -42,22 +43,27 @@ from .compat import CODE_ADAPTIVE_OFFSET
 
 EVERY_S = 0.05
 
-_OP = {name: number for number, name in enumerate(dis._all_opname)}
-# The pairs 3.12's _PyCode_Quicken joins: (first, second) -> the superinstruction.
-_PAIRS = {
-    (_OP[a], _OP[b]): _OP[f"{a}__{b}"]
-    for a, b in (
-        ("LOAD_CONST", "LOAD_FAST"),
-        ("LOAD_FAST", "LOAD_CONST"),
-        ("LOAD_FAST", "LOAD_FAST"),
-        ("STORE_FAST", "LOAD_FAST"),
-        ("STORE_FAST", "STORE_FAST"),
-    )
-}
+# Opcodes by name, superinstructions too (not in dis.opmap); an interpreter that lacks any
+# of these is not the 3.12 this was written against, and nothing is settled there.
+_OP = {name: number for number, name in enumerate(getattr(dis, "_all_opname", ()))}
+_JOINED = (
+    ("LOAD_CONST", "LOAD_FAST"),
+    ("LOAD_FAST", "LOAD_CONST"),
+    ("LOAD_FAST", "LOAD_FAST"),
+    ("STORE_FAST", "LOAD_FAST"),
+    ("STORE_FAST", "STORE_FAST"),
+)  # the pairs 3.12's _PyCode_Quicken joins
+AVAILABLE = (
+    all(f"{a}__{b}" in _OP for a, b in _JOINED)
+    and "INSTRUMENTED_LINE" in dis.opmap
+    and hasattr(sys.monitoring, "_all_events")
+)
+# (first, second) -> the superinstruction
+_PAIRS = {(_OP[a], _OP[b]): _OP[f"{a}__{b}"] for a, b in _JOINED} if AVAILABLE else {}
 _SUPERS: dict[int, set[int]] = {}  # an instruction -> the superinstructions it begins
 for (_first, _), _super in _PAIRS.items():
     _SUPERS.setdefault(_first, set()).add(_super)
-_LINE = dis.opmap["INSTRUMENTED_LINE"]
+_LINE = dis.opmap.get("INSTRUMENTED_LINE", -1)
 _RESUME = dis.opmap["RESUME"]
 _CACHES = dis._inline_cache_entries
 
@@ -126,11 +132,8 @@ class Settler:
     def _alone(self) -> bool:
         """Whether no tool but probe's has events, in any thread."""
         mon = sys.monitoring
-        everyone = getattr(mon, "_all_events", None)  # every tool's global events, 6 and 7 too
-        if everyone is None:
-            return False
         mine = 1 << self.tool
-        if any(tools & ~mine for tools in everyone().values()):
+        if any(tools & ~mine for tools in mon._all_events().values()):  # 6 and 7 too
             return False
         return all(mon.get_tool(t) is None for t in range(6) if t != self.tool)
 
