@@ -58,6 +58,9 @@ def test_inputs_of_humaneval_mbpp_and_plain_records():
 
 def test_every_hostile_program_costs_one_record(tmp_path):
     out = tmp_path / "traces"
+    # The jobs' folders go here, not to /tmp, where another test's killed build leaves its own
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     run = _probe(
         "dataset",
         "build",
@@ -73,6 +76,7 @@ def test_every_hostile_program_costs_one_record(tmp_path):
         "--memory",
         "256",
         cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert run.returncode == 0, run.stderr
     rows = _rows(out)
@@ -107,12 +111,8 @@ def test_every_hostile_program_costs_one_record(tmp_path):
     # The child the program forked was killed with its group.
     time.sleep(0.5)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "probe-job-" not in ps
-    assert not [
-        p
-        for p in Path("/tmp").glob("probe-job-*")
-        if p.stat().st_uid == os.getuid() and time.time() - p.stat().st_mtime < 60
-    ]
+    assert str(scratch) not in ps
+    assert list(scratch.iterdir()) == []  # every job's folder removed
 
 
 def test_parquet_loads_with_datasets_and_duckdb(tmp_path):
