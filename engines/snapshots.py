@@ -58,17 +58,21 @@ class Snapshots:
         self,
         take: Callable[[], None],
         every: float = SNAPSHOT_EVERY_S,
-        name: str = "snapshots of the run's counts",
+        thread: str = "probe-snapshots",
+        what: str = "snapshots of the run's counts",
     ) -> None:
         self._take = take
         self._every = every
-        self._name = name  # also what does it (engines/cpython/settle.py)
+        # What else runs on it says so (engines/cpython/settle.py). Thread names begin
+        # "probe-": the sampler leaves probe's own threads out by that (cpython/sampler.py).
+        self._thread_name = thread
+        self._what = what
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"probe: {self._name}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self._thread_name, daemon=True)
         self._thread.start()
         _running.add(self)
 
@@ -88,6 +92,6 @@ class Snapshots:
             except RuntimeError:
                 continue  # the program changed a dict while it was copied: next time
             except Exception as e:  # noqa: BLE001 - snapshots are a safety net, never a failure
-                warn(f"{self._name} stopped: {type(e).__name__}: {e}")
+                warn(f"{self._what} stopped: {type(e).__name__}: {e}")
                 return
             every = max(self._every, 20 * (time.perf_counter() - t0))

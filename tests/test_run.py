@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
 import subprocess
@@ -192,3 +193,20 @@ def test_a_program_that_forks_meets_no_thread_of_probes(python: str, tmp_path: P
     said = [out.stderr for out in (plain, got)]
     assert (got.returncode, got.stdout) == (plain.returncode, plain.stdout) == (0, "49\n0\n")
     assert said[1] == said[0] == ""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=version_of)
+def test_probes_threads_are_named_so_that_samples_leave_them_out(
+    python: str, tmp_path: Path
+) -> None:
+    """Every thread probe runs in the program's process is named probe-*: the sampler
+    (engines/cpython/sampler.py) leaves those out of the program's samples."""
+    (tmp_path / "threads.py").write_text(
+        "import threading, time\n"
+        "for i in range(3):\n    time.sleep(0.1)\n"  # lines run: 3.12 settles them
+        "print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))\n"
+    )
+    out = run_probe(python, "run", "-q", "threads.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    names = ast.literal_eval(out.stdout)
+    assert names and all(n.startswith("probe-") for n in names), names

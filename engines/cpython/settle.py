@@ -106,7 +106,9 @@ class Settler:
         self.touched: dict[int, CodeType] = {}  # id -> code object, filled by the callback
         # id -> (the code object, weakly: an id is reused once its object is gone; its shape)
         self._shapes: dict[int, tuple[weakref.ref[CodeType], _Shape]] = {}
-        self._thread = Snapshots(self.settle_touched, EVERY_S, "settling of 3.12 bytecode")
+        self._thread = Snapshots(
+            self.settle_touched, EVERY_S, "probe-settle", "settling of 3.12 bytecode"
+        )
 
     def start(self) -> None:
         self._thread.start()
