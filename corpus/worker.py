@@ -8,6 +8,10 @@ and a wall-time limit (``timeout``: the call is stopped from inside, then the gr
 from outside a second later). A program that loops, allocates without end, forks, calls
 os._exit, closes its streams or segfaults costs its own record. The worker forks rather than
 starting a process per job: a fork of a warm interpreter costs about a millisecond.
+
+A job's folder is named by its worker (``probe-job-<pid>-...``): a worker killed with the
+build (SIGKILL can't be caught) leaves its job's folder behind, and the next worker to
+start removes the folders of workers that are gone.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ GRACE = 1.0  # seconds after the timeout before the child's group is killed
 def main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but answers on the answer stream
+    remove_orphans()
     efficiency = os.environ.get("PROBE_EFFICIENCY", "time")
     meter = Meter(efficiency)
     for line in sys.stdin:
@@ -41,9 +46,44 @@ def main() -> None:
         out.flush()
 
 
+def remove_orphans() -> None:
+    """Remove the job folders of this user's workers that no longer run."""
+    where = tempfile.gettempdir()
+    for name in os.listdir(where):
+        parts = name.split("-")
+        if len(parts) < 4 or parts[:2] != ["probe", "job"] or not parts[2].isdigit():
+            continue
+        path = os.path.join(where, name)
+        try:
+            mine = os.stat(path).st_uid == os.getuid()
+        except OSError:
+            continue  # gone meanwhile
+        if mine and not _running(int(parts[2])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie doesn't (a worker killed with its build is
+    one until init reaps it, and kill(pid, 0) still finds it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass
+        return True
+
+
 def run(job: dict[str, Any], meter: Meter) -> dict[str, Any]:
     """One job in a child of its own; whatever the program does, an answer."""
-    folder = tempfile.mkdtemp(prefix="probe-job-")
+    folder = tempfile.mkdtemp(prefix=f"probe-job-{os.getpid()}-")
     path = os.path.join(folder, "program.py")
     with open(path, "w", encoding="utf-8") as f:
         f.write(job["program"])

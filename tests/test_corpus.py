@@ -182,7 +182,9 @@ def test_a_killed_build_resumes_where_it_stopped(tmp_path):
     data = tmp_path / "many.jsonl.gz"
     with gzip.open(data, "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
-    env = dict(os.environ, PROBE_CORPUS_PART_JOBS="20")
+    scratch = tmp_path / "scratch"  # the jobs' folders: the killed worker's stays, at first
+    scratch.mkdir()
+    env = dict(os.environ, PROBE_CORPUS_PART_JOBS="20", TMPDIR=str(scratch))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -227,6 +229,7 @@ def test_a_killed_build_resumes_where_it_stopped(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{before:,} done before" in resumed.stderr
+    assert list(scratch.iterdir()) == []  # the killed worker's job folder too
     rows = _rows(out)
     assert len(rows) == 300 and len({(r["task_id"], r["input"]) for r in rows}) == 300
     q = _probe(
