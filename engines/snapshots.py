@@ -1,6 +1,10 @@
 """Snapshots of what a run knows only at its end (counts), taken while it runs, so that a
 run killed with SIGKILL is stored with all but the last interval. Both engines use it: the
-CPython engine copies its counters, the Wasm engine its probe memory."""
+CPython engine copies its counters, the Wasm engine its probe memory.
+
+Its thread is also how the CPython engine does other periodic work in the program's process
+(switching fired 3.11 probes off: cpython/rewrite.py; settling 3.12 bytecode:
+cpython/settle.py), so that all of it pauses while the program forks."""
 
 from __future__ import annotations
 

@@ -16,23 +16,23 @@ line numbers are unchanged.
 
 A flag that has fired is then switched off where the interpreter runs it:
 a background thread turns the probe's NOP into a JUMP_FORWARD over the
-rest, in the code object's executable bytecode (``co_code_adaptive``, which
-starts ``CodeType.__basicsize__`` bytes into the object on 3.11). Only that
-first code unit changes, under the GIL, so a frame stopped anywhere inside
-the probe still finds the rest intact. A covered line then costs one jump.
+rest, in the code object's executable bytecode (``co_code_adaptive``:
+compat.executable_bytecode). Only that first code unit changes, under the GIL,
+so a frame stopped anywhere inside the probe still finds the rest intact. A
+covered line then costs one jump. The thread is a Snapshots thread: it pauses
+while the program forks.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dis
-import threading
 from types import CodeType
 
+from probe.engines.snapshots import Snapshots
 from probe.storage.spool import warn
 
 from . import units
-from .compat import CODE_ADAPTIVE_OFFSET
+from .compat import executable_bytecode
 from .tracer import func_name
 
 TYPE_CHECKING = False
@@ -62,8 +62,8 @@ class Rewriter:
         self._starts: dict[str, dict[tuple[str, int], int]] = {}
         # Flags not yet switched off: (slots, index, code object, byte offset of the NOP, skip).
         self._armed: list[tuple[list[int], int, CodeType, int, int]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # paused around forks, as the snapshots are
+        self._thread: Snapshots | None = None
 
     def instrument(self, code: CodeType) -> CodeType:
         if self._count:
@@ -76,8 +76,8 @@ class Rewriter:
         slots.extend([0] * (len(index) - len(slots)))
         self._armed += armed  # after the slots exist: the disarming thread reads them
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._disarm_loop, name="probe-disarm", daemon=True
+            self._thread = Snapshots(
+                self._disarm, _PATCH_EVERY_S, "probe-disarm", "switching off fired line probes"
             )
             self._thread.start()
         return new
@@ -90,22 +90,16 @@ class Rewriter:
     def stop(self) -> None:
         if self._exits is not None:
             self._exits.stop()
-        self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.stop()
             self._thread = None
-
-    def _disarm_loop(self) -> None:
-        while not self._stop.wait(_PATCH_EVERY_S):
-            self._disarm()
 
     def _disarm(self) -> None:
         waiting = []
-        base = CODE_ADAPTIVE_OFFSET
         for probe in self._armed:
             slots, i, code, offset, skip = probe
             if slots[i] and skip < 256:
-                ctypes.memmove(id(code) + base + offset, bytes((_JUMP_FORWARD, skip)), 2)
+                executable_bytecode(code)[offset : offset + 2] = (_JUMP_FORWARD, skip)
             else:
                 waiting.append(probe)
         self._armed = waiting

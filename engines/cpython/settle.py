@@ -11,27 +11,25 @@ the benchmarks, the same for coverage.py's sysmon core:
   one-line loop) never fires, so it never returns DISABLE, and the interpreter's line check
   runs there on every pass.
 
-So a thread of probe's (a Snapshots thread: it pauses while the program forks), every
-50 ms, takes each code object whose lines fired since its
-last pass, and in its executable bytecode (co_code_adaptive, which rewrite.py patches on
-3.11 too) puts back the instruction under every line point whose line is recorded already,
-then forms the superinstructions again wherever both halves are plain instructions. Each
-change is a one-byte write made with the GIL held (a ctypes array, not ctypes.memmove,
-which lets the GIL go), so the interpreter is between two instructions whenever it sees
-one. Nothing is done while any other tool has events, checked before each code object: a
-line point may then carry that tool's events too. That includes sys.settrace and
-sys.setprofile in any thread (a debugger, cProfile, coverage.py's C tracer), which 3.12
-runs as tools 7 and 6: only the private ``sys.monitoring._all_events()`` shows those.
-Where it, or any opcode named here, is missing, nothing is settled (``AVAILABLE``). If the
-interpreter instruments the code again (events switched on), it treats what it finds as it
-treats a new code object's bytecode.
+So a thread of probe's (a Snapshots thread: it pauses while the program forks), every 50
+ms, takes each code object whose lines fired since its last pass, and in its executable
+bytecode (co_code_adaptive, which rewrite.py patches on 3.11 too) puts back the instruction
+under every line point whose line is recorded already, then forms the superinstructions
+again wherever both halves are plain instructions. Each change is a one-byte write made
+with the GIL held (compat.executable_bytecode), so the interpreter is between two
+instructions whenever it sees one. Nothing is done while any other tool has events, checked
+before each code object: a line point may then carry that tool's events too. That includes
+sys.settrace and sys.setprofile in any thread (a debugger, cProfile, coverage.py's C
+tracer), which 3.12 runs as tools 7 and 6: only the private
+``sys.monitoring._all_events()`` shows those. Where it, or any opcode named here, is
+missing, nothing is settled (``AVAILABLE``). If the interpreter instruments the code again
+(events switched on), it treats what it finds as it treats a new code object's bytecode.
 
 3.13 forms superinstructions in the compiler, and measures 1.02x without this.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dis
 import sys
 import weakref
@@ -39,7 +37,7 @@ from types import CodeType
 
 from probe.engines.snapshots import Snapshots
 
-from .compat import CODE_ADAPTIVE_OFFSET
+from .compat import executable_bytecode
 
 EVERY_S = 0.05
 
@@ -144,7 +142,7 @@ def settle(code: CodeType, shape: _Shape, seen: set[int]) -> None:
     """Put back the instructions under line points of lines ``seen``, and join the pairs
     whose halves are both plain."""
     made = shape.made
-    live = (ctypes.c_uint8 * len(made)).from_address(id(code) + CODE_ADAPTIVE_OFFSET)
+    live = executable_bytecode(code)
     for i, line in shape.lined:
         if live[2 * i] == _LINE and line in seen:
             live[2 * i] = made[2 * i]
