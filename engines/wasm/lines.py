@@ -89,16 +89,19 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
         cache.keep_source_lines(module.data, table)
     sites = prepared.sites
     wanted: dict[str, bool] = {}
+
+    def users(path: str) -> bool:
+        ok = wanted.get(path)
+        if ok is None:
+            ok = wanted[path] = _users(path, scope)
+        return ok
+
     found = LineSites(len(sites) + module.imported_funcs)
     at, places = table.at, found.places
     for i, offset in enumerate(sites.offset):
         where = at(offset)
-        if where is not None:
-            ok = wanted.get(where[0])
-            if ok is None:
-                ok = wanted[where[0]] = _users(where[0], scope)
-            if ok:
-                places[i] = where[:2]
+        if where is not None and users(where[0]):
+            places[i] = where[:2]
     blocks: dict[int, list[tuple[int, int]]] = {}  # function -> [(offset, site)]
     for i, kind in enumerate(sites.kind):
         if kind == "block":
@@ -110,10 +113,7 @@ def line_sites(module: Module, prepared: Result, scope: Scope) -> LineSites | No
         for k, (start, site) in enumerate(starts):
             end = starts[k + 1][0] if k + 1 < len(starts) else ends.get(fidx, start)
             for (unit, line), first in table.lines(start, end).items():
-                ok = wanted.get(unit)
-                if ok is None:
-                    ok = wanted[unit] = _users(unit, scope)
-                if not ok:
+                if not users(unit):
                     continue
                 key = (unit, line, fidx)
                 lid = ids.get(key)
