@@ -260,16 +260,18 @@ def _(result: LineCounts) -> str:
     return "\n".join(f"{c:>14,}  {u}:{n}" for u, n, c in result.lines) or "No data to report."
 
 
+def _left_out(n: int, what: str, how: str) -> str:
+    """What a Wasm report with DWARF left out of the user's view, and where to find it."""
+    return f"{n:,} {what} outside your source files left out ({how})" if n else ""
+
+
 # -- branches ---------------------------------------------------------------------------------
 
 
 @render.register
 def _(result: BranchArms) -> str:
-    elsewhere = (
-        f"{result.elsewhere} branches outside your source files left out "
-        "(probe run --source/--include/--omit choose the files)"
-        if result.elsewhere
-        else ""
+    elsewhere = _left_out(
+        result.elsewhere, "branches", "probe run --source/--include/--omit choose the files"
     )
     if not result.arms:
         return "\n".join(filter(None, ["No branches measured.", elsewhere]))
@@ -369,12 +371,7 @@ def _(result: MemoryAccess) -> str:
 def _(result: TraceEvents) -> str:
     if result.brief:
         return f"trace: {result.total:,} events recorded: probe report trace"
-    elsewhere = (
-        f"{result.elsewhere:,} events outside your source files left out "
-        "(the trace view holds every one: probe query)"
-        if result.elsewhere
-        else ""
-    )
+    elsewhere = _left_out(result.elsewhere, "events", "the trace view holds every one: probe query")
     if not result.events:
         return "\n".join(filter(None, ["No events recorded.", elsewhere]))
     lines = [f"{'Seq':>10}  {'Kind':<7} {'Where':<40} {'Value':>20}"]
