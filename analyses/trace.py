@@ -200,7 +200,8 @@ class Timeline:
         self.rate = rate
         self.counters = counters
         self.wall_s = wall_s
-        self.event_threads = event_threads or []  # the events' thread ids, ascending
+        # the events' thread ids, ascending, a track each; [0]: Wasm's one thread (or none)
+        self.event_threads = event_threads or [0]
         self.open: dict[int, int] = {}  # set by paired(): per track, calls open at the end
         self.last = 0
 
@@ -293,6 +294,10 @@ class Timeline:
             span = range(min(windows), max(windows) + 1)
             yield process, thread, [(round(k * window_s * 1e9), windows.get(k, 0)) for k in span]
 
+    def event_tids(self) -> list[int]:
+        """The thread id each events' track is shown with (Wasm's one thread: 1)."""
+        return [tid or 1 for tid in self.event_threads]
+
     def names(self) -> list[str]:
         """Each site's name on the timeline, by site id: a function for slices, else the
         kind and where (``line f:12``, ``block f app.c:7``, ``block f+0x3a``)."""
@@ -326,7 +331,7 @@ class Timeline:
                 group[sid] = size
         grouped = bool((group > 1).any())
         steps = np.where(kinds == 1, 1, np.where(kinds == 2, -1, 0)).astype(np.int64)
-        tids = np.asarray(self.event_threads or [0], np.int64)
+        tids = np.asarray(self.event_threads, np.int64)
         carry = (-1, 0)  # (site, events of its entry so far) across batches
         for batch in self.events:
             seq = batch.column(0).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)

@@ -25,7 +25,7 @@ def _(result: Timeline) -> Iterator[bytes]:
     names = [json.dumps(n) for n in result.names()]
     head = {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": result.target}}
     yield b'{"displayTimeUnit": "ns", "traceEvents": [\n' + json.dumps(head).encode()
-    tids = [tid or 1 for tid in result.event_threads or [0]]  # 0: Wasm's one thread
+    tids = result.event_tids()
     for seq, site, types, track in result.paired():
         rows = []
         for ts, sid, t, k in zip(

@@ -183,9 +183,9 @@ def _preamble(result: Timeline) -> bytes:
         + _field(3, _field(1, _varint(1), ld=False) + _field(6, result.target.encode())),
     )
     threads = []
-    for k, tid in enumerate(result.event_threads or [0]):  # 0: Wasm's one thread
-        name = f"events, in order (1 us each){f': thread {tid}' if tid else ''}"
-        about = _field(1, _varint(1), ld=False) + _field(2, _varint(tid or 1), ld=False)
+    for k, (tid, shown) in enumerate(zip(result.event_threads, result.event_tids(), strict=True)):
+        name = f"events, in order (1 us each){f': thread {tid}' if tid else ''}"  # 0: Wasm's
+        about = _field(1, _varint(1), ld=False) + _field(2, _varint(shown), ld=False)
         threads.append(
             _field(
                 60,
